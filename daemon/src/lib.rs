@@ -1,0 +1,18 @@
+//! glimpse: an edge video-analytics daemon.
+//!
+//! Cameras are captured, sampled and (in later stages) encoded; only the
+//! visual tokens that changed reach a compact video LLM; a bounded pyramid
+//! memory keeps the past; events and answers go out over MQTT. See
+//! `DESIGN.md` for the map. One module per stage, named for what it does;
+//! only [`pipeline`] wires them together, and [`service`] runs the whole
+//! under systemd.
+#![deny(missing_docs)]
+
+pub mod capture;
+pub mod config;
+pub mod health;
+pub mod mqtt;
+pub mod pipeline;
+pub mod queue;
+pub mod service;
+pub mod workers;

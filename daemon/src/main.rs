@@ -1,0 +1,101 @@
+//! The `glimpse` binary: parses the command line and hands over to the
+//! library. Exit codes: 0 success, 78 bad config (EX_CONFIG), 70 internal
+//! error (EX_SOFTWARE).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use glimpse::config::{self, Environment};
+use glimpse::service;
+
+const EX_CONFIG: u8 = 78;
+const EX_SOFTWARE: u8 = 70;
+
+/// Edge video-analytics daemon: watches cameras, feeds a compact video LLM
+/// only what changed, and publishes events and answers over MQTT.
+#[derive(Parser)]
+#[command(name = "glimpse", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run {
+        /// The config file.
+        #[arg(
+            long,
+            short,
+            env = "GLIMPSE_CONFIG",
+            default_value = "/etc/glimpse/glimpse.toml"
+        )]
+        config: PathBuf,
+    },
+    /// Validate a config file and print it with every default filled in.
+    Check {
+        /// The config file.
+        #[arg(
+            long,
+            short,
+            env = "GLIMPSE_CONFIG",
+            default_value = "/etc/glimpse/glimpse.toml"
+        )]
+        config: PathBuf,
+        /// Only validate; print nothing unless the config is broken.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Check {
+            config: path,
+            quiet,
+        } => match config::load(&path, &Environment::from_process()) {
+            Ok(config) => {
+                if !quiet {
+                    print!("{}", config.to_toml());
+                    eprintln!("{}: OK", path.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EX_CONFIG)
+            }
+        },
+        Command::Run { config: path } => {
+            let logging = service::logging::init();
+            let config = match config::load(&path, &Environment::from_process()) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+            };
+            logging.set_level(&config.service.log_level);
+            // Tokio only does I/O here (signals, timers, MQTT); model work
+            // has its own threads, so two runtime threads are plenty.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("glimpse-io")
+                .enable_all()
+                .build();
+            let result = match runtime {
+                Ok(rt) => rt.block_on(service::run(path, config, logging)),
+                Err(e) => Err(anyhow::Error::new(e).context("cannot start the async runtime")),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(EX_SOFTWARE)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! The pipeline: the one place that builds stages and wires them together.
+//!
+//! Per camera (DESIGN §2): capture (its own thread) → drop-oldest queue →
+//! the camera task (async; hands frames on to the model stages as they
+//! arrive) ; one model worker pool serves every camera. Stages never know
+//! about each other: they exchange plain data (`capture::Frame`) through
+//! channels created here.
+//!
+//! So far the camera task is where a frame's journey ends: the pixel gate,
+//! the vision encoder, token dropping and memory plug in there, and their
+//! model calls go to the worker pool as `Encode` jobs.
+//!
+//! The pipeline also applies a reloaded config: cameras that were removed
+//! or changed are stopped, new or changed ones started, untouched ones keep
+//! running, and the worker pool is rebuilt only when its settings changed.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::capture::{self, CameraConfig, CaptureError, CaptureHandle, Frame};
+use crate::config::Config;
+use crate::health::{Beat, Heartbeats};
+use crate::queue;
+use crate::workers::{WorkerError, WorkerPool, WorkersConfig};
+
+/// How often an idle camera task beats its heartbeat.
+const IDLE_BEAT: Duration = Duration::from_millis(500);
+
+/// Why the pipeline could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A camera's source could not start.
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    /// The worker pool could not start.
+    #[error(transparent)]
+    Workers(#[from] WorkerError),
+}
+
+/// The running pipeline.
+pub struct Pipeline {
+    cameras: BTreeMap<String, RunningCamera>,
+    workers: WorkerPool,
+    workers_config: WorkersConfig,
+    heartbeats: Heartbeats,
+    shutdown_timeout: Duration,
+}
+
+struct RunningCamera {
+    config: CameraConfig,
+    cancel: CancellationToken,
+    capture: CaptureHandle,
+    task: tokio::task::JoinHandle<()>,
+    received: Arc<AtomicU64>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// One camera's counters since it started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CameraStats {
+    /// The camera's name.
+    pub camera: String,
+    /// Frames the source produced.
+    pub produced: u64,
+    /// Frames kept by sampling.
+    pub sampled: u64,
+    /// Frames that reached the pipeline.
+    pub received: u64,
+    /// Frames dropped because the pipeline was behind.
+    pub dropped: u64,
+}
+
+/// What a reload changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// Cameras started.
+    pub started: Vec<String>,
+    /// Cameras stopped.
+    pub stopped: Vec<String>,
+    /// Cameras restarted with new settings.
+    pub restarted: Vec<String>,
+    /// Whether the worker pool was rebuilt.
+    pub workers_rebuilt: bool,
+}
+
+impl Changes {
+    /// True when the reload changed nothing that runs.
+    pub fn is_empty(&self) -> bool {
+        *self == Changes::default()
+    }
+}
+
+impl Pipeline {
+    /// Builds and starts every stage of `config`. Must run inside the tokio
+    /// runtime (camera tasks are spawned on it).
+    pub fn build(config: &Config, heartbeats: &Heartbeats) -> Result<Pipeline, PipelineError> {
+        let workers = config.workers.build(heartbeats)?;
+        let mut pipeline = Pipeline {
+            cameras: BTreeMap::new(),
+            workers,
+            workers_config: config.workers.clone(),
+            heartbeats: heartbeats.clone(),
+            shutdown_timeout: Duration::from_millis(config.service.shutdown_timeout_ms),
+        };
+        for (name, camera) in config.cameras.iter().filter(|(_, c)| c.enabled) {
+            let running = pipeline.start_camera(name, camera)?;
+            pipeline.cameras.insert(name.clone(), running);
+        }
+        Ok(pipeline)
+    }
+
+    fn start_camera(
+        &self,
+        name: &str,
+        config: &CameraConfig,
+    ) -> Result<RunningCamera, CaptureError> {
+        let (tx, rx) = queue::channel(config.queue_capacity);
+        let cancel = CancellationToken::new();
+        let dropped = rx.dropped();
+        let capture = capture::start(name, config, tx, cancel.clone())?;
+        let received = Arc::new(AtomicU64::new(0));
+        let beat = self.heartbeats.register(format!("camera {name}"));
+        let task = tokio::spawn(run_camera(rx, received.clone(), beat, cancel.clone()));
+        tracing::info!(camera = name, fps = config.fps, "camera started");
+        Ok(RunningCamera {
+            config: config.clone(),
+            cancel,
+            capture,
+            task,
+            received,
+            dropped,
+        })
+    }
+
+    /// The model worker pool.
+    pub fn workers(&self) -> &WorkerPool {
+        &self.workers
+    }
+
+    /// Names of the running cameras.
+    pub fn cameras(&self) -> impl Iterator<Item = &str> {
+        self.cameras.keys().map(String::as_str)
+    }
+
+    /// Every running camera's counters.
+    pub fn stats(&self) -> Vec<CameraStats> {
+        self.cameras
+            .iter()
+            .map(|(name, c)| CameraStats {
+                camera: name.clone(),
+                produced: c.capture.counters.produced.load(Ordering::Relaxed),
+                sampled: c.capture.counters.sampled.load(Ordering::Relaxed),
+                received: c.received.load(Ordering::Relaxed),
+                dropped: c.dropped.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Applies a new config, keeping whatever it did not change running.
+    pub async fn apply(&mut self, config: &Config) -> Result<Changes, PipelineError> {
+        let mut changes = Changes::default();
+        self.shutdown_timeout = Duration::from_millis(config.service.shutdown_timeout_ms);
+
+        if config.workers != self.workers_config {
+            let new = config.workers.build(&self.heartbeats)?;
+            let old = std::mem::replace(&mut self.workers, new);
+            self.workers_config = config.workers.clone();
+            stop_workers(old, self.shutdown_timeout).await;
+            changes.workers_rebuilt = true;
+        }
+
+        let wanted: BTreeMap<&String, &CameraConfig> =
+            config.cameras.iter().filter(|(_, c)| c.enabled).collect();
+        let obsolete: Vec<String> = self
+            .cameras
+            .iter()
+            .filter(|(name, running)| wanted.get(name).is_none_or(|c| **c != running.config))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in obsolete {
+            if let Some(running) = self.cameras.remove(&name) {
+                stop_camera(&name, running, self.shutdown_timeout).await;
+            }
+            if wanted.contains_key(&name) {
+                changes.restarted.push(name);
+            } else {
+                changes.stopped.push(name);
+            }
+        }
+        for (name, camera) in wanted {
+            if !self.cameras.contains_key(name) {
+                let running = self.start_camera(name, camera)?;
+                self.cameras.insert(name.clone(), running);
+                if !changes.restarted.contains(name) {
+                    changes.started.push(name.clone());
+                }
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Stops capture, lets the camera tasks drain, then stops the workers.
+    pub async fn shutdown(mut self) {
+        let timeout = self.shutdown_timeout;
+        let cameras = std::mem::take(&mut self.cameras);
+        for running in cameras.values() {
+            running.cancel.cancel();
+        }
+        for (name, running) in cameras {
+            stop_camera(&name, running, timeout).await;
+        }
+        stop_workers(self.workers, timeout).await;
+    }
+}
+
+async fn stop_camera(name: &str, running: RunningCamera, timeout: Duration) {
+    running.cancel.cancel();
+    if tokio::time::timeout(timeout, running.task).await.is_err() {
+        tracing::warn!(
+            camera = name,
+            "camera task did not stop in time; abandoning it"
+        );
+    }
+    let capture = running.capture;
+    let joined = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + timeout;
+        while !capture.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        capture.is_finished().then(|| capture.join()).is_some()
+    })
+    .await;
+    if !matches!(joined, Ok(true)) {
+        tracing::warn!(
+            camera = name,
+            "capture thread did not stop in time; abandoning it"
+        );
+    }
+    tracing::info!(camera = name, "camera stopped");
+}
+
+async fn stop_workers(workers: WorkerPool, timeout: Duration) {
+    match tokio::task::spawn_blocking(move || workers.shutdown(timeout)).await {
+        Ok(0) => {}
+        Ok(stuck) => tracing::warn!(
+            stuck,
+            "model workers still busy at shutdown; abandoning them"
+        ),
+        Err(e) => tracing::error!("stopping the model workers failed: {e}"),
+    }
+}
+
+/// One camera's consumer: takes frames off the queue as they arrive. The
+/// model stages (pixel gate, encoder, token dropping, memory) attach here.
+async fn run_camera(
+    mut frames: queue::Receiver<Frame>,
+    received: Arc<AtomicU64>,
+    beat: Beat,
+    cancel: CancellationToken,
+) {
+    let mut expected_seq = 0;
+    loop {
+        let frame = tokio::select! {
+            _ = cancel.cancelled() => break,
+            frame = tokio::time::timeout(IDLE_BEAT, frames.recv()) => frame,
+        };
+        beat.beat();
+        match frame {
+            Ok(Some(frame)) => {
+                received.fetch_add(1, Ordering::Relaxed);
+                if frame.seq != expected_seq {
+                    tracing::debug!(camera = %frame.camera, skipped = frame.seq - expected_seq, "pipeline behind: frames dropped");
+                }
+                expected_seq = frame.seq + 1;
+            }
+            // The source ended: nothing more will come.
+            Ok(None) => break,
+            // No frame for a while: still alive, keep waiting.
+            Err(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(text: &str) -> Config {
+        let env = crate::config::Environment {
+            state_directory: Some("/tmp/glimpse-test".into()),
+            ..Default::default()
+        };
+        crate::config::parse(Path::new("t.toml"), text, &env).unwrap()
+    }
+
+    const TWO: &str = r#"
+[cameras.a]
+fps = 20
+source = { kind = "synthetic", width = 32, height = 32, frame_rate = 20 }
+[cameras.b]
+fps = 20
+source = { kind = "synthetic", width = 32, height = 32, frame_rate = 20 }
+"#;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_flow_and_reload_touches_only_what_changed() {
+        let beats = Heartbeats::new();
+        let mut pipeline = Pipeline::build(&config(TWO), &beats).unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let stats = pipeline.stats();
+        assert_eq!(stats.len(), 2);
+        assert!(stats.iter().all(|s| s.received > 0), "{stats:?}");
+
+        let changed = TWO.replace("[cameras.b]\nfps = 20", "[cameras.b]\nfps = 10")
+            + "[cameras.c]\nsource = { kind = \"synthetic\" }\n";
+        let changes = pipeline.apply(&config(&changed)).await.unwrap();
+        assert_eq!(changes.restarted, vec!["b"]);
+        assert_eq!(changes.started, vec!["c"]);
+        assert!(changes.stopped.is_empty() && !changes.workers_rebuilt);
+        let a_before = pipeline.stats()[0].received;
+        assert!(
+            a_before > 0,
+            "camera a kept its counters: it was not restarted"
+        );
+
+        let changes = pipeline
+            .apply(&config(
+                &(TWO.replace("[cameras.b]", "[cameras.b]\nenabled = false")
+                    + "[workers]\nthreads = 2\n"),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(changes.stopped, vec!["b", "c"]);
+        assert!(changes.workers_rebuilt);
+        assert_eq!(pipeline.workers().threads(), 2);
+        assert_eq!(pipeline.cameras().collect::<Vec<_>>(), vec!["a"]);
+
+        pipeline.shutdown().await;
+        assert!(beats.is_empty(), "every stage unregistered its heartbeat");
+    }
+}

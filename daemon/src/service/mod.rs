@@ -1,0 +1,278 @@
+//! The service: lifecycle, signals and systemd.
+//!
+//! [`run`] is the daemon's main loop. It builds the pipeline, tells systemd
+//! it is ready, and then only reacts: SIGTERM/SIGINT stop it, SIGHUP
+//! reloads the config (an invalid one is refused and the old one keeps
+//! running), a timer pings the watchdog while every stage's heartbeat is
+//! fresh, and another logs statistics. All of it runs on tokio; nothing
+//! here touches a frame or a model.
+
+mod config;
+pub mod logging;
+mod notify;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+pub use config::ServiceConfig;
+pub use notify::Notifier;
+
+use crate::config::{self as cfg, Config, Environment};
+use crate::health::Heartbeats;
+use crate::pipeline::{CameraStats, Pipeline};
+use crate::workers::Priority;
+
+/// Environment variable that makes a model worker hang after this many
+/// milliseconds, to check that the watchdog restarts a stalled daemon.
+pub const STALL_FAULT_ENV: &str = "GLIMPSE_DEBUG_STALL_AFTER_MS";
+
+/// What a signal asks the service to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Shutdown(&'static str),
+    Reload,
+}
+
+/// The signals the daemon handles, registered once at start-up.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Action {
+        tokio::select! {
+            _ = self.term.recv() => Action::Shutdown("SIGTERM"),
+            _ = self.int.recv() => Action::Shutdown("SIGINT"),
+            _ = self.hup.recv() => Action::Reload,
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. `config` was loaded from
+/// `config_path`, which is read again on SIGHUP.
+pub async fn run(
+    config_path: PathBuf,
+    mut config: Config,
+    logging: logging::Logging,
+) -> anyhow::Result<()> {
+    let notifier = Notifier;
+    let state_dir = config
+        .service
+        .state_dir()
+        .context("no state directory was resolved")?
+        .to_owned();
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
+
+    // Registered before anything starts, so that no signal is missed.
+    let mut signals = Signals::register().context("cannot register signal handlers")?;
+    let heartbeats = Heartbeats::new();
+    let mut pipeline =
+        Pipeline::build(&config, &heartbeats).context("cannot start the pipeline")?;
+    let stall_release = inject_stall_fault(&pipeline);
+
+    let cameras: Vec<&str> = pipeline.cameras().collect();
+    tracing::info!(
+        config = %config_path.display(),
+        state_dir = %state_dir.display(),
+        cameras = ?cameras,
+        workers = pipeline.workers().threads(),
+        "glimpse is running"
+    );
+    notifier.ready(&format!(
+        "running {} camera(s): {}",
+        cameras.len(),
+        cameras.join(", ")
+    ));
+
+    let watchdog = notifier.watchdog_period();
+    // systemd recommends pinging at half the period.
+    let mut watchdog_tick =
+        tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |p| p / 2));
+    let mut stats_tick =
+        tokio::time::interval(Duration::from_secs(config.service.stats_interval_s));
+    stats_tick.tick().await; // the first tick is immediate; skip it
+    let mut stats = StatsWindow::new(&pipeline);
+    let mut stalled = false;
+
+    let reason = loop {
+        tokio::select! {
+            action = signals.next() => match action {
+                Action::Shutdown(why) => break why,
+                Action::Reload => {
+                    reload(&config_path, &mut config, &mut pipeline, &logging, &notifier).await;
+                    stats_tick = tokio::time::interval(Duration::from_secs(config.service.stats_interval_s));
+                    stats_tick.tick().await;
+                }
+            },
+            _ = watchdog_tick.tick(), if watchdog.is_some() => {
+                let stalls = heartbeats.stalled(Duration::from_millis(config.service.stall_timeout_ms));
+                match stalls.first() {
+                    None => {
+                        if stalled {
+                            tracing::info!("pipeline made progress again; watchdog pings resume");
+                            stalled = false;
+                        }
+                        notifier.watchdog();
+                    }
+                    Some(worst) if !stalled => {
+                        stalled = true;
+                        let line = format!(
+                            "pipeline stalled: {} has made no progress for {:.1} s; withholding watchdog pings so that systemd restarts glimpse",
+                            worst.stage, worst.silent_for.as_secs_f64()
+                        );
+                        tracing::error!(stalled = stalls.len(), "{line}");
+                        notifier.status(&line);
+                    }
+                    Some(_) => {}
+                }
+            }
+            _ = stats_tick.tick() => {
+                let line = stats.report(&pipeline);
+                if !stalled {
+                    notifier.status(&line);
+                }
+            }
+        }
+    };
+
+    tracing::info!("{reason} received; shutting down");
+    notifier.stopping();
+    stall_release.store(true, Ordering::Relaxed);
+    pipeline.shutdown().await;
+    tracing::info!("glimpse stopped");
+    Ok(())
+}
+
+/// Re-reads the config; applies it if valid, keeps the old one otherwise.
+async fn reload(
+    path: &Path,
+    config: &mut Config,
+    pipeline: &mut Pipeline,
+    logging: &logging::Logging,
+    notifier: &Notifier,
+) {
+    notifier.reloading();
+    tracing::info!(config = %path.display(), "SIGHUP received; reloading the config");
+    let new = match cfg::load(path, &Environment::from_process()) {
+        Ok(new) => new,
+        Err(e) => {
+            tracing::error!("reload refused, still running the previous config: {e}");
+            notifier.ready("reload refused (see the log); still running the previous config");
+            return;
+        }
+    };
+    if new.service.state_dir != config.service.state_dir {
+        tracing::warn!("service.state_dir changes take effect at the next restart");
+    }
+    logging.set_level(&new.service.log_level);
+    let outcome = pipeline.apply(&new).await;
+    let status = match outcome {
+        Ok(changes) if changes.is_empty() => "config reloaded; nothing to restart".to_owned(),
+        Ok(changes) => format!(
+            "config reloaded; cameras started {:?}, restarted {:?}, stopped {:?}{}",
+            changes.started,
+            changes.restarted,
+            changes.stopped,
+            if changes.workers_rebuilt {
+                "; model workers rebuilt"
+            } else {
+                ""
+            }
+        ),
+        Err(e) => {
+            tracing::error!("reload partly failed: {e:#}");
+            format!("reload partly failed: {e}")
+        }
+    };
+    tracing::info!("{status}");
+    *config = new;
+    notifier.ready(&status);
+}
+
+/// Hangs a model worker after [`STALL_FAULT_ENV`] milliseconds, if set.
+/// Returns the flag that releases it at shutdown.
+fn inject_stall_fault(pipeline: &Pipeline) -> Arc<AtomicBool> {
+    let release = Arc::new(AtomicBool::new(false));
+    let Some(after) = std::env::var(STALL_FAULT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return release;
+    };
+    tracing::warn!("{STALL_FAULT_ENV} is set: a model worker will hang after {after} ms");
+    let flag = release.clone();
+    let submitted = pipeline.workers().submit(
+        Priority::Answer,
+        Box::new(move || {
+            std::thread::sleep(Duration::from_millis(after));
+            tracing::warn!("fault injection: this model worker now hangs");
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }),
+    );
+    if let Err(e) = submitted {
+        tracing::warn!("cannot inject the stall fault: {e}");
+    }
+    release
+}
+
+/// Turns cumulative camera counters into per-interval rates.
+struct StatsWindow {
+    since: Instant,
+    last: BTreeMap<String, CameraStats>,
+}
+
+impl StatsWindow {
+    fn new(pipeline: &Pipeline) -> Self {
+        StatsWindow {
+            since: Instant::now(),
+            last: pipeline
+                .stats()
+                .into_iter()
+                .map(|s| (s.camera.clone(), s))
+                .collect(),
+        }
+    }
+
+    /// Logs one line per camera and returns a one-line summary.
+    fn report(&mut self, pipeline: &Pipeline) -> String {
+        let elapsed = self.since.elapsed().as_secs_f64().max(1e-3);
+        let mut parts = Vec::new();
+        let now: BTreeMap<String, CameraStats> = pipeline
+            .stats()
+            .into_iter()
+            .map(|s| (s.camera.clone(), s))
+            .collect();
+        for (name, s) in &now {
+            let prev = self.last.get(name);
+            let delta = |f: fn(&CameraStats) -> u64| f(s) - prev.map_or(0, f).min(f(s));
+            let fps = delta(|s| s.received) as f64 / elapsed;
+            let dropped = delta(|s| s.dropped);
+            tracing::info!(camera = %name, fps = format_args!("{fps:.2}"), dropped, received = s.received, "camera stats");
+            parts.push(format!("{name}: {fps:.1} fps, {dropped} dropped"));
+        }
+        let workers = pipeline.workers().stats();
+        tracing::debug!(queued = ?workers.queued, completed = workers.completed, dropped = workers.dropped, "model worker stats");
+        self.since = Instant::now();
+        self.last = now;
+        parts.join("; ")
+    }
+}

@@ -1,0 +1,162 @@
+//! `glimpse check` and `glimpse --version` on good and broken configs.
+
+use crate::util::{check, glimpse, repo};
+
+fn stderr_of(fixture: &str) -> (String, Option<i32>) {
+    let path = repo().join("tests/configs").join(fixture);
+    let out = check(&path);
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout for a broken config"
+    );
+    (String::from_utf8(out.stderr).unwrap(), out.status.code())
+}
+
+fn assert_refused(fixture: &str, expected: &str) {
+    let (stderr, code) = stderr_of(fixture);
+    let expected = format!(
+        "error: {}: {expected}\n",
+        repo().join("tests/configs").join(fixture).display()
+    );
+    assert_eq!(stderr, expected);
+    assert_eq!(code, Some(78), "EX_CONFIG");
+}
+
+#[test]
+fn syntax_error() {
+    assert_refused(
+        "syntax.toml",
+        "TOML syntax error at line 3, column 30: unclosed inline table, expected `}`",
+    );
+}
+
+#[test]
+fn unknown_key() {
+    assert_refused(
+        "unknown-key.toml",
+        "cameras.front.fsp: unknown field `fsp`, expected one of `enabled`, `fps`, `queue_capacity`, `source` (line 2)",
+    );
+}
+
+#[test]
+fn wrong_type() {
+    assert_refused(
+        "wrong-type.toml",
+        "cameras.front.fps: invalid type: string \"fast\", expected f64 (line 2)",
+    );
+}
+
+#[test]
+fn out_of_range() {
+    assert_refused(
+        "out-of-range.toml",
+        "cameras.front.fps: must be > 0, got -1",
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    assert_refused(
+        "several-problems.toml",
+        "4 problems:
+  workers.threads: must be between 1 and 64, got 0
+  mqtt.broker: must be \"embedded\" or a URL, got \"localhost:1883\" (use \"embedded\", mqtt://HOST:PORT or mqtts://HOST:PORT)
+  cameras.front door: camera names appear in MQTT topics: use 1 to 64 letters, digits, '_' or '-', got \"front door\"
+  cameras.front door.source.width: must be between 16 and 4096, got 8",
+    );
+}
+
+#[test]
+fn unreadable_secret_file() {
+    assert_refused(
+        "unreadable-secret.toml",
+        "mqtt.password_file: cannot read /nonexistent/glimpse-mqtt-password: No such file or directory (os error 2)",
+    );
+}
+
+#[test]
+fn missing_config_file() {
+    let out = check(std::path::Path::new("/nonexistent/glimpse.toml"));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr,
+        "error: /nonexistent/glimpse.toml: cannot read the config file: No such file or directory (os error 2) (pass --config PATH or set GLIMPSE_CONFIG)\n"
+    );
+    assert_eq!(out.status.code(), Some(78));
+}
+
+#[test]
+fn password_from_environment_satisfies_the_secret() {
+    let path = repo().join("tests/configs/unreadable-secret.toml");
+    let out = glimpse()
+        .env("GLIMPSE_MQTT_PASSWORD", "s3cret")
+        .env("HOME", "/root")
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !stdout.contains("s3cret"),
+        "the effective config never shows the password"
+    );
+}
+
+/// Every config we ship must pass `check`, and its printed effective config
+/// must itself be a valid config.
+#[test]
+fn shipped_configs_pass_check() {
+    let mut configs: Vec<_> = std::fs::read_dir(repo().join("config"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    configs.sort();
+    assert!(!configs.is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    for path in configs {
+        let out = glimpse()
+            .env("HOME", dir.path())
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let effective = dir.path().join("effective.toml");
+        std::fs::write(&effective, &out.stdout).unwrap();
+        let again = glimpse()
+            .args(["check", "--quiet", "--config"])
+            .arg(&effective)
+            .output()
+            .unwrap();
+        assert!(
+            again.status.success(),
+            "effective config of {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&again.stderr)
+        );
+        assert!(
+            again.stdout.is_empty() && again.stderr.is_empty(),
+            "--quiet prints nothing"
+        );
+    }
+}
+
+#[test]
+fn version_names_the_crate_version() {
+    let out = glimpse().arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("glimpse {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}

@@ -1,0 +1,204 @@
+//! The daemon under a notify socket, as systemd would run it: READY,
+//! watchdog pings from the pipeline's heartbeat, RELOADING/READY around
+//! SIGHUP, STOPPING on SIGTERM, and no pings once the pipeline stalls.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::util::{glimpse, kill};
+
+/// A notify socket as systemd offers it, collecting every datagram.
+struct NotifySocket {
+    path: PathBuf,
+    messages: mpsc::Receiver<(Instant, String)>,
+}
+
+impl NotifySocket {
+    fn bind(dir: &Path) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        let (tx, messages) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n) = socket.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if tx.send((Instant::now(), text)).is_err() {
+                    return;
+                }
+            }
+        });
+        NotifySocket { path, messages }
+    }
+
+    /// Waits for a datagram containing `needle`; returns it and every
+    /// datagram seen before it.
+    fn expect(&self, needle: &str, within: Duration) -> (String, Vec<String>) {
+        let deadline = Instant::now() + within;
+        let mut before = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.messages.recv_timeout(left) {
+                Ok((_, text)) if text.contains(needle) => return (text, before),
+                Ok((_, text)) => before.push(text),
+                Err(_) => panic!("no {needle:?} within {within:?}; saw {before:?}"),
+            }
+        }
+    }
+
+    /// Every datagram that arrives during `window`.
+    fn collect(&self, window: Duration) -> Vec<String> {
+        let deadline = Instant::now() + window;
+        let mut seen = Vec::new();
+        while let Ok((_, text)) = self
+            .messages
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            seen.push(text);
+        }
+        seen
+    }
+}
+
+fn pings(messages: &[String]) -> usize {
+    messages
+        .iter()
+        .filter(|m| m.lines().any(|l| l == "WATCHDOG=1"))
+        .count()
+}
+
+const CAMERA: &str = r#"
+[cameras.front]
+fps = 5
+source = { kind = "synthetic", width = 64, height = 64, frame_rate = 10 }
+"#;
+
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("glimpse.toml");
+    let text = format!(
+        "[service]\nstate_dir = {:?}\n{extra}\n{CAMERA}",
+        dir.join("state").display().to_string()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn start(config: &Path, socket: &NotifySocket, watchdog: Duration, env: &[(&str, &str)]) -> Child {
+    let mut cmd = glimpse();
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .env("NOTIFY_SOCKET", &socket.path)
+        .env("WATCHDOG_USEC", watchdog.as_micros().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("glimpse did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ready_watchdog_reload_and_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = NotifySocket::bind(dir.path());
+    let config = write_config(dir.path(), "stall_timeout_ms = 5000");
+    let mut child = start(&config, &socket, Duration::from_millis(400), &[]);
+    let pid = child.id();
+
+    let (ready, _) = socket.expect("READY=1", Duration::from_secs(10));
+    assert!(
+        ready.contains("STATUS=running 1 camera(s): front"),
+        "{ready}"
+    );
+    assert!(
+        dir.path().join("state").is_dir(),
+        "the state directory is created"
+    );
+
+    // Pings every 200 ms (half the watchdog period).
+    assert!(pings(&socket.collect(Duration::from_millis(1500))) >= 4);
+
+    // A valid new config: a second camera is started, the first keeps running.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap()
+            + "\n[cameras.back]\nsource = { kind = \"synthetic\", width = 32, height = 32 }\n",
+    )
+    .unwrap();
+    kill(pid, "HUP");
+    let (reloading, _) = socket.expect("RELOADING=1", Duration::from_secs(5));
+    assert!(
+        reloading.contains("MONOTONIC_USEC="),
+        "systemd >= 253 needs it: {reloading}"
+    );
+    let (ready, _) = socket.expect("READY=1", Duration::from_secs(5));
+    assert!(ready.contains(r#"started ["back"]"#), "{ready}");
+
+    // An invalid config is refused and the daemon keeps running on the old one.
+    std::fs::write(
+        &config,
+        "[cameras.front]\nfps = -1\nsource = { kind = \"synthetic\" }\n",
+    )
+    .unwrap();
+    kill(pid, "HUP");
+    socket.expect("RELOADING=1", Duration::from_secs(5));
+    let (ready, _) = socket.expect("READY=1", Duration::from_secs(5));
+    assert!(ready.contains("reload refused"), "{ready}");
+    assert!(
+        pings(&socket.collect(Duration::from_millis(1000))) >= 2,
+        "still alive and well"
+    );
+    assert!(child.try_wait().unwrap().is_none());
+
+    kill(pid, "TERM");
+    socket.expect("STOPPING=1", Duration::from_secs(5));
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_stalled_pipeline_stops_the_watchdog_pings() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = NotifySocket::bind(dir.path());
+    let config = write_config(dir.path(), "stall_timeout_ms = 1500");
+    let mut child = start(
+        &config,
+        &socket,
+        Duration::from_millis(300),
+        &[("GLIMPSE_DEBUG_STALL_AFTER_MS", "1000")],
+    );
+
+    socket.expect("READY=1", Duration::from_secs(10));
+    let (_, before) = socket.expect(
+        "STATUS=pipeline stalled: model worker 0",
+        Duration::from_secs(10),
+    );
+    assert!(
+        pings(&before) >= 3,
+        "pings flowed while the pipeline was healthy: {before:?}"
+    );
+    // systemd would now kill the daemon after its WatchdogSec; no ping comes.
+    let after = socket.collect(Duration::from_secs(2));
+    assert_eq!(pings(&after), 0, "{after:?}");
+
+    kill(child.id(), "TERM");
+    socket.expect("STOPPING=1", Duration::from_secs(5));
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}

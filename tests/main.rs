@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `glimpse` binary with real config files, a
+//! real notify socket and systemd's own unit checker. One test binary, as
+//! in ripgrep (`autotests = false`).
+
+mod cli;
+mod lifecycle;
+mod systemd;
+mod util;

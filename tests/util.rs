@@ -1,0 +1,50 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The binary under test, built by cargo for this test run.
+pub fn glimpse() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_glimpse"));
+    // Keep the tests independent of the developer's environment.
+    for var in [
+        "GLIMPSE_CONFIG",
+        "GLIMPSE_MQTT_PASSWORD",
+        "RUST_LOG",
+        "NOTIFY_SOCKET",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+        "JOURNAL_STREAM",
+        "STATE_DIRECTORY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("daemon/ has a parent")
+        .to_owned()
+}
+
+/// Runs `glimpse check --config PATH`.
+pub fn check(path: &Path) -> Output {
+    glimpse()
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .expect("run glimpse check")
+}
+
+/// Sends `signal` (e.g. "HUP") to process `pid` with kill(1).
+pub fn kill(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}");
+}

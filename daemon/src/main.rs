@@ -25,35 +25,36 @@ struct Cli {
 enum Command {
     /// Run the daemon.
     Run {
-        /// The config file.
-        #[arg(
-            long,
-            short,
-            env = "GLIMPSE_CONFIG",
-            default_value = "/etc/glimpse/glimpse.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Validate a config file and print it with every default filled in.
     Check {
-        /// The config file.
-        #[arg(
-            long,
-            short,
-            env = "GLIMPSE_CONFIG",
-            default_value = "/etc/glimpse/glimpse.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// Only validate; print nothing unless the config is broken.
         #[arg(long, short)]
         quiet: bool,
     },
 }
 
+/// The config file, shared by every subcommand that reads one.
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// The config file.
+    #[arg(
+        long = "config",
+        short = 'c',
+        env = "GLIMPSE_CONFIG",
+        default_value = "/etc/glimpse/glimpse.toml"
+    )]
+    path: PathBuf,
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check {
-            config: path,
+            config: ConfigArg { path },
             quiet,
         } => match config::load(&path, &Environment::from_process()) {
             Ok(config) => {
@@ -68,7 +69,9 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_CONFIG)
             }
         },
-        Command::Run { config: path } => {
+        Command::Run {
+            config: ConfigArg { path },
+        } => {
             let logging = service::logging::init();
             let config = match config::load(&path, &Environment::from_process()) {
                 Ok(config) => config,

@@ -72,7 +72,9 @@ fn pings(messages: &[String]) -> usize {
 const CAMERA: &str = r#"
 [cameras.front]
 fps = 5
-source = { kind = "synthetic", width = 64, height = 64, frame_rate = 10 }
+width = 64
+height = 64
+source = { kind = "synthetic", frame_rate = 10 }
 "#;
 
 fn write_config(dir: &Path, extra: &str) -> PathBuf {
@@ -139,7 +141,7 @@ fn ready_watchdog_reload_and_stop() {
     std::fs::write(
         &config,
         std::fs::read_to_string(&config).unwrap()
-            + "\n[cameras.back]\nsource = { kind = \"synthetic\", width = 32, height = 32 }\n",
+            + "\n[cameras.back]\nwidth = 32\nheight = 32\nsource = { kind = \"synthetic\" }\n",
     )
     .unwrap();
     kill(pid, "HUP");
@@ -200,5 +202,29 @@ fn a_stalled_pipeline_stops_the_watchdog_pings() {
 
     kill(child.id(), "TERM");
     socket.expect("STOPPING=1", Duration::from_secs(5));
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}
+
+#[test]
+fn a_broken_camera_does_not_stop_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = NotifySocket::bind(dir.path());
+    let config = write_config(
+        dir.path(),
+        "stats_interval_s = 1\n[cameras.broken]\nsource = { kind = \"file\", path = \"/nonexistent/clip.mp4\" }",
+    );
+    let mut child = start(&config, &socket, Duration::from_millis(400), &[]);
+    socket.expect("READY=1", Duration::from_secs(10));
+    let (status, _) = socket.expect("STATUS=broken: failed", Duration::from_secs(10));
+    assert!(
+        status.contains("broken: failed (/nonexistent/clip.mp4: no such file); front: "),
+        "{status}"
+    );
+    assert!(
+        pings(&socket.collect(Duration::from_millis(1200))) >= 2,
+        "the daemon stays healthy"
+    );
+    assert!(child.try_wait().unwrap().is_none());
+    kill(child.id(), "TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
 }

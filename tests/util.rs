@@ -7,6 +7,9 @@ use std::process::{Command, Output};
 pub fn glimpse() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_glimpse"));
     // Keep the tests independent of the developer's environment.
+    for (var, _) in std::env::vars().filter(|(k, _)| k.starts_with("GLIMPSE_")) {
+        cmd.env_remove(var);
+    }
     for var in [
         "GLIMPSE_CONFIG",
         "GLIMPSE_MQTT_PASSWORD",

@@ -150,6 +150,8 @@ pub struct Environment {
     pub home: Option<PathBuf>,
     /// `GLIMPSE_MQTT_PASSWORD`.
     pub mqtt_password: Option<String>,
+    /// `GLIMPSE_CAMERA_<NAME>_PASSWORD` variables, by variable name.
+    pub camera_passwords: BTreeMap<String, String>,
 }
 
 impl Environment {
@@ -169,6 +171,9 @@ impl Environment {
             xdg_state_home: path("XDG_STATE_HOME"),
             home: path("HOME"),
             mqtt_password: std::env::var("GLIMPSE_MQTT_PASSWORD").ok(),
+            camera_passwords: std::env::vars()
+                .filter(|(k, _)| k.starts_with("GLIMPSE_CAMERA_") && k.ends_with("_PASSWORD"))
+                .collect(),
         }
     }
 }
@@ -242,12 +247,27 @@ impl Config {
         self.service
             .resolve_state_dir(env, "service.state_dir", problems);
         self.mqtt.resolve_password(env, "mqtt", problems);
+        for (name, camera) in &mut self.cameras {
+            camera.resolve_password(name, env, &format!("cameras.{name}"), problems);
+        }
     }
 
     /// The effective config as TOML, defaults filled in and secrets left out.
     pub fn to_toml(&self) -> String {
         // Every field is a plain TOML value, so serialising cannot fail.
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// Reads a secret from `file`, ignoring a trailing newline. The error is
+/// the reason, ready to be reported against the key that named the file.
+pub(crate) fn read_secret(file: &Path) -> Result<crate::mqtt::Secret, String> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => match text.trim_end_matches(['\r', '\n']) {
+            "" => Err(format!("{} is empty", file.display())),
+            secret => Ok(crate::mqtt::Secret(secret.to_owned())),
+        },
+        Err(e) => Err(format!("cannot read {}: {e}", file.display())),
     }
 }
 

@@ -16,12 +16,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::capture::{self, CameraConfig, CaptureError, CaptureHandle, Frame};
+use crate::capture::{self, CameraConfig, CameraState, CaptureError, CaptureHandle, Frame};
 use crate::config::Config;
 use crate::health::{Beat, Heartbeats};
 use crate::queue;
@@ -57,6 +57,15 @@ struct RunningCamera {
     task: tokio::task::JoinHandle<()>,
     received: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
+    // Written by the capture thread on each change, read by the stats: a
+    // std mutex around a small value, never held across an await.
+    state: Arc<Mutex<CameraState>>,
+}
+
+impl RunningCamera {
+    fn state(&self) -> CameraState {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// One camera's counters since it started.
@@ -72,6 +81,10 @@ pub struct CameraStats {
     pub received: u64,
     /// Frames dropped because the pipeline was behind.
     pub dropped: u64,
+    /// Sessions reopened after failures, ends of stream or loops.
+    pub reconnects: u64,
+    /// What the camera is doing now.
+    pub state: CameraState,
 }
 
 /// What a reload changed.
@@ -121,11 +134,21 @@ impl Pipeline {
         let (tx, rx) = queue::channel(config.queue_capacity);
         let cancel = CancellationToken::new();
         let dropped = rx.dropped();
-        let capture = capture::start(name, config, tx, cancel.clone())?;
+        let state = Arc::new(Mutex::new(CameraState::Starting));
+        let shared = state.clone();
+        let report = Box::new(move |new: &CameraState| {
+            *shared.lock().unwrap_or_else(|p| p.into_inner()) = new.clone();
+        });
+        let capture = capture::start(name, config, tx, report, cancel.clone())?;
         let received = Arc::new(AtomicU64::new(0));
         let beat = self.heartbeats.register(format!("camera {name}"));
         let task = tokio::spawn(run_camera(rx, received.clone(), beat, cancel.clone()));
-        tracing::info!(camera = name, fps = config.fps, "camera started");
+        tracing::debug!(
+            camera = name,
+            fps = config.fps,
+            kind = config.source.kind(),
+            "camera started"
+        );
         Ok(RunningCamera {
             config: config.clone(),
             cancel,
@@ -133,6 +156,7 @@ impl Pipeline {
             task,
             received,
             dropped,
+            state,
         })
     }
 
@@ -156,11 +180,15 @@ impl Pipeline {
                 sampled: c.capture.counters.sampled.load(Ordering::Relaxed),
                 received: c.received.load(Ordering::Relaxed),
                 dropped: c.dropped.load(Ordering::Relaxed),
+                reconnects: c.capture.counters.reconnects.load(Ordering::Relaxed),
+                state: c.state(),
             })
             .collect()
     }
 
     /// Applies a new config, keeping whatever it did not change running.
+    /// Cameras that failed or ended are started again even if unchanged:
+    /// a reload is how a user says "try again".
     pub async fn apply(&mut self, config: &Config) -> Result<Changes, PipelineError> {
         let mut changes = Changes::default();
         self.shutdown_timeout = Duration::from_millis(config.service.shutdown_timeout_ms);
@@ -178,7 +206,13 @@ impl Pipeline {
         let obsolete: Vec<String> = self
             .cameras
             .iter()
-            .filter(|(name, running)| wanted.get(name).is_none_or(|c| **c != running.config))
+            .filter(|(name, running)| {
+                let gave_up = matches!(
+                    running.state(),
+                    CameraState::Failed { .. } | CameraState::Ended
+                );
+                gave_up || wanted.get(name).is_none_or(|c| **c != running.config)
+            })
             .map(|(name, _)| name.clone())
             .collect();
         for name in obsolete {
@@ -301,10 +335,14 @@ mod tests {
     const TWO: &str = r#"
 [cameras.a]
 fps = 20
-source = { kind = "synthetic", width = 32, height = 32, frame_rate = 20 }
+width = 32
+height = 32
+source = { kind = "synthetic", frame_rate = 20 }
 [cameras.b]
 fps = 20
-source = { kind = "synthetic", width = 32, height = 32, frame_rate = 20 }
+width = 32
+height = 32
+source = { kind = "synthetic", frame_rate = 20 }
 "#;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,5 +380,21 @@ source = { kind = "synthetic", width = 32, height = 32, frame_rate = 20 }
 
         pipeline.shutdown().await;
         assert!(beats.is_empty(), "every stage unregistered its heartbeat");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reload_retries_a_failed_camera_even_if_unchanged() {
+        let text =
+            "[cameras.gone]\nsource = { kind = \"file\", path = \"/nonexistent/clip.mp4\" }\n";
+        let beats = Heartbeats::new();
+        let mut pipeline = Pipeline::build(&config(text), &beats).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !matches!(pipeline.stats()[0].state, CameraState::Failed { .. }) {
+            assert!(Instant::now() < deadline, "{:?}", pipeline.stats());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let changes = pipeline.apply(&config(text)).await.unwrap();
+        assert_eq!(changes.restarted, vec!["gone"]);
+        pipeline.shutdown().await;
     }
 }

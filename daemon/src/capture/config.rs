@@ -1,8 +1,11 @@
 //! `[cameras.NAME]`: one camera, its source, its sampling and its queue.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
-use crate::config::Problems;
+use crate::config::{Environment, Problems};
+use crate::mqtt::Secret;
 
 /// `[cameras.NAME]` table.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -15,10 +18,29 @@ pub struct CameraConfig {
     /// (not wall time) from whatever rate the source delivers. Default: 2.
     #[serde(default = "default_fps")]
     pub fps: f64,
+    /// Width of the frames handed to the pipeline (the model's input), in
+    /// pixels. The picture is scaled with square pixels and letterboxed.
+    /// Default: 512.
+    #[serde(default = "default_size")]
+    pub width: u32,
+    /// Height of the frames handed to the pipeline, in pixels. Default: 512.
+    #[serde(default = "default_size")]
+    pub height: u32,
     /// Sampled frames that may wait between capture and the pipeline; when
     /// full, the oldest is dropped and counted. Default: 4.
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: usize,
+    /// A source that delivers no frame for this long is restarted.
+    /// Default: 10000 ms.
+    #[serde(default = "default_frame_timeout_ms")]
+    pub frame_timeout_ms: u64,
+    /// First delay before reconnecting a failed source; it doubles (with
+    /// jitter) at each failure in a row. Default: 1000 ms.
+    #[serde(default = "default_reconnect_min_ms")]
+    pub reconnect_min_ms: u64,
+    /// Longest delay between reconnection attempts. Default: 30000 ms.
+    #[serde(default = "default_reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
     /// Where the frames come from; `kind` picks the source.
     pub source: SourceConfig,
 }
@@ -29,8 +51,20 @@ fn default_enabled() -> bool {
 fn default_fps() -> f64 {
     2.0
 }
+fn default_size() -> u32 {
+    512
+}
 fn default_queue_capacity() -> usize {
     4
+}
+fn default_frame_timeout_ms() -> u64 {
+    10_000
+}
+fn default_reconnect_min_ms() -> u64 {
+    1_000
+}
+fn default_reconnect_max_ms() -> u64 {
+    30_000
 }
 
 /// `[cameras.NAME.source]`: the kind of source and its settings.
@@ -38,15 +72,8 @@ fn default_queue_capacity() -> usize {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourceConfig {
     /// Frames drawn by glimpse itself: a textured, noisy background with
-    /// moving squares. Needs nothing installed; for trying glimpse out and
-    /// for tests.
+    /// moving squares. Needs nothing installed.
     Synthetic {
-        /// Frame width in pixels. Default: 256.
-        #[serde(default = "default_width")]
-        width: u32,
-        /// Frame height in pixels. Default: 256.
-        #[serde(default = "default_height")]
-        height: u32,
         /// Frames per second the source produces, in real time. Default: 10.
         #[serde(default = "default_frame_rate")]
         frame_rate: f64,
@@ -57,14 +84,139 @@ pub enum SourceConfig {
         #[serde(default = "default_seed")]
         seed: u64,
     },
+    /// A video file in any container and codec GStreamer decodes.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Start again from the beginning at the end. Default: false.
+        #[serde(default, rename = "loop")]
+        looped: bool,
+        /// Play at the clip's own speed, like a camera; false decodes as
+        /// fast as the pipeline takes frames. Default: true.
+        #[serde(default = "default_enabled")]
+        realtime: bool,
+    },
+    /// An RTSP stream (IP cameras, NVRs).
+    Rtsp {
+        /// `rtsp://host[:port]/path`, without credentials.
+        url: String,
+        /// `tcp` (works through NAT and firewalls), `udp` (lower latency)
+        /// or `auto`. Default: tcp.
+        #[serde(default)]
+        transport: RtspTransport,
+        /// Jitter buffer, in milliseconds. Default: 200.
+        #[serde(default = "default_latency_ms")]
+        latency_ms: u32,
+        /// User name. Default: none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        username: Option<String>,
+        /// File holding the password. `GLIMPSE_CAMERA_<NAME>_PASSWORD`
+        /// (name upper-cased, '-' as '_'), when set, wins. Default: none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password_file: Option<PathBuf>,
+        /// The resolved password; never read from nor written to the file.
+        #[serde(skip)]
+        password: Option<Secret>,
+    },
+    /// A V4L2 device (USB and most CSI cameras outside Jetson).
+    V4l2 {
+        /// The device. Default: /dev/video0.
+        #[serde(default = "default_device")]
+        device: PathBuf,
+        /// `auto`, `yuyv` or `mjpeg`. Default: auto.
+        #[serde(default)]
+        format: PixelFormat,
+        /// Capture width asked of the device. Default: the device's choice.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        capture_width: Option<u32>,
+        /// Capture height asked of the device. Default: the device's choice.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        capture_height: Option<u32>,
+        /// Capture frame rate asked of the device. Default: the device's choice.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        frame_rate: Option<u32>,
+        /// `gstreamer` (v4l2src) or `direct` (glimpse reads the device
+        /// itself; for installs without GStreamer, needs the `v4l2` build
+        /// feature). Default: gstreamer.
+        #[serde(default)]
+        backend: V4l2Backend,
+    },
+    /// A Jetson CSI camera through nvarguscamerasrc (JetPack only).
+    JetsonCsi {
+        /// The sensor. Default: 0.
+        #[serde(default)]
+        sensor_id: u32,
+        /// Sensor mode width. Default: 1920.
+        #[serde(default = "default_csi_width")]
+        capture_width: u32,
+        /// Sensor mode height. Default: 1080.
+        #[serde(default = "default_csi_height")]
+        capture_height: u32,
+        /// Sensor frame rate. Default: 30.
+        #[serde(default = "default_csi_rate")]
+        frame_rate: u32,
+        /// nvvidconv flip-method (0 none, 2 rotate 180, ...). Default: 0.
+        #[serde(default)]
+        flip_method: u32,
+    },
+    /// GStreamer's test pattern (videotestsrc), live.
+    Test {
+        /// videotestsrc pattern: `ball`, `smpte`, `snow`, ... Default: ball.
+        #[serde(default = "default_pattern")]
+        pattern: String,
+        /// Frames per second. Default: 30.
+        #[serde(default = "default_test_rate")]
+        frame_rate: u32,
+    },
+    /// A raw GStreamer pipeline that ends in `appsink name=sink`; glimpse
+    /// converts and scales whatever it delivers.
+    Pipeline {
+        /// The pipeline, in gst-launch syntax.
+        pipeline: String,
+        /// True for a live source (frames are dropped rather than queued
+        /// when the pipeline is behind). Default: true.
+        #[serde(default = "default_enabled")]
+        live: bool,
+    },
 }
 
-fn default_width() -> u32 {
-    256
+/// RTSP lower transport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RtspTransport {
+    /// Interleaved in the RTSP TCP connection.
+    #[default]
+    Tcp,
+    /// RTP over UDP.
+    Udp,
+    /// Let rtspsrc try UDP, then TCP.
+    Auto,
 }
-fn default_height() -> u32 {
-    256
+
+/// Pixel format asked of a V4L2 device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PixelFormat {
+    /// Whatever the device offers (MJPEG or YUYV).
+    #[default]
+    Auto,
+    /// Packed YUV 4:2:2.
+    Yuyv,
+    /// Motion JPEG.
+    Mjpeg,
 }
+
+/// How a V4L2 device is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum V4l2Backend {
+    /// Through GStreamer's v4l2src.
+    #[default]
+    Gstreamer,
+    /// By glimpse itself (the `v4l2` build feature).
+    Direct,
+}
+
 fn default_frame_rate() -> f64 {
     10.0
 }
@@ -73,6 +225,51 @@ fn default_shapes() -> u32 {
 }
 fn default_seed() -> u64 {
     1
+}
+fn default_latency_ms() -> u32 {
+    200
+}
+fn default_device() -> PathBuf {
+    PathBuf::from("/dev/video0")
+}
+fn default_csi_width() -> u32 {
+    1920
+}
+fn default_csi_height() -> u32 {
+    1080
+}
+fn default_csi_rate() -> u32 {
+    30
+}
+fn default_pattern() -> String {
+    "ball".to_owned()
+}
+fn default_test_rate() -> u32 {
+    30
+}
+
+impl SourceConfig {
+    /// True for sources that run in real time and must never back up.
+    pub fn is_live(&self) -> bool {
+        match self {
+            SourceConfig::File { .. } => false,
+            SourceConfig::Pipeline { live, .. } => *live,
+            _ => true,
+        }
+    }
+
+    /// The `kind` as written in the config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Synthetic { .. } => "synthetic",
+            SourceConfig::File { .. } => "file",
+            SourceConfig::Rtsp { .. } => "rtsp",
+            SourceConfig::V4l2 { .. } => "v4l2",
+            SourceConfig::JetsonCsi { .. } => "jetson_csi",
+            SourceConfig::Test { .. } => "test",
+            SourceConfig::Pipeline { .. } => "pipeline",
+        }
+    }
 }
 
 impl CameraConfig {
@@ -98,41 +295,257 @@ impl CameraConfig {
             };
             problems.push(format!("{key}.fps"), format!("{reason}, got {}", self.fps));
         }
-        if !(1..=1024).contains(&self.queue_capacity) {
+        for (field, value) in [("width", self.width), ("height", self.height)] {
+            if !(16..=4096).contains(&value) || value % 2 != 0 {
+                problems.push(
+                    format!("{key}.{field}"),
+                    format!("must be an even number between 16 and 4096, got {value}"),
+                );
+            }
+        }
+        let ranges = [
+            ("queue_capacity", self.queue_capacity as u64, 1, 1024),
+            ("frame_timeout_ms", self.frame_timeout_ms, 100, 3_600_000),
+            ("reconnect_min_ms", self.reconnect_min_ms, 10, 3_600_000),
+            ("reconnect_max_ms", self.reconnect_max_ms, 10, 3_600_000),
+        ];
+        for (field, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                problems.push(
+                    format!("{key}.{field}"),
+                    format!("must be between {min} and {max}, got {value}"),
+                );
+            }
+        }
+        if self.reconnect_max_ms < self.reconnect_min_ms {
             problems.push(
-                format!("{key}.queue_capacity"),
-                format!("must be between 1 and 1024, got {}", self.queue_capacity),
+                format!("{key}.reconnect_max_ms"),
+                format!(
+                    "must be at least reconnect_min_ms ({}), got {}",
+                    self.reconnect_min_ms, self.reconnect_max_ms
+                ),
             );
         }
+        self.validate_source(&format!("{key}.source"), problems);
+    }
+
+    fn validate_source(&self, key: &str, problems: &mut Problems) {
         match &self.source {
             SourceConfig::Synthetic {
-                width,
-                height,
-                frame_rate,
-                shapes,
-                ..
+                frame_rate, shapes, ..
             } => {
-                for (field, value) in [("width", width), ("height", height)] {
-                    if !(16..=4096).contains(value) {
-                        problems.push(
-                            format!("{key}.source.{field}"),
-                            format!("must be between 16 and 4096, got {value}"),
-                        );
-                    }
-                }
                 if !(*frame_rate > 0.0 && *frame_rate <= 240.0) {
                     problems.push(
-                        format!("{key}.source.frame_rate"),
+                        format!("{key}.frame_rate"),
                         format!("must be > 0 and at most 240, got {frame_rate}"),
                     );
                 }
                 if *shapes > 16 {
                     problems.push(
-                        format!("{key}.source.shapes"),
+                        format!("{key}.shapes"),
                         format!("must be at most 16, got {shapes}"),
                     );
                 }
             }
+            SourceConfig::File { path, .. } => {
+                if path.as_os_str().is_empty() {
+                    problems.push(format!("{key}.path"), "must not be empty");
+                }
+            }
+            SourceConfig::Rtsp { url, .. } => {
+                let rest = url
+                    .strip_prefix("rtsp://")
+                    .or_else(|| url.strip_prefix("rtsps://"));
+                match rest {
+                    None => problems.push(
+                        format!("{key}.url"),
+                        format!("must start with rtsp:// or rtsps://, got {url:?}"),
+                    ),
+                    Some(rest) if rest.split('/').next().unwrap_or("").contains('@') => problems.push(
+                        format!("{key}.url"),
+                        "must not contain credentials: use username and password_file (or GLIMPSE_CAMERA_<NAME>_PASSWORD)",
+                    ),
+                    Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                        problems.push(format!("{key}.url"), format!("has no host, got {url:?}"))
+                    }
+                    Some(_) => {}
+                }
+            }
+            SourceConfig::V4l2 {
+                capture_width,
+                capture_height,
+                frame_rate,
+                ..
+            } => {
+                if capture_width.is_some() != capture_height.is_some() {
+                    problems.push(
+                        format!("{key}.capture_width"),
+                        "set capture_width and capture_height together, or neither",
+                    );
+                }
+                if frame_rate.is_some_and(|r| r == 0 || r > 240) {
+                    problems.push(
+                        format!("{key}.frame_rate"),
+                        format!("must be between 1 and 240, got {}", frame_rate.unwrap_or(0)),
+                    );
+                }
+            }
+            SourceConfig::JetsonCsi {
+                frame_rate,
+                flip_method,
+                ..
+            } => {
+                if !(1..=240).contains(frame_rate) {
+                    problems.push(
+                        format!("{key}.frame_rate"),
+                        format!("must be between 1 and 240, got {frame_rate}"),
+                    );
+                }
+                if *flip_method > 7 {
+                    problems.push(
+                        format!("{key}.flip_method"),
+                        format!("must be between 0 and 7, got {flip_method}"),
+                    );
+                }
+            }
+            SourceConfig::Test {
+                pattern,
+                frame_rate,
+            } => {
+                if pattern.is_empty()
+                    || !pattern
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                {
+                    problems.push(
+                        format!("{key}.pattern"),
+                        format!(
+                            "must be a videotestsrc pattern name such as \"ball\", got {pattern:?}"
+                        ),
+                    );
+                }
+                if !(1..=240).contains(frame_rate) {
+                    problems.push(
+                        format!("{key}.frame_rate"),
+                        format!("must be between 1 and 240, got {frame_rate}"),
+                    );
+                }
+            }
+            SourceConfig::Pipeline { pipeline, .. } => {
+                if !pipeline.contains("appsink") || !pipeline.contains("name=sink") {
+                    problems.push(
+                        format!("{key}.pipeline"),
+                        "must end in an appsink named sink (`... ! appsink name=sink`)",
+                    );
+                }
+            }
         }
+    }
+
+    /// Reads the RTSP password from the environment or its file.
+    pub(crate) fn resolve_password(
+        &mut self,
+        name: &str,
+        env: &Environment,
+        key: &str,
+        problems: &mut Problems,
+    ) {
+        let SourceConfig::Rtsp {
+            password_file,
+            password,
+            ..
+        } = &mut self.source
+        else {
+            return;
+        };
+        let var = password_env_var(name);
+        if let Some(value) = env.camera_passwords.get(&var) {
+            *password = Some(Secret(value.clone()));
+            return;
+        }
+        if let Some(file) = password_file {
+            match crate::config::read_secret(file) {
+                Ok(secret) => *password = Some(secret),
+                Err(reason) => problems.push(format!("{key}.source.password_file"), reason),
+            }
+        }
+    }
+}
+
+/// The environment variable that holds camera `name`'s RTSP password.
+pub fn password_env_var(name: &str) -> String {
+    format!(
+        "GLIMPSE_CAMERA_{}_PASSWORD",
+        name.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        let camera: CameraConfig = toml::from_str(text).unwrap();
+        let mut problems = Problems::default();
+        camera.validate("cam", "cameras.cam", &mut problems);
+        problems
+            .0
+            .into_iter()
+            .map(|p| format!("{}: {}", p.key, p.reason))
+            .collect()
+    }
+
+    #[test]
+    fn every_kind_parses_with_its_defaults() {
+        for source in [
+            r#"{ kind = "synthetic" }"#,
+            r#"{ kind = "file", path = "clip.mp4", loop = true }"#,
+            r#"{ kind = "rtsp", url = "rtsp://10.0.0.5:554/stream1", username = "viewer" }"#,
+            r#"{ kind = "v4l2", device = "/dev/video2", format = "mjpeg", capture_width = 1280, capture_height = 720 }"#,
+            r#"{ kind = "jetson_csi", sensor_id = 1 }"#,
+            r#"{ kind = "test", pattern = "smpte" }"#,
+            r#"{ kind = "pipeline", pipeline = "videotestsrc ! appsink name=sink" }"#,
+        ] {
+            assert_eq!(
+                problems(&format!("source = {source}")),
+                Vec::<String>::new(),
+                "{source}"
+            );
+        }
+    }
+
+    #[test]
+    fn rtsp_credentials_stay_out_of_the_url() {
+        let found = problems(r#"source = { kind = "rtsp", url = "rtsp://admin:pw@10.0.0.5/s" }"#);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].starts_with("cameras.cam.source.url: must not contain credentials"));
+    }
+
+    #[test]
+    fn pipeline_must_end_in_the_named_appsink() {
+        let found = problems(
+            r#"source = { kind = "pipeline", pipeline = "videotestsrc ! autovideosink" }"#,
+        );
+        assert_eq!(found, vec!["cameras.cam.source.pipeline: must end in an appsink named sink (`... ! appsink name=sink`)"]);
+    }
+
+    #[test]
+    fn odd_sizes_and_inverted_backoff_are_refused() {
+        let found = problems("width = 33\nreconnect_min_ms = 5000\nreconnect_max_ms = 100\nsource = { kind = \"synthetic\" }");
+        assert_eq!(
+            found,
+            vec![
+                "cameras.cam.width: must be an even number between 16 and 4096, got 33",
+                "cameras.cam.reconnect_max_ms: must be at least reconnect_min_ms (5000), got 100",
+            ]
+        );
+    }
+
+    #[test]
+    fn password_variable_name() {
+        assert_eq!(
+            password_env_var("front-door"),
+            "GLIMPSE_CAMERA_FRONT_DOOR_PASSWORD"
+        );
     }
 }

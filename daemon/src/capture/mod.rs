@@ -1,17 +1,37 @@
 //! Capture: turns a camera's source into sampled [`Frame`]s.
 //!
-//! Each camera's source runs on its own OS thread (later: GStreamer's and
-//! V4L2's threads), samples the stream down to the camera's fps by stream
-//! time ([`Sampler`]), and pushes the kept frames into a drop-oldest queue
-//! ([`crate::queue`]) that the pipeline owns. The thread stops when the
-//! cancellation token fires or the queue's receiver goes away.
+//! Each camera runs on its own OS thread (plus GStreamer's own streaming
+//! threads). A *source* opens a *session* (a GStreamer pipeline, a V4L2
+//! stream, the synthetic renderer) and pulls decoded RGB frames from it,
+//! already converted and scaled to the camera's `width`×`height` (inside
+//! GStreamer where it is used). The [supervisor](supervise) around it:
 //!
-//! Sources so far: `synthetic` (drawn by glimpse, needs nothing installed).
+//! - gives frames a monotonic stream time across loops and reconnections,
+//!   and flags the first frame of every new session as a discontinuity;
+//! - samples them down to the camera's fps by stream time ([`Sampler`]);
+//! - pushes the kept ones into the camera's drop-oldest queue
+//!   ([`crate::queue`]), so a slow pipeline never backs up a live source;
+//! - turns ends of stream, errors and silent sources into reconnections
+//!   with exponential backoff and jitter ([`Backoff`]), reporting each
+//!   change of [`CameraState`] once;
+//! - gives up only on errors retrying cannot fix (a missing file, a bad
+//!   pipeline, an unsupported format), as [`CameraState::Failed`].
+//!
+//! One broken camera never stops the others: each has its own thread and
+//! its own supervisor.
 
+mod backoff;
 mod config;
+#[cfg(feature = "v4l2")]
+pub mod convert;
+#[cfg(feature = "gstreamer")]
+pub mod gst;
 mod sampler;
 mod synthetic;
+#[cfg(feature = "v4l2")]
+mod v4l2;
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,7 +39,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-pub use config::{CameraConfig, SourceConfig};
+pub use backoff::Backoff;
+pub use config::{
+    password_env_var, CameraConfig, PixelFormat, RtspTransport, SourceConfig, V4l2Backend,
+};
 pub use sampler::Sampler;
 pub use synthetic::Scene;
 
@@ -33,10 +56,14 @@ pub struct Frame {
     /// Number of this frame among the camera's sampled frames, from 0; a
     /// gap downstream means frames were dropped.
     pub seq: u64,
-    /// Presentation time in the stream.
+    /// Stream time: monotonic for the camera's whole run, across loops and
+    /// reconnections.
     pub pts: Duration,
     /// When the frame was captured.
     pub wall_time: SystemTime,
+    /// True for the first frame of a new stream (start, loop, reconnect):
+    /// it has no predecessor to be compared with.
+    pub discont: bool,
     /// Width in pixels.
     pub width: u32,
     /// Height in pixels.
@@ -44,6 +71,54 @@ pub struct Frame {
     /// `width * height * 3` bytes, row-major RGB.
     pub rgb: Vec<u8>,
 }
+
+/// What a camera is doing, as reported to the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CameraState {
+    /// Opening its source for the first time.
+    Starting,
+    /// Delivering frames.
+    Up,
+    /// The source failed; another attempt follows after `retry_in`.
+    Retrying {
+        /// Failures in a row, from 1.
+        attempt: u32,
+        /// Delay before the next attempt.
+        retry_in: Duration,
+        /// Why the last attempt failed.
+        error: String,
+    },
+    /// The source cannot work as configured; fix the config and reload.
+    Failed {
+        /// Why.
+        error: String,
+    },
+    /// A file without `loop` reached its end.
+    Ended,
+}
+
+impl fmt::Display for CameraState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CameraState::Starting => f.write_str("starting"),
+            CameraState::Up => f.write_str("up"),
+            CameraState::Retrying {
+                attempt,
+                retry_in,
+                error,
+            } => write!(
+                f,
+                "retrying ({error}; attempt {attempt}, next in {:.1} s)",
+                retry_in.as_secs_f64()
+            ),
+            CameraState::Failed { error } => write!(f, "failed ({error})"),
+            CameraState::Ended => f.write_str("ended"),
+        }
+    }
+}
+
+/// Receives every change of a camera's state, on the capture thread.
+pub type StateReporter = Box<dyn Fn(&CameraState) + Send>;
 
 /// Why a source could not start.
 #[derive(Debug, thiserror::Error)]
@@ -58,19 +133,79 @@ pub enum CaptureError {
     },
 }
 
-/// Counters a source keeps; read by the stats.
+/// Why a session failed, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SourceError {
+    pub message: String,
+    pub permanent: bool,
+}
+
+impl SourceError {
+    /// A failure that may go away (network, unplugged device).
+    pub fn transient(message: impl Into<String>) -> Self {
+        SourceError {
+            message: message.into(),
+            permanent: false,
+        }
+    }
+
+    /// A failure retrying cannot fix (bad config, unsupported input).
+    pub fn permanent(message: impl Into<String>) -> Self {
+        SourceError {
+            message: message.into(),
+            permanent: true,
+        }
+    }
+}
+
+/// A decoded picture from a session, before stream time and sampling.
+pub(crate) struct Picture {
+    /// The source's own timestamp, if it has one.
+    pub pts: Option<Duration>,
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<u8>,
+}
+
+/// What waiting on a session gave.
+pub(crate) enum Pulled {
+    Picture(Picture),
+    /// Nothing within the timeout; the session is still open.
+    Idle,
+    /// The stream ended (end of file, the server closed it). Only
+    /// GStreamer sessions end; the others run until they fail.
+    #[cfg_attr(not(feature = "gstreamer"), allow(dead_code))]
+    End,
+}
+
+/// One open connection to a source.
+pub(crate) trait Session {
+    /// Waits up to `timeout` for the next picture.
+    fn pull(&mut self, timeout: Duration) -> Result<Pulled, SourceError>;
+}
+
+/// Opens sessions of one source, again after each failure.
+pub(crate) trait Source {
+    /// Opens a new session.
+    fn open(&mut self) -> Result<Box<dyn Session>, SourceError>;
+}
+
+/// Counters a camera's capture keeps; read by the stats.
 #[derive(Debug, Default)]
 pub struct CaptureCounters {
-    /// Frames the source produced (before sampling).
+    /// Frames the source delivered to glimpse (GStreamer sources already
+    /// thin them out to about the camera's fps).
     pub produced: AtomicU64,
     /// Frames kept by the sampler and handed to the queue.
     pub sampled: AtomicU64,
+    /// Sessions opened after a failure or the end of a stream.
+    pub reconnects: AtomicU64,
 }
 
-/// A running source.
+/// A running camera capture.
 pub struct CaptureHandle {
     thread: JoinHandle<()>,
-    /// The source's counters.
+    /// The capture's counters.
     pub counters: Arc<CaptureCounters>,
 }
 
@@ -88,37 +223,39 @@ impl CaptureHandle {
     }
 }
 
-/// Starts `camera`'s source; frames go to `out` until `cancel` fires.
+/// Starts capturing `camera`: frames go to `out` and state changes to
+/// `report` until `cancel` fires, the queue's receiver goes away, or the
+/// source fails for good.
 pub fn start(
     camera: &str,
     config: &CameraConfig,
     out: queue::Sender<Frame>,
+    report: StateReporter,
     cancel: CancellationToken,
 ) -> Result<CaptureHandle, CaptureError> {
     let counters = Arc::new(CaptureCounters::default());
     let name: Arc<str> = Arc::from(camera);
-    let sampler = Sampler::new(config.fps);
-    let body = match &config.source {
-        SourceConfig::Synthetic {
-            width,
-            height,
-            frame_rate,
-            shapes,
-            seed,
-        } => {
-            let scene = Scene::new(*width, *height, *shapes, *seed);
-            let (width, height, rate) = (*width, *height, *frame_rate);
-            let counters = counters.clone();
-            move || {
-                run_synthetic(
-                    &name, scene, width, height, rate, sampler, &out, &counters, &cancel,
-                )
-            }
-        }
-    };
+    let config = config.clone();
+    let thread_counters = counters.clone();
     let thread = std::thread::Builder::new()
         .name(format!("capture-{camera}"))
-        .spawn(body)
+        .spawn(move || {
+            let reporter = Reporter::new(name.clone(), report);
+            match open_source(&name, &config) {
+                Ok(source) => supervise(
+                    &name,
+                    &config,
+                    source,
+                    &out,
+                    &thread_counters,
+                    &reporter,
+                    &cancel,
+                ),
+                Err(error) => reporter.set(CameraState::Failed {
+                    error: error.message,
+                }),
+            }
+        })
         .map_err(|source| CaptureError::Thread {
             camera: camera.to_owned(),
             source,
@@ -126,51 +263,238 @@ pub fn start(
     Ok(CaptureHandle { thread, counters })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_synthetic(
-    camera: &Arc<str>,
-    scene: Scene,
-    width: u32,
-    height: u32,
-    frame_rate: f64,
-    mut sampler: Sampler,
-    out: &queue::Sender<Frame>,
-    counters: &CaptureCounters,
-    cancel: &CancellationToken,
-) {
-    // Whole nanoseconds, so that pts are exact multiples of the period.
-    let period = Duration::from_nanos((1e9 / frame_rate).round() as u64);
-    let started = Instant::now();
-    let mut seq = 0;
-    for n in 0u32.. {
-        let pts = period * n;
-        if !sleep_until(started + pts, cancel) || out.is_closed() {
-            return;
+/// Picks the implementation for the configured source kind.
+fn open_source(camera: &str, config: &CameraConfig) -> Result<Box<dyn Source>, SourceError> {
+    match &config.source {
+        SourceConfig::Synthetic {
+            frame_rate,
+            shapes,
+            seed,
+        } => Ok(Box::new(synthetic::SyntheticSource::new(
+            Scene::new(config.width, config.height, *shapes, *seed),
+            *frame_rate,
+            config.fps,
+        ))),
+        SourceConfig::V4l2 {
+            backend: V4l2Backend::Direct,
+            ..
+        } => direct_v4l2(config),
+        _ => gstreamer_source(camera, config),
+    }
+}
+
+#[cfg(feature = "gstreamer")]
+fn gstreamer_source(camera: &str, config: &CameraConfig) -> Result<Box<dyn Source>, SourceError> {
+    Ok(Box::new(gst::GstSource::new(camera, config)?))
+}
+
+#[cfg(not(feature = "gstreamer"))]
+fn gstreamer_source(_: &str, config: &CameraConfig) -> Result<Box<dyn Source>, SourceError> {
+    Err(SourceError::permanent(format!(
+        "source kind {:?} needs GStreamer, and this glimpse was built without the `gstreamer` feature",
+        config.source.kind()
+    )))
+}
+
+#[cfg(feature = "v4l2")]
+fn direct_v4l2(config: &CameraConfig) -> Result<Box<dyn Source>, SourceError> {
+    Ok(Box::new(v4l2::V4l2Source::new(config)))
+}
+
+#[cfg(not(feature = "v4l2"))]
+fn direct_v4l2(_: &CameraConfig) -> Result<Box<dyn Source>, SourceError> {
+    Err(SourceError::permanent(
+        "backend = \"direct\" needs the `v4l2` build feature (cargo build --features v4l2)",
+    ))
+}
+
+/// Reports state changes once each, and logs them.
+struct Reporter {
+    camera: Arc<str>,
+    report: StateReporter,
+    last: std::cell::RefCell<Option<CameraState>>,
+}
+
+impl Reporter {
+    fn new(camera: Arc<str>, report: StateReporter) -> Self {
+        Reporter {
+            camera,
+            report,
+            last: std::cell::RefCell::new(None),
         }
-        counters.produced.fetch_add(1, Ordering::Relaxed);
-        if !sampler.admit(pts) {
-            continue;
-        }
-        let frame = Frame {
-            camera: camera.clone(),
-            seq,
-            pts,
-            wall_time: SystemTime::now(),
-            width,
-            height,
-            rgb: scene.render(pts),
+    }
+
+    fn set(&self, state: CameraState) {
+        let mut last = self.last.borrow_mut();
+        // A retry with the same error is the same state to a person; only
+        // the first of a run is logged, every one is reported.
+        let same_kind = match (&*last, &state) {
+            (
+                Some(CameraState::Retrying { error: a, .. }),
+                CameraState::Retrying { error: b, .. },
+            ) => a == b,
+            (Some(a), b) => a == b,
+            (None, _) => false,
         };
-        seq += 1;
-        counters.sampled.fetch_add(1, Ordering::Relaxed);
-        if out.send(frame) == Sent::Closed {
-            return;
+        if !same_kind {
+            match &state {
+                CameraState::Failed { .. } => {
+                    tracing::error!(camera = %self.camera, "camera {:?} {state}", &*self.camera)
+                }
+                CameraState::Retrying { .. } => {
+                    tracing::warn!(camera = %self.camera, "camera {:?} {state}", &*self.camera)
+                }
+                _ => tracing::info!(camera = %self.camera, "camera {:?} is {state}", &*self.camera),
+            }
+        }
+        if last.as_ref() != Some(&state) {
+            (self.report)(&state);
+            *last = Some(state);
         }
     }
 }
 
-/// Sleeps until `deadline`, waking early to notice cancellation. Returns
+/// Runs sessions of `source` until cancelled, ended or failed for good.
+fn supervise(
+    camera: &Arc<str>,
+    config: &CameraConfig,
+    mut source: Box<dyn Source>,
+    out: &queue::Sender<Frame>,
+    counters: &CaptureCounters,
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+) {
+    let live = config.source.is_live();
+    let looped = matches!(config.source, SourceConfig::File { looped: true, .. });
+    let frame_timeout = Duration::from_millis(config.frame_timeout_ms);
+    let sample_period = Duration::from_secs_f64(1.0 / config.fps);
+    let mut backoff = Backoff::new(
+        Duration::from_millis(config.reconnect_min_ms),
+        Duration::from_millis(config.reconnect_max_ms),
+    );
+    let mut sampler = Sampler::new(config.fps);
+    let started = Instant::now();
+    let mut seq = 0u64;
+    let mut last_time: Option<Duration> = None;
+    reporter.set(CameraState::Starting);
+
+    loop {
+        if cancel.is_cancelled() || out.is_closed() {
+            return;
+        }
+        let failure = match source.open() {
+            Err(e) => e,
+            Ok(mut session) => {
+                // Stream time continues where the last session stopped: for
+                // a live source, at the wall time since the camera started
+                // (the outage shows as a gap); for a file, right after the
+                // last frame.
+                let offset = match (live, last_time) {
+                    (true, Some(_)) => started.elapsed(),
+                    (false, Some(t)) => t + sample_period,
+                    (_, None) => Duration::ZERO,
+                };
+                let session_start = Instant::now();
+                let mut first_pts: Option<Duration> = None;
+                let mut last_picture = Instant::now();
+                let outcome = loop {
+                    if cancel.is_cancelled() || out.is_closed() {
+                        return;
+                    }
+                    match session.pull(Duration::from_millis(100)) {
+                        Ok(Pulled::Picture(picture)) => {
+                            last_picture = Instant::now();
+                            counters.produced.fetch_add(1, Ordering::Relaxed);
+                            let discont = first_pts.is_none();
+                            if discont {
+                                reporter.set(CameraState::Up);
+                                backoff.reset();
+                                sampler = Sampler::new(config.fps);
+                            }
+                            let own = picture.pts.unwrap_or_else(|| session_start.elapsed());
+                            let base = *first_pts.get_or_insert(own);
+                            let pts = offset + own.saturating_sub(base);
+                            // Never let stream time go backwards, whatever the source says.
+                            let pts = last_time.map_or(pts, |t| pts.max(t));
+                            last_time = Some(pts);
+                            if !sampler.admit(pts) {
+                                continue;
+                            }
+                            let frame = Frame {
+                                camera: camera.clone(),
+                                seq,
+                                pts,
+                                wall_time: SystemTime::now(),
+                                discont,
+                                width: picture.width,
+                                height: picture.height,
+                                rgb: picture.rgb,
+                            };
+                            seq += 1;
+                            counters.sampled.fetch_add(1, Ordering::Relaxed);
+                            if out.send(frame) == Sent::Closed {
+                                return;
+                            }
+                        }
+                        Ok(Pulled::Idle) if last_picture.elapsed() > frame_timeout => {
+                            break Err(SourceError::transient(format!(
+                                "no frame for {:.1} s",
+                                last_picture.elapsed().as_secs_f64()
+                            )));
+                        }
+                        Ok(Pulled::Idle) => {}
+                        // A stream that ends before its first frame would make a
+                        // looped file spin: it is a failure, not an end.
+                        Ok(Pulled::End) if first_pts.is_none() => {
+                            let message = "the stream ended before its first frame";
+                            break Err(if live {
+                                SourceError::transient(message)
+                            } else {
+                                SourceError::permanent(message)
+                            });
+                        }
+                        Ok(Pulled::End) => break Ok(()),
+                        Err(e) => break Err(e),
+                    }
+                };
+                drop(session);
+                match outcome {
+                    Ok(()) if looped => {
+                        counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Ok(()) if !live => {
+                        reporter.set(CameraState::Ended);
+                        return;
+                    }
+                    Ok(()) => SourceError::transient("the stream ended"),
+                    Err(e) => e,
+                }
+            }
+        };
+        if failure.permanent {
+            reporter.set(CameraState::Failed {
+                error: failure.message,
+            });
+            return;
+        }
+        let (attempt, delay) = backoff.next_delay();
+        reporter.set(CameraState::Retrying {
+            attempt,
+            retry_in: delay,
+            error: failure.message,
+        });
+        if !sleep_cancellable(delay, cancel) {
+            return;
+        }
+        counters.reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Sleeps for `duration`, waking early to notice cancellation. Returns
 /// false when cancelled.
-fn sleep_until(deadline: Instant, cancel: &CancellationToken) -> bool {
+pub(crate) fn sleep_cancellable(duration: Duration, cancel: &CancellationToken) -> bool {
+    let deadline = Instant::now() + duration;
     loop {
         if cancel.is_cancelled() {
             return false;
@@ -186,33 +510,194 @@ fn sleep_until(deadline: Instant, cancel: &CancellationToken) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
 
-    #[tokio::test]
-    async fn synthetic_source_delivers_sampled_frames_until_cancelled() {
-        let config: CameraConfig = toml::from_str(
-            "fps = 20\nsource = { kind = \"synthetic\", width = 32, height = 24, frame_rate = 40 }",
-        )
+    /// A scripted source: each session yields the given steps in order.
+    struct Scripted {
+        sessions: VecDeque<Result<Vec<Step>, SourceError>>,
+    }
+
+    #[derive(Clone)]
+    enum Step {
+        Picture(u64),
+        End,
+        Fail(&'static str),
+    }
+
+    struct ScriptedSession(VecDeque<Step>);
+
+    impl Session for ScriptedSession {
+        fn pull(&mut self, _: Duration) -> Result<Pulled, SourceError> {
+            match self.0.pop_front() {
+                Some(Step::Picture(ms)) => Ok(Pulled::Picture(Picture {
+                    pts: Some(Duration::from_millis(ms)),
+                    width: 2,
+                    height: 2,
+                    rgb: vec![0; 12],
+                })),
+                Some(Step::End) => Ok(Pulled::End),
+                Some(Step::Fail(why)) => Err(SourceError::transient(why)),
+                None => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    Ok(Pulled::Idle)
+                }
+            }
+        }
+    }
+
+    impl Source for Scripted {
+        fn open(&mut self) -> Result<Box<dyn Session>, SourceError> {
+            match self.sessions.pop_front() {
+                Some(Ok(steps)) => Ok(Box::new(ScriptedSession(steps.into()))),
+                Some(Err(e)) => Err(e),
+                None => Err(SourceError::permanent("script exhausted")),
+            }
+        }
+    }
+
+    fn run(
+        source_kind: &str,
+        sessions: Vec<Result<Vec<Step>, SourceError>>,
+    ) -> (Vec<Frame>, Vec<CameraState>) {
+        let config: CameraConfig = toml::from_str(&format!(
+            "fps = 10\nreconnect_min_ms = 10\nreconnect_max_ms = 20\nframe_timeout_ms = 200\nsource = {source_kind}"
+        ))
         .unwrap();
-        let (tx, mut rx) = queue::channel(64);
-        let cancel = CancellationToken::new();
-        let handle = start("test", &config, tx, cancel.clone()).unwrap();
+        let (tx, mut rx) = queue::channel(1000);
+        let states = Arc::new(Mutex::new(Vec::new()));
+        let seen = states.clone();
+        let reporter = Reporter::new(
+            Arc::from("cam"),
+            Box::new(move |s| seen.lock().unwrap().push(s.clone())),
+        );
+        let counters = CaptureCounters::default();
+        supervise(
+            &Arc::from("cam"),
+            &config,
+            Box::new(Scripted {
+                sessions: sessions.into(),
+            }),
+            &tx,
+            &counters,
+            &reporter,
+            &CancellationToken::new(),
+        );
+        drop(tx);
         let mut frames = Vec::new();
-        while frames.len() < 5 {
-            frames.push(rx.recv().await.unwrap());
+        while let Some(f) = rx.try_recv() {
+            frames.push(f);
         }
-        cancel.cancel();
-        while rx.recv().await.is_some() {}
-        tokio::task::spawn_blocking(move || handle.join())
-            .await
-            .unwrap();
-        for (i, f) in frames.iter().enumerate() {
-            assert_eq!(f.seq, i as u64);
-            assert_eq!(f.rgb.len(), 32 * 24 * 3);
-            assert_eq!(&*f.camera, "test");
-        }
-        // 40 fps sampled at 20: every other source frame, 50 ms apart.
-        for pair in frames.windows(2) {
-            assert_eq!(pair[1].pts - pair[0].pts, Duration::from_millis(50));
-        }
+        let states = states.lock().unwrap().clone();
+        (frames, states)
+    }
+
+    fn pts_ms(frames: &[Frame]) -> Vec<u128> {
+        frames.iter().map(|f| f.pts.as_millis()).collect()
+    }
+
+    #[test]
+    fn a_file_that_ends_without_loop_reports_ended() {
+        let (frames, states) = run(
+            r#"{ kind = "file", path = "x.mp4" }"#,
+            vec![Ok(vec![
+                Step::Picture(1000),
+                Step::Picture(1100),
+                Step::Picture(1200),
+                Step::End,
+            ])],
+        );
+        assert_eq!(
+            pts_ms(&frames),
+            vec![0, 100, 200],
+            "stream time starts at 0"
+        );
+        assert_eq!(
+            frames.iter().map(|f| f.discont).collect::<Vec<_>>(),
+            vec![true, false, false]
+        );
+        assert_eq!(
+            states,
+            vec![CameraState::Starting, CameraState::Up, CameraState::Ended]
+        );
+    }
+
+    #[test]
+    fn a_looped_file_without_frames_fails_instead_of_spinning() {
+        let (frames, states) = run(
+            r#"{ kind = "file", path = "x.mp4", loop = true }"#,
+            vec![Ok(vec![Step::End]), Ok(vec![Step::End])],
+        );
+        assert!(frames.is_empty());
+        assert_eq!(
+            states,
+            vec![
+                CameraState::Starting,
+                CameraState::Failed {
+                    error: "the stream ended before its first frame".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_looped_file_continues_its_stream_time() {
+        let (frames, states) = run(
+            r#"{ kind = "file", path = "x.mp4", loop = true }"#,
+            vec![
+                Ok(vec![Step::Picture(0), Step::Picture(100), Step::End]),
+                Ok(vec![Step::Picture(0), Step::Picture(100), Step::End]),
+                Err(SourceError::permanent("file deleted")),
+            ],
+        );
+        assert_eq!(pts_ms(&frames), vec![0, 100, 200, 300]);
+        assert_eq!(
+            frames.iter().map(|f| f.seq).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3]
+        );
+        assert!(frames[2].discont, "the loop restarts the stream");
+        assert_eq!(
+            states.last(),
+            Some(&CameraState::Failed {
+                error: "file deleted".into()
+            })
+        );
+    }
+
+    #[test]
+    fn errors_are_retried_with_growing_delays_until_the_source_is_back() {
+        let (frames, states) = run(
+            r#"{ kind = "test" }"#,
+            vec![
+                Err(SourceError::transient("connection refused")),
+                Err(SourceError::transient("connection refused")),
+                Ok(vec![Step::Picture(0), Step::Fail("server went away")]),
+                Ok(vec![Step::Picture(50)]),
+            ],
+        );
+        let names: Vec<String> = states
+            .iter()
+            .map(|s| s.to_string().split(' ').next().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["starting", "retrying", "retrying", "up", "retrying", "up", "retrying", "failed"]
+        );
+        let CameraState::Retrying { attempt, .. } = &states[2] else {
+            panic!()
+        };
+        assert_eq!(*attempt, 2);
+        // After a session was up the count starts again.
+        let CameraState::Retrying { attempt, error, .. } = &states[4] else {
+            panic!()
+        };
+        assert_eq!((*attempt, error.as_str()), (1, "server went away"));
+        // The second session is silent after one frame: the frame timeout restarts it.
+        let CameraState::Retrying { error, .. } = &states[6] else {
+            panic!()
+        };
+        assert!(error.starts_with("no frame for"), "{error}");
+        assert_eq!(frames.len(), 2);
+        assert!(frames[1].discont && frames[1].pts > frames[0].pts);
     }
 }

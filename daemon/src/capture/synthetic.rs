@@ -7,7 +7,9 @@
 //! nothing installed, which makes it the source of choice for trying the
 //! daemon and for tests of everything downstream of capture.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use super::{Picture, Pulled, Sampler, Session, Source, SourceError};
 
 /// What the synthetic scene looks like.
 #[derive(Debug, Clone)]
@@ -90,6 +92,70 @@ impl Scene {
             }
         }
         rgb
+    }
+}
+
+/// The synthetic scene as a capture source, paced in real time.
+pub(crate) struct SyntheticSource {
+    scene: Scene,
+    period: Duration,
+    fps: f64,
+}
+
+impl SyntheticSource {
+    /// Frames at `frame_rate`, of which only about `fps` per second are
+    /// drawn: a frame the sampler would drop is never rendered.
+    pub fn new(scene: Scene, frame_rate: f64, fps: f64) -> Self {
+        SyntheticSource {
+            scene,
+            // Whole nanoseconds, so that pts are exact multiples of the period.
+            period: Duration::from_nanos((1e9 / frame_rate).round() as u64),
+            fps,
+        }
+    }
+}
+
+impl Source for SyntheticSource {
+    fn open(&mut self) -> Result<Box<dyn Session>, SourceError> {
+        Ok(Box::new(SyntheticSession {
+            scene: self.scene.clone(),
+            period: self.period,
+            started: Instant::now(),
+            next: 0,
+            sampler: Sampler::new(self.fps),
+        }))
+    }
+}
+
+struct SyntheticSession {
+    scene: Scene,
+    period: Duration,
+    started: Instant,
+    next: u32,
+    sampler: Sampler,
+}
+
+impl Session for SyntheticSession {
+    fn pull(&mut self, timeout: Duration) -> Result<Pulled, SourceError> {
+        let give_up = Instant::now() + timeout;
+        loop {
+            let pts = self.period * self.next;
+            let due = self.started + pts;
+            if due > give_up {
+                std::thread::sleep(give_up.saturating_duration_since(Instant::now()));
+                return Ok(Pulled::Idle);
+            }
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            self.next += 1;
+            if self.sampler.admit(pts) {
+                return Ok(Pulled::Picture(Picture {
+                    pts: Some(pts),
+                    width: self.scene.width,
+                    height: self.scene.height,
+                    rgb: self.scene.render(pts),
+                }));
+            }
+        }
     }
 }
 

@@ -138,22 +138,9 @@ impl MqttConfig {
         let Some(file) = &self.password_file else {
             return;
         };
-        match std::fs::read_to_string(file) {
-            Ok(text) => {
-                let password = text.trim_end_matches(['\r', '\n']);
-                if password.is_empty() {
-                    problems.push(
-                        format!("{key}.password_file"),
-                        format!("{} is empty", file.display()),
-                    );
-                } else {
-                    self.password = Some(Secret(password.to_owned()));
-                }
-            }
-            Err(e) => problems.push(
-                format!("{key}.password_file"),
-                format!("cannot read {}: {e}", file.display()),
-            ),
+        match crate::config::read_secret(file) {
+            Ok(secret) => self.password = Some(secret),
+            Err(reason) => problems.push(format!("{key}.password_file"), reason),
         }
     }
 

@@ -23,6 +23,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 pub use config::ServiceConfig;
 pub use notify::Notifier;
 
+use crate::capture::CameraState;
 use crate::config::{self as cfg, Config, Environment};
 use crate::health::Heartbeats;
 use crate::pipeline::{CameraStats, Pipeline};
@@ -266,8 +267,19 @@ impl StatsWindow {
             let delta = |f: fn(&CameraStats) -> u64| f(s) - prev.map_or(0, f).min(f(s));
             let fps = delta(|s| s.received) as f64 / elapsed;
             let dropped = delta(|s| s.dropped);
-            tracing::info!(camera = %name, fps = format_args!("{fps:.2}"), dropped, received = s.received, "camera stats");
-            parts.push(format!("{name}: {fps:.1} fps, {dropped} dropped"));
+            tracing::info!(
+                camera = %name,
+                state = %s.state,
+                fps = format_args!("{fps:.2}"),
+                dropped,
+                received = s.received,
+                reconnects = s.reconnects,
+                "camera stats"
+            );
+            parts.push(match s.state {
+                CameraState::Up => format!("{name}: {fps:.1} fps, {dropped} dropped"),
+                ref other => format!("{name}: {other}"),
+            });
         }
         let workers = pipeline.workers().stats();
         tracing::debug!(queued = ?workers.queued, completed = workers.completed, dropped = workers.dropped, "model worker stats");

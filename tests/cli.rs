@@ -164,3 +164,30 @@ fn version_names_the_crate_version() {
         format!("glimpse {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn model_inspect_describes_a_folder_or_says_why_not() {
+    let out = glimpse()
+        .args(["model", "inspect"])
+        .arg(repo().join("models/test-tiny"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in [
+        "vision         64x64 px, 8 px patches, scale factor 1 -> 8x8 token grid (64 tokens per frame)",
+        "language       hidden 64, 2 layers, 4 heads, 2 KV heads of 16, vocabulary 94",
+        "  in  past_key_values.0.key float[1, 2, past_sequence_length, 16]",
+    ] {
+        assert!(text.contains(line), "{line:?} in {text}");
+    }
+    let out = glimpse()
+        .args(["model", "inspect", "/nonexistent/model"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(65));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "error: /nonexistent/model: not a directory (expected an onnx-community model folder)\n"
+    );
+}

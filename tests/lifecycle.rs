@@ -228,3 +228,47 @@ fn a_broken_camera_does_not_stop_the_others() {
     kill(child.id(), "TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
 }
+
+#[test]
+fn the_model_is_loaded_before_ready_and_a_broken_one_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = NotifySocket::bind(dir.path());
+    let model = crate::util::repo().join("models/test-tiny");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[model]\npath = {:?}\nthreads = 1",
+            model.display().to_string()
+        ),
+    );
+    let mut child = start(&config, &socket, Duration::from_millis(400), &[]);
+    let (ready, _) = socket.expect("READY=1", Duration::from_secs(20));
+    assert!(
+        ready.contains(&format!("model {}", model.display())),
+        "{ready}"
+    );
+    kill(child.id(), "TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+
+    let broken = write_config(dir.path(), "[model]\npath = \"/nonexistent/model\"");
+    let out = glimpse()
+        .args(["run", "--config"])
+        .arg(&broken)
+        .env("NOTIFY_SOCKET", &socket.path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(78),
+        "systemd must not restart into a broken model"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error: cannot start the pipeline: cannot load the model: /nonexistent/model: not a directory"),
+        "{stderr}"
+    );
+    assert!(socket
+        .collect(Duration::from_millis(200))
+        .iter()
+        .all(|m| !m.contains("READY=1")));
+}

@@ -5,5 +5,6 @@
 mod capture;
 mod cli;
 mod lifecycle;
+mod model;
 mod systemd;
 mod util;

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::capture::CameraConfig;
+use crate::infer::ModelConfig;
 use crate::mqtt::MqttConfig;
 use crate::service::ServiceConfig;
 use crate::workers::WorkersConfig;
@@ -38,6 +39,9 @@ pub struct Config {
     /// The model worker pool.
     #[serde(default)]
     pub workers: WorkersConfig,
+    /// The video LLM; without it, frames are captured and sampled only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelConfig>,
     /// The MQTT broker and topics.
     #[serde(default)]
     pub mqtt: MqttConfig,
@@ -229,6 +233,9 @@ impl Config {
     pub fn validate(&self, problems: &mut Problems) {
         self.service.validate("service", problems);
         self.workers.validate("workers", problems);
+        if let Some(model) = &self.model {
+            model.validate("model", problems);
+        }
         self.mqtt.validate("mqtt", problems);
         if self.cameras.is_empty() {
             problems.push(

@@ -11,8 +11,12 @@
 pub mod capture;
 pub mod config;
 pub mod health;
+pub mod imageops;
+pub mod infer;
+pub mod llm;
 pub mod mqtt;
 pub mod pipeline;
 pub mod queue;
 pub mod service;
+pub mod vision;
 pub mod workers;

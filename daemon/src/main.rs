@@ -1,6 +1,6 @@
 //! The `glimpse` binary: parses the command line and hands over to the
-//! library. Exit codes: 0 success, 78 bad config (EX_CONFIG), 70 internal
-//! error (EX_SOFTWARE).
+//! library. Exit codes: 0 success, 78 bad config (EX_CONFIG), 65 bad model
+//! folder (EX_DATAERR), 70 internal error (EX_SOFTWARE).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +11,7 @@ use glimpse::service;
 
 const EX_CONFIG: u8 = 78;
 const EX_SOFTWARE: u8 = 70;
+const EX_DATAERR: u8 = 65;
 
 /// Edge video-analytics daemon: watches cameras, feeds a compact video LLM
 /// only what changed, and publishes events and answers over MQTT.
@@ -35,6 +36,23 @@ enum Command {
         /// Only validate; print nothing unless the config is broken.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Look at model folders.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Check a model folder and print its graphs, token grid and sizes.
+    Inspect {
+        /// The model folder (onnx-community layout).
+        path: PathBuf,
+        /// Graph precision suffix, e.g. _fp16 ("" for fp32).
+        #[arg(long, default_value = "")]
+        variant: String,
     },
 }
 
@@ -69,6 +87,18 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_CONFIG)
             }
         },
+        Command::Model {
+            command: ModelCommand::Inspect { path, variant },
+        } => match glimpse::infer::ModelFolder::open(&path, &variant) {
+            Ok(folder) => {
+                print!("{folder}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EX_DATAERR)
+            }
+        },
         Command::Run {
             config: ConfigArg { path },
         } => {
@@ -96,7 +126,16 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
-                    ExitCode::from(EX_SOFTWARE)
+                    // A broken model folder is the config's fault: systemd
+                    // must not restart into the same failure (see the unit's
+                    // RestartPreventExitStatus).
+                    if e.downcast_ref::<glimpse::pipeline::PipelineError>()
+                        .is_some_and(|p| matches!(p, glimpse::pipeline::PipelineError::Model(_)))
+                    {
+                        ExitCode::from(EX_CONFIG)
+                    } else {
+                        ExitCode::from(EX_SOFTWARE)
+                    }
                 }
             }
         }

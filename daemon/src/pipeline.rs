@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::capture::{self, CameraConfig, CameraState, CaptureError, CaptureHandle, Frame};
 use crate::config::Config;
 use crate::health::{Beat, Heartbeats};
+use crate::infer::{self, InferError, Model, ModelConfig};
 use crate::queue;
 use crate::workers::{WorkerError, WorkerPool, WorkersConfig};
 
@@ -39,11 +40,17 @@ pub enum PipelineError {
     /// The worker pool could not start.
     #[error(transparent)]
     Workers(#[from] WorkerError),
+    /// The model could not be loaded.
+    #[error("cannot load the model: {0}")]
+    Model(#[from] InferError),
 }
 
 /// The running pipeline.
 pub struct Pipeline {
     cameras: BTreeMap<String, RunningCamera>,
+    /// The loaded model and the config it came from; the model stages run
+    /// it on the worker pool.
+    model: Option<(ModelConfig, Model)>,
     workers: WorkerPool,
     workers_config: WorkersConfig,
     heartbeats: Heartbeats,
@@ -98,6 +105,8 @@ pub struct Changes {
     pub restarted: Vec<String>,
     /// Whether the worker pool was rebuilt.
     pub workers_rebuilt: bool,
+    /// Whether the model was loaded again (or dropped).
+    pub model_reloaded: bool,
 }
 
 impl Changes {
@@ -109,10 +118,18 @@ impl Changes {
 
 impl Pipeline {
     /// Builds and starts every stage of `config`. Must run inside the tokio
-    /// runtime (camera tasks are spawned on it).
-    pub fn build(config: &Config, heartbeats: &Heartbeats) -> Result<Pipeline, PipelineError> {
+    /// runtime (camera tasks are spawned on it); loads the model off it.
+    pub async fn build(
+        config: &Config,
+        heartbeats: &Heartbeats,
+    ) -> Result<Pipeline, PipelineError> {
+        let model = match &config.model {
+            Some(m) => Some((m.clone(), load_model(m).await?)),
+            None => None,
+        };
         let workers = config.workers.build(heartbeats)?;
         let mut pipeline = Pipeline {
+            model,
             cameras: BTreeMap::new(),
             workers,
             workers_config: config.workers.clone(),
@@ -160,6 +177,11 @@ impl Pipeline {
         })
     }
 
+    /// The loaded model, if the config names one.
+    pub fn model(&self) -> Option<&Model> {
+        self.model.as_ref().map(|(_, m)| m)
+    }
+
     /// The model worker pool.
     pub fn workers(&self) -> &WorkerPool {
         &self.workers
@@ -192,6 +214,16 @@ impl Pipeline {
     pub async fn apply(&mut self, config: &Config) -> Result<Changes, PipelineError> {
         let mut changes = Changes::default();
         self.shutdown_timeout = Duration::from_millis(config.service.shutdown_timeout_ms);
+
+        // The new model is loaded before the old one is let go, so a broken
+        // folder leaves the running model in place.
+        if config.model.as_ref() != self.model.as_ref().map(|(c, _)| c) {
+            self.model = match &config.model {
+                Some(m) => Some((m.clone(), load_model(m).await?)),
+                None => None,
+            };
+            changes.model_reloaded = true;
+        }
 
         if config.workers != self.workers_config {
             let new = config.workers.build(&self.heartbeats)?;
@@ -249,6 +281,14 @@ impl Pipeline {
         }
         stop_workers(self.workers, timeout).await;
     }
+}
+
+/// Loads a model on a blocking thread (it takes seconds).
+async fn load_model(config: &ModelConfig) -> Result<Model, InferError> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || infer::load(&config))
+        .await
+        .map_err(|e| InferError::Input(format!("the model loader panicked: {e}")))?
 }
 
 async fn stop_camera(name: &str, running: RunningCamera, timeout: Duration) {
@@ -348,7 +388,7 @@ source = { kind = "synthetic", frame_rate = 20 }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn frames_flow_and_reload_touches_only_what_changed() {
         let beats = Heartbeats::new();
-        let mut pipeline = Pipeline::build(&config(TWO), &beats).unwrap();
+        let mut pipeline = Pipeline::build(&config(TWO), &beats).await.unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;
         let stats = pipeline.stats();
         assert_eq!(stats.len(), 2);
@@ -387,7 +427,7 @@ source = { kind = "synthetic", frame_rate = 20 }
         let text =
             "[cameras.gone]\nsource = { kind = \"file\", path = \"/nonexistent/clip.mp4\" }\n";
         let beats = Heartbeats::new();
-        let mut pipeline = Pipeline::build(&config(text), &beats).unwrap();
+        let mut pipeline = Pipeline::build(&config(text), &beats).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !matches!(pipeline.stats()[0].state, CameraState::Failed { .. }) {
             assert!(Instant::now() < deadline, "{:?}", pipeline.stats());

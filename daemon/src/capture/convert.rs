@@ -1,7 +1,7 @@
 //! Pixel conversions for sources that do not go through GStreamer (the
-//! direct V4L2 backend): YUYV and MJPEG to RGB, and scaling with square
-//! pixels into the camera's frame size. Where GStreamer is used it does all
-//! of this itself (videoconvert, videoscale).
+//! direct V4L2 backend): YUYV and MJPEG to RGB. Scaling is in
+//! [`crate::imageops`]. Where GStreamer is used it does all of this itself
+//! (videoconvert, videoscale).
 
 /// Converts packed YUYV 4:2:2 (BT.601, limited range, as webcams send it)
 /// to packed RGB. `stride` is the length of a source row in bytes.
@@ -52,42 +52,6 @@ pub fn mjpeg_to_rgb(jpeg: &[u8]) -> Result<(Vec<u8>, u32, u32), String> {
         .dimensions()
         .ok_or("an MJPEG frame without dimensions")?;
     Ok((rgb, w as u32, h as u32))
-}
-
-/// Scales RGB `src` (`sw`×`sh`) into a `dw`×`dh` frame with square pixels:
-/// the picture keeps its aspect and the rest is black (letterbox), as
-/// GStreamer's videoscale does. Bilinear sampling.
-pub fn letterbox(src: &[u8], sw: u32, sh: u32, dw: u32, dh: u32) -> Vec<u8> {
-    let (sw, sh, dw, dh) = (sw as usize, sh as usize, dw as usize, dh as usize);
-    let mut out = vec![0u8; dw * dh * 3];
-    if sw == 0 || sh == 0 {
-        return out;
-    }
-    let scale = f64::min(dw as f64 / sw as f64, dh as f64 / sh as f64);
-    let (iw, ih) = (
-        ((sw as f64 * scale).round() as usize).clamp(1, dw),
-        ((sh as f64 * scale).round() as usize).clamp(1, dh),
-    );
-    let (x0, y0) = ((dw - iw) / 2, (dh - ih) / 2);
-    let (fx, fy) = (sw as f64 / iw as f64, sh as f64 / ih as f64);
-    for y in 0..ih {
-        let sy = ((y as f64 + 0.5) * fy - 0.5).clamp(0.0, (sh - 1) as f64);
-        let (ya, wy) = (sy.floor() as usize, sy.fract());
-        let yb = (ya + 1).min(sh - 1);
-        for x in 0..iw {
-            let sx = ((x as f64 + 0.5) * fx - 0.5).clamp(0.0, (sw - 1) as f64);
-            let (xa, wx) = (sx.floor() as usize, sx.fract());
-            let xb = (xa + 1).min(sw - 1);
-            let o = ((y0 + y) * dw + x0 + x) * 3;
-            for c in 0..3 {
-                let p = |xx: usize, yy: usize| f64::from(src[(yy * sw + xx) * 3 + c]);
-                let top = p(xa, ya) * (1.0 - wx) + p(xb, ya) * wx;
-                let bottom = p(xa, yb) * (1.0 - wx) + p(xb, yb) * wx;
-                out[o + c] = (top * (1.0 - wy) + bottom * wy).round() as u8;
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -144,16 +108,5 @@ mod tests {
     fn truncated_frames_are_errors_not_panics() {
         assert!(yuyv_to_rgb(&[0; 100], 64, 48, 128).is_err());
         assert!(mjpeg_to_rgb(&fixture("smpte-64x48.jpg")[..50]).is_err());
-    }
-
-    #[test]
-    fn letterbox_keeps_aspect_and_pads_black() {
-        // A white 4x2 picture into 4x4: rows 0 and 3 are padding.
-        let out = letterbox(&[255; 4 * 2 * 3], 4, 2, 4, 4);
-        let row = |y: usize| &out[y * 12..(y + 1) * 12];
-        assert!(row(0).iter().all(|&v| v == 0));
-        assert!(row(1).iter().all(|&v| v == 255));
-        assert!(row(2).iter().all(|&v| v == 255));
-        assert!(row(3).iter().all(|&v| v == 0));
     }
 }

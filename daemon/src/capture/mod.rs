@@ -72,6 +72,35 @@ pub struct Frame {
     pub rgb: Vec<u8>,
 }
 
+/// Where and when a frame was taken: what travels with its tokens once the
+/// pixels are gone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameMeta {
+    /// The camera's name.
+    pub camera: Arc<str>,
+    /// Number among the camera's sampled frames.
+    pub seq: u64,
+    /// Stream time.
+    pub pts: Duration,
+    /// When it was captured.
+    pub wall_time: SystemTime,
+    /// First frame of a new stream.
+    pub discont: bool,
+}
+
+impl Frame {
+    /// The frame's metadata, without its pixels.
+    pub fn meta(&self) -> FrameMeta {
+        FrameMeta {
+            camera: self.camera.clone(),
+            seq: self.seq,
+            pts: self.pts,
+            wall_time: self.wall_time,
+            discont: self.discont,
+        }
+    }
+}
+
 /// What a camera is doing, as reported to the pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CameraState {

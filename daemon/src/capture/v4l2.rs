@@ -12,10 +12,11 @@ use v4l::io::traits::CaptureStream;
 use v4l::video::Capture;
 use v4l::{Device, FourCC};
 
-use super::convert::{letterbox, mjpeg_to_rgb, yuyv_to_rgb};
+use super::convert::{mjpeg_to_rgb, yuyv_to_rgb};
 use super::{
     CameraConfig, Picture, PixelFormat, Pulled, Session, Source, SourceConfig, SourceError,
 };
+use crate::imageops::letterbox;
 
 const YUYV: [u8; 4] = *b"YUYV";
 const MJPG: [u8; 4] = *b"MJPG";

@@ -84,8 +84,9 @@ pub async fn run(
     // Registered before anything starts, so that no signal is missed.
     let mut signals = Signals::register().context("cannot register signal handlers")?;
     let heartbeats = Heartbeats::new();
-    let mut pipeline =
-        Pipeline::build(&config, &heartbeats).context("cannot start the pipeline")?;
+    let mut pipeline = Pipeline::build(&config, &heartbeats)
+        .await
+        .context("cannot start the pipeline")?;
     let stall_release = inject_stall_fault(&pipeline);
 
     let cameras: Vec<&str> = pipeline.cameras().collect();
@@ -96,8 +97,11 @@ pub async fn run(
         workers = pipeline.workers().threads(),
         "glimpse is running"
     );
+    let model = pipeline.model().map_or("no model".to_owned(), |m| {
+        format!("model {}", m.folder().path.display())
+    });
     notifier.ready(&format!(
-        "running {} camera(s): {}",
+        "running {} camera(s): {}; {model}",
         cameras.len(),
         cameras.join(", ")
     ));
@@ -186,17 +190,19 @@ async fn reload(
     let outcome = pipeline.apply(&new).await;
     let status = match outcome {
         Ok(changes) if changes.is_empty() => "config reloaded; nothing to restart".to_owned(),
-        Ok(changes) => format!(
-            "config reloaded; cameras started {:?}, restarted {:?}, stopped {:?}{}",
-            changes.started,
-            changes.restarted,
-            changes.stopped,
+        Ok(changes) => {
+            let mut status = format!(
+                "config reloaded; cameras started {:?}, restarted {:?}, stopped {:?}",
+                changes.started, changes.restarted, changes.stopped
+            );
             if changes.workers_rebuilt {
-                "; model workers rebuilt"
-            } else {
-                ""
+                status.push_str("; model workers rebuilt");
             }
-        ),
+            if changes.model_reloaded {
+                status.push_str("; model reloaded");
+            }
+            status
+        }
         Err(e) => {
             tracing::error!("reload partly failed: {e:#}");
             format!("reload partly failed: {e}")

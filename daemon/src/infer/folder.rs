@@ -1,0 +1,525 @@
+//! A model folder in the Hugging Face "onnx-community" layout, opened and
+//! checked before anything is compiled.
+//!
+//! The folder is taken as users have it (DESIGN §6): the JSON configs, the
+//! tokenizer, and `onnx/{vision_encoder,embed_tokens,decoder_model_merged}`
+//! with an optional precision suffix and `.onnx_data` files. Every tensor
+//! is found by name; a missing file, a missing or mismatched tensor, an
+//! external-data path leaving the folder, or a variant no CPU backend can
+//! run is refused with the file and the reason.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use tract_onnx::pb;
+use tract_onnx::prelude::Framework;
+
+use super::InferError;
+
+/// The three graphs of the layout.
+pub const GRAPHS: [&str; 3] = ["vision_encoder", "embed_tokens", "decoder_model_merged"];
+
+/// Precision variants that cannot run here, and why.
+const REFUSED: [(&str, &str); 1] = [(
+    "_bnb4",
+    "bitsandbytes 4-bit weights use the CUDA-only MatMulBnb4 operator; pick the fp32, _fp16, _int8 or _quantized files",
+)];
+
+/// What a model folder holds, as read from its files.
+#[derive(Debug, Clone)]
+pub struct ModelFolder {
+    /// The folder.
+    pub path: PathBuf,
+    /// The precision suffix of the graphs in use ("" for fp32).
+    pub variant: String,
+    /// `onnx/<graph><variant>.onnx` for each of [`GRAPHS`].
+    pub graphs: [GraphInfo; 3],
+    /// Numbers the runtime needs.
+    pub info: ModelInfo,
+    /// `tokenizer.json`.
+    pub tokenizer: PathBuf,
+    /// `tokenizer_config.json`, parsed.
+    pub tokenizer_config: Value,
+    /// `generation_config.json`, parsed.
+    pub generation_config: Value,
+    /// `preprocessor_config.json`, parsed.
+    pub preprocessor_config: Value,
+}
+
+/// Sizes and ids of a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    /// Side of the square image the vision encoder takes, in pixels.
+    pub image_size: u32,
+    /// Side of a vision patch, in pixels.
+    pub patch_size: u32,
+    /// Pixel-shuffle factor between patches and visual tokens.
+    pub scale_factor: u32,
+    /// Side of the visual token grid: an image gives `grid * grid` tokens.
+    pub grid: u32,
+    /// Width of the language model (and of the visual tokens it consumes).
+    pub hidden: usize,
+    /// Decoder layers (each with one key and one value cache).
+    pub layers: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Key/value heads (grouped-query attention).
+    pub kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// Vocabulary size (logits per position).
+    pub vocab: usize,
+    /// The `<image>` placeholder token.
+    pub image_token_id: i64,
+}
+
+impl ModelInfo {
+    /// Visual tokens per image.
+    pub fn tokens_per_image(&self) -> usize {
+        (self.grid * self.grid) as usize
+    }
+}
+
+/// One graph's file and its named inputs and outputs.
+#[derive(Debug, Clone, Default)]
+pub struct GraphInfo {
+    /// The `.onnx` file.
+    pub file: PathBuf,
+    /// Inputs: name, element type, dims (a name for symbolic dims).
+    pub inputs: Vec<TensorInfo>,
+    /// Outputs, likewise.
+    pub outputs: Vec<TensorInfo>,
+    /// Bytes of weights in external data files.
+    pub external_bytes: u64,
+}
+
+/// A named tensor of a graph's signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorInfo {
+    /// Its name.
+    pub name: String,
+    /// ONNX element type name (`float`, `int64`, `bool`, ...).
+    pub dtype: &'static str,
+    /// Dims: a number, or the symbol's name.
+    pub dims: Vec<String>,
+}
+
+impl fmt::Display for TensorInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}[{}]", self.name, self.dtype, self.dims.join(", "))
+    }
+}
+
+impl ModelFolder {
+    /// Opens and checks the folder at `path`, using the graphs with suffix
+    /// `variant` ("" for fp32, `_fp16`, `_int8`, `_quantized`, ...).
+    pub fn open(path: &Path, variant: &str) -> Result<ModelFolder, InferError> {
+        let broken = |file: &Path, reason: String| InferError::Folder {
+            file: file.to_owned(),
+            reason,
+        };
+        if !path.is_dir() {
+            return Err(broken(
+                path,
+                "not a directory (expected an onnx-community model folder)".into(),
+            ));
+        }
+        if let Some((_, why)) = REFUSED.iter().find(|(suffix, _)| *suffix == variant) {
+            return Err(broken(
+                &path.join("onnx"),
+                format!("variant {variant:?} cannot run here: {why}"),
+            ));
+        }
+        let json = |name: &str| -> Result<Value, InferError> {
+            let file = path.join(name);
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| broken(&file, format!("cannot read: {e}")))?;
+            serde_json::from_str(&text).map_err(|e| broken(&file, format!("not valid JSON: {e}")))
+        };
+        let config = json("config.json")?;
+        let generation_config = json("generation_config.json")?;
+        let preprocessor_config = json("preprocessor_config.json")?;
+        let tokenizer_config = json("tokenizer_config.json")?;
+        let tokenizer = path.join("tokenizer.json");
+        if !tokenizer.is_file() {
+            return Err(broken(&tokenizer, "missing".into()));
+        }
+        let info =
+            read_info(&config).map_err(|reason| broken(&path.join("config.json"), reason))?;
+
+        let graphs = GRAPHS.map(|g| path.join("onnx").join(format!("{g}{variant}.onnx")));
+        let mut infos: Vec<GraphInfo> = Vec::new();
+        for file in &graphs {
+            if !file.is_file() {
+                let found = list_variants(path);
+                return Err(broken(
+                    file,
+                    format!("missing (variants in this folder: {found})"),
+                ));
+            }
+            infos.push(read_graph(file, path).map_err(|reason| broken(file, reason))?);
+        }
+        let graphs: [GraphInfo; 3] = infos
+            .try_into()
+            .map_err(|_| broken(path, "internal: graph count".into()))?;
+        check_signatures(&graphs, &info)?;
+        Ok(ModelFolder {
+            path: path.to_owned(),
+            variant: variant.to_owned(),
+            graphs,
+            info,
+            tokenizer,
+            tokenizer_config,
+            generation_config,
+            preprocessor_config,
+        })
+    }
+
+    /// Token ids that end generation (`generation_config.json` eos_token_id).
+    pub fn stop_token_ids(&self) -> Vec<i64> {
+        match &self.generation_config["eos_token_id"] {
+            Value::Number(n) => n.as_i64().into_iter().collect(),
+            Value::Array(a) => a.iter().filter_map(Value::as_i64).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn read_info(config: &Value) -> Result<ModelInfo, String> {
+    let text = &config["text_config"];
+    let vision = &config["vision_config"];
+    let num = |v: &Value, key: &str, section: &str| -> Result<u64, String> {
+        v[key]
+            .as_u64()
+            .ok_or_else(|| format!("{section}{key} is missing or not a positive integer"))
+    };
+    let hidden = num(text, "hidden_size", "text_config.")? as usize;
+    let heads = num(text, "num_attention_heads", "text_config.")? as usize;
+    let head_dim = text["head_dim"]
+        .as_u64()
+        .map_or(hidden / heads.max(1), |d| d as usize);
+    let image_size = num(vision, "image_size", "vision_config.")? as u32;
+    let patch_size = num(vision, "patch_size", "vision_config.")? as u32;
+    let scale_factor = config["scale_factor"].as_u64().unwrap_or(1).max(1) as u32;
+    if patch_size == 0 || image_size % (patch_size * scale_factor) != 0 {
+        return Err(format!(
+            "vision_config.image_size {image_size} is not a multiple of patch_size {patch_size} x scale_factor {scale_factor}"
+        ));
+    }
+    Ok(ModelInfo {
+        image_size,
+        patch_size,
+        scale_factor,
+        grid: image_size / patch_size / scale_factor,
+        hidden,
+        layers: num(text, "num_hidden_layers", "text_config.")? as usize,
+        heads,
+        kv_heads: text["num_key_value_heads"]
+            .as_u64()
+            .map_or(heads, |k| k as usize),
+        head_dim,
+        vocab: num(text, "vocab_size", "text_config.")? as usize,
+        image_token_id: config["image_token_id"]
+            .as_i64()
+            .ok_or("image_token_id is missing")?,
+    })
+}
+
+/// The graph suffixes present, for a helpful message.
+fn list_variants(path: &Path) -> String {
+    let mut found: Vec<String> = std::fs::read_dir(path.join("onnx"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| {
+            Some(
+                n.strip_prefix("decoder_model_merged")?
+                    .strip_suffix(".onnx")?
+                    .to_owned(),
+            )
+        })
+        .map(|s| {
+            if s.is_empty() {
+                "fp32 (no suffix)".to_owned()
+            } else {
+                s
+            }
+        })
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        "none".to_owned()
+    } else {
+        found.join(", ")
+    }
+}
+
+fn read_graph(file: &Path, folder: &Path) -> Result<GraphInfo, String> {
+    let proto = tract_onnx::onnx()
+        .proto_model_for_path(file)
+        .map_err(|e| format!("not a readable ONNX model: {e}"))?;
+    let graph = proto.graph.as_ref().ok_or("the model has no graph")?;
+    let initializers: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let mut external_bytes = 0;
+    let dir = file.parent().unwrap_or(folder);
+    for tensor in &graph.initializer {
+        let Some(location) = tensor.external_data.iter().find(|e| e.key == "location") else {
+            continue;
+        };
+        // The weights must stay inside the model folder: a model from the
+        // internet must not read /etc/shadow into a tensor.
+        let relative = Path::new(&location.value);
+        if relative.is_absolute()
+            || relative
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(format!(
+                "external data {:?} of tensor {} leaves the model folder",
+                location.value, tensor.name
+            ));
+        }
+        let data = dir.join(relative);
+        let canonical = data
+            .canonicalize()
+            .map_err(|e| format!("external data {}: {e}", data.display()))?;
+        let root = folder
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", folder.display()))?;
+        if !canonical.starts_with(&root) {
+            return Err(format!(
+                "external data {} leaves the model folder",
+                data.display()
+            ));
+        }
+        let length = tensor
+            .external_data
+            .iter()
+            .find(|e| e.key == "length")
+            .and_then(|e| e.value.parse::<u64>().ok());
+        external_bytes += length.unwrap_or(0);
+    }
+    let describe = |v: &pb::ValueInfoProto| TensorInfo {
+        name: v.name.clone(),
+        dtype: match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+            Some(pb::type_proto::Value::TensorType(t)) => dtype_name(t.elem_type),
+            None => "?",
+        },
+        dims: match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+            Some(pb::type_proto::Value::TensorType(t)) => t
+                .shape
+                .as_ref()
+                .map(|s| {
+                    s.dim
+                        .iter()
+                        .map(|d| match &d.value {
+                            Some(pb::tensor_shape_proto::dimension::Value::DimValue(n)) => {
+                                n.to_string()
+                            }
+                            Some(pb::tensor_shape_proto::dimension::Value::DimParam(p)) => {
+                                p.clone()
+                            }
+                            None => "?".to_owned(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => Vec::new(),
+        },
+    };
+    Ok(GraphInfo {
+        file: file.to_owned(),
+        // Old exporters list initializers among the inputs; they are weights.
+        inputs: graph
+            .input
+            .iter()
+            .filter(|i| !initializers.contains(i.name.as_str()))
+            .map(describe)
+            .collect(),
+        outputs: graph.output.iter().map(describe).collect(),
+        external_bytes,
+    })
+}
+
+fn dtype_name(elem_type: i32) -> &'static str {
+    match elem_type {
+        1 => "float",
+        2 => "uint8",
+        3 => "int8",
+        6 => "int32",
+        7 => "int64",
+        9 => "bool",
+        10 => "float16",
+        _ => "other",
+    }
+}
+
+/// Checks the named tensors of DESIGN §6 against each other and config.json.
+fn check_signatures(graphs: &[GraphInfo; 3], info: &ModelInfo) -> Result<(), InferError> {
+    let [vision, embed, decoder] = graphs;
+    let mut expect_in: Vec<(&GraphInfo, String, &[&str])> = vec![
+        (vision, "pixel_values".into(), &["float", "float16"]),
+        (vision, "pixel_attention_mask".into(), &["bool"]),
+        (embed, "input_ids".into(), &["int64"]),
+        (decoder, "inputs_embeds".into(), &["float", "float16"]),
+        (decoder, "attention_mask".into(), &["int64"]),
+        (decoder, "position_ids".into(), &["int64"]),
+    ];
+    let mut expect_out: Vec<(&GraphInfo, String)> = vec![
+        (vision, "image_features".into()),
+        (embed, "inputs_embeds".into()),
+        (decoder, "logits".into()),
+    ];
+    for layer in 0..info.layers {
+        for kind in ["key", "value"] {
+            expect_in.push((
+                decoder,
+                format!("past_key_values.{layer}.{kind}"),
+                &["float", "float16"],
+            ));
+            expect_out.push((decoder, format!("present.{layer}.{kind}")));
+        }
+    }
+    let mismatch = |graph: &GraphInfo, reason: String| InferError::Folder {
+        file: graph.file.clone(),
+        reason,
+    };
+    for (graph, name, dtypes) in expect_in {
+        let tensor = graph
+            .inputs
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| mismatch(graph, format!("no input tensor named {name:?}")))?;
+        if !dtypes.contains(&tensor.dtype) {
+            return Err(mismatch(
+                graph,
+                format!(
+                    "input {name:?} is {}, expected {}",
+                    tensor.dtype,
+                    dtypes.join(" or ")
+                ),
+            ));
+        }
+        if name.starts_with("past_key_values.") {
+            let want = [info.kv_heads.to_string(), info.head_dim.to_string()];
+            let dims = &tensor.dims;
+            if dims.len() != 4 || dims[1] != want[0] || dims[3] != want[1] {
+                return Err(mismatch(
+                    graph,
+                    format!(
+                        "input {name:?} has dims [{}], expected [batch, {}, past, {}] from config.json",
+                        dims.join(", "),
+                        want[0],
+                        want[1]
+                    ),
+                ));
+            }
+        }
+    }
+    for (graph, name) in expect_out {
+        if !graph.outputs.iter().any(|t| t.name == name) {
+            return Err(mismatch(graph, format!("no output tensor named {name:?}")));
+        }
+    }
+    let extra_layers = decoder
+        .inputs
+        .iter()
+        .filter(|t| t.name.starts_with("past_key_values.") && t.name.ends_with(".key"))
+        .count();
+    if extra_layers != info.layers {
+        return Err(mismatch(
+            decoder,
+            format!(
+                "{extra_layers} key caches, but config.json says num_hidden_layers = {}",
+                info.layers
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A printable summary, for `glimpse model inspect`.
+impl fmt::Display for ModelFolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.info;
+        writeln!(f, "model folder   {}", self.path.display())?;
+        writeln!(
+            f,
+            "variant        {}",
+            if self.variant.is_empty() {
+                "fp32 (no suffix)"
+            } else {
+                &self.variant
+            }
+        )?;
+        writeln!(
+            f,
+            "vision         {}x{} px, {} px patches, scale factor {} -> {}x{} token grid ({} tokens per frame)",
+            i.image_size, i.image_size, i.patch_size, i.scale_factor, i.grid, i.grid, i.tokens_per_image()
+        )?;
+        writeln!(
+            f,
+            "language       hidden {}, {} layers, {} heads, {} KV heads of {}, vocabulary {}",
+            i.hidden, i.layers, i.heads, i.kv_heads, i.head_dim, i.vocab
+        )?;
+        writeln!(f, "image token    {}", i.image_token_id)?;
+        let special: BTreeMap<String, String> =
+            ["bos_token", "eos_token", "unk_token", "pad_token"]
+                .iter()
+                .filter_map(|k| {
+                    Some((
+                        k.to_string(),
+                        self.tokenizer_config[*k].as_str()?.to_owned(),
+                    ))
+                })
+                .collect();
+        writeln!(
+            f,
+            "special tokens {}",
+            special
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )?;
+        writeln!(f, "stop token ids {:?}", self.stop_token_ids())?;
+        for graph in &self.graphs {
+            let name = graph
+                .file
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            writeln!(f, "graph          {name}")?;
+            let shown = |list: &[TensorInfo]| {
+                let mut lines: Vec<String> = list
+                    .iter()
+                    .filter(|t| !is_cache(&t.name) || is_first_cache(&t.name))
+                    .map(|t| t.to_string())
+                    .collect();
+                let caches = list.iter().filter(|t| is_cache(&t.name)).count();
+                if caches > 2 {
+                    lines.push(format!("... {} cache tensors in all", caches));
+                }
+                lines
+            };
+            for line in shown(&graph.inputs) {
+                writeln!(f, "  in  {line}")?;
+            }
+            for line in shown(&graph.outputs) {
+                writeln!(f, "  out {line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_cache(name: &str) -> bool {
+    name.starts_with("past_key_values.") || name.starts_with("present.")
+}
+
+fn is_first_cache(name: &str) -> bool {
+    name.starts_with("past_key_values.0.") || name.starts_with("present.0.")
+}

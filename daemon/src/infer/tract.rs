@@ -1,0 +1,282 @@
+//! The tract backend: pure Rust, any CPU, nothing native to install.
+//!
+//! Each graph is loaded with its ONNX dim names as tract symbols (sequence
+//! and past lengths are resolved per run), optimised for this machine once,
+//! and kept as an `Arc` plan that every worker runs. The KV cache is a list
+//! of tract tensors handed back to the decoder at every step.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+use super::{Backend, InferError, KvCache, ModelFolder, ModelInfo};
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// The compiled graphs of one model.
+pub struct TractModel {
+    info: ModelInfo,
+    vision: Graph,
+    embed: Graph,
+    decoder: Graph,
+}
+
+/// A plan with its inputs and outputs in graph order, by name.
+struct Graph {
+    plan: Plan,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+}
+
+impl Graph {
+    fn compile(file: &Path) -> Result<Graph, InferError> {
+        let fail = |e: TractError| InferError::Compile {
+            file: file.to_owned(),
+            message: format!("{e:#}"),
+        };
+        let model = tract_onnx::onnx()
+            // Exporters write value_info that tract's own inference knows
+            // better; trusting it breaks some graphs (FACTS.md).
+            .with_ignore_value_info(true)
+            .model_for_path(file)
+            .map_err(fail)?;
+        let inputs = model
+            .input_outlets()
+            .map_err(fail)?
+            .iter()
+            .map(|o| model.node(o.node).name.clone())
+            .collect();
+        let outputs = model
+            .output_outlets()
+            .map_err(fail)?
+            .iter()
+            .map(|o| {
+                model
+                    .outlet_label(*o)
+                    .map_or_else(|| model.node(o.node).name.clone(), str::to_owned)
+            })
+            .collect();
+        let plan = model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(fail)?;
+        Ok(Graph {
+            plan,
+            inputs,
+            outputs,
+        })
+    }
+
+    /// Runs with inputs given by name; returns the outputs by name.
+    fn run(
+        &self,
+        graph: &'static str,
+        mut named: Vec<(&str, TValue)>,
+    ) -> Result<Vec<(String, TValue)>, InferError> {
+        let mut inputs = TVec::new();
+        for name in &self.inputs {
+            let at = named
+                .iter()
+                .position(|(n, _)| n == name)
+                .ok_or_else(|| InferError::Run {
+                    graph,
+                    message: format!("no value for input {name:?}"),
+                })?;
+            inputs.push(named.swap_remove(at).1);
+        }
+        let outputs = self.plan.run(inputs).map_err(|e| InferError::Run {
+            graph,
+            message: format!("{e:#}"),
+        })?;
+        Ok(self.outputs.iter().cloned().zip(outputs).collect())
+    }
+}
+
+impl TractModel {
+    /// Compiles the three graphs of `folder`.
+    pub fn compile(folder: &ModelFolder) -> Result<TractModel, InferError> {
+        let [vision, embed, decoder] = &folder.graphs;
+        Ok(TractModel {
+            info: folder.info.clone(),
+            vision: Graph::compile(&vision.file)?,
+            embed: Graph::compile(&embed.file)?,
+            decoder: Graph::compile(&decoder.file)?,
+        })
+    }
+
+    /// A backend over the shared plans.
+    pub fn backend(self: &Arc<Self>) -> TractBackend {
+        TractBackend {
+            model: self.clone(),
+        }
+    }
+}
+
+/// One worker's handle on a [`TractModel`].
+pub struct TractBackend {
+    model: Arc<TractModel>,
+}
+
+fn tensor<T: Datum + Copy>(shape: &[usize], data: &[T]) -> Result<TValue, InferError> {
+    Tensor::from_shape(shape, data)
+        .map(|t| t.into_tvalue())
+        .map_err(|e| InferError::Input(format!("{e:#}")))
+}
+
+fn floats(graph: &'static str, value: &TValue) -> Result<Vec<f32>, InferError> {
+    value
+        .try_as_plain_ram()
+        .and_then(|v| v.as_slice::<f32>().map(<[f32]>::to_vec))
+        .map_err(|e| InferError::Run {
+            graph,
+            message: format!("unexpected output: {e:#}"),
+        })
+}
+
+impl Backend for TractBackend {
+    fn info(&self) -> &ModelInfo {
+        &self.model.info
+    }
+
+    fn encode_image(&mut self, pixel_values: &[f32]) -> Result<Vec<f32>, InferError> {
+        let s = self.model.info.image_size as usize;
+        if pixel_values.len() != 3 * s * s {
+            return Err(InferError::Input(format!(
+                "an image of {} values, expected 3x{s}x{s}",
+                pixel_values.len()
+            )));
+        }
+        let outputs = self.model.vision.run(
+            "vision_encoder",
+            vec![
+                ("pixel_values", tensor(&[1, 1, 3, s, s], pixel_values)?),
+                (
+                    "pixel_attention_mask",
+                    tensor(&[1, 1, s, s], &vec![true; s * s])?,
+                ),
+            ],
+        )?;
+        let features = floats(
+            "vision_encoder",
+            &named(&outputs, "image_features", "vision_encoder")?,
+        )?;
+        let want = self.model.info.tokens_per_image() * self.model.info.hidden;
+        if features.len() != want {
+            return Err(InferError::Run {
+                graph: "vision_encoder",
+                message: format!(
+                    "{} feature values, expected {want} (tokens x hidden from config.json)",
+                    features.len()
+                ),
+            });
+        }
+        Ok(features)
+    }
+
+    fn embed(&mut self, ids: &[i64]) -> Result<Vec<f32>, InferError> {
+        let outputs = self.model.embed.run(
+            "embed_tokens",
+            vec![("input_ids", tensor(&[1, ids.len()], ids)?)],
+        )?;
+        floats(
+            "embed_tokens",
+            &named(&outputs, "inputs_embeds", "embed_tokens")?,
+        )
+    }
+
+    fn new_cache(&self) -> KvCache {
+        let i = &self.model.info;
+        let empty: Vec<TValue> = (0..2 * i.layers)
+            .map(|_| Tensor::zero::<f32>(&[1, i.kv_heads, 0, i.head_dim]).map(|t| t.into_tvalue()))
+            .collect::<TractResult<_>>()
+            // Zero-length f32 tensors of a valid shape always build.
+            .unwrap_or_default();
+        KvCache::new(0, Box::new(empty))
+    }
+
+    fn decode(
+        &mut self,
+        cache: &mut KvCache,
+        embeds: &[f32],
+        positions: &[i64],
+    ) -> Result<Vec<f32>, InferError> {
+        let info = &self.model.info;
+        let s = positions.len();
+        if s == 0 || embeds.len() != s * info.hidden {
+            return Err(InferError::Input(format!(
+                "{} embedding values for {s} positions of width {}",
+                embeds.len(),
+                info.hidden
+            )));
+        }
+        let past = cache
+            .state
+            .downcast_mut::<Vec<TValue>>()
+            .ok_or_else(|| InferError::Input("a KV cache from another backend".into()))?;
+        let total = cache.len + s;
+        let names: Vec<String> = (0..info.layers)
+            .flat_map(|l| {
+                [
+                    format!("past_key_values.{l}.key"),
+                    format!("past_key_values.{l}.value"),
+                ]
+            })
+            .collect();
+        let mut inputs: Vec<(&str, TValue)> = vec![
+            ("inputs_embeds", tensor(&[1, s, info.hidden], embeds)?),
+            ("attention_mask", tensor(&[1, total], &vec![1i64; total])?),
+            ("position_ids", tensor(&[1, s], positions)?),
+        ];
+        for (name, value) in names.iter().zip(std::mem::take(past)) {
+            inputs.push((name.as_str(), value));
+        }
+        let mut outputs = self.model.decoder.run("decoder_model_merged", inputs)?;
+        let logits = named(&outputs, "logits", "decoder_model_merged")?;
+        let all = floats("decoder_model_merged", &logits)?;
+        let last = all
+            .get(all.len().saturating_sub(info.vocab)..)
+            .filter(|l| l.len() == info.vocab)
+            .ok_or_else(|| InferError::Run {
+                graph: "decoder_model_merged",
+                message: format!(
+                    "{} logits, expected a multiple of the vocabulary ({})",
+                    all.len(),
+                    info.vocab
+                ),
+            })?
+            .to_vec();
+        let mut presents = Vec::with_capacity(2 * info.layers);
+        for l in 0..info.layers {
+            for kind in ["key", "value"] {
+                let name = format!("present.{l}.{kind}");
+                let at = outputs
+                    .iter()
+                    .position(|(n, _)| *n == name)
+                    .ok_or_else(|| InferError::Run {
+                        graph: "decoder_model_merged",
+                        message: format!("no output {name:?}"),
+                    })?;
+                presents.push(outputs.swap_remove(at).1);
+            }
+        }
+        *past = presents;
+        cache.len = total;
+        Ok(last)
+    }
+}
+
+fn named(
+    outputs: &[(String, TValue)],
+    name: &str,
+    graph: &'static str,
+) -> Result<TValue, InferError> {
+    outputs
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+        .ok_or_else(|| InferError::Run {
+            graph,
+            message: format!("no output {name:?}"),
+        })
+}

@@ -1,0 +1,28 @@
+//! The language side: tokenizer and chat template ([`TextCodec`]) and the
+//! generation loop ([`generate`]) shared by every backend. Runs on a model
+//! worker thread.
+
+mod generate;
+mod text;
+
+pub use generate::{generate, prompt_embeddings, Generation, Prompt, Sampling, Stop};
+pub use text::{Content, Message, TextCodec};
+
+use crate::infer::InferError;
+
+/// Why a prompt could not be built or generated from.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    /// The backend failed.
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    /// The tokenizer failed or could not be loaded.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// The chat template failed or could not be compiled.
+    #[error("chat template: {0}")]
+    Template(String),
+    /// The prompt does not fit together.
+    #[error("prompt: {0}")]
+    Prompt(String),
+}

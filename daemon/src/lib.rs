@@ -18,5 +18,6 @@ pub mod mqtt;
 pub mod pipeline;
 pub mod queue;
 pub mod service;
+pub mod trigger;
 pub mod vision;
 pub mod workers;

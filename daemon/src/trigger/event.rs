@@ -1,0 +1,105 @@
+//! [`Event`]: what glimpse says, on its own or when asked. Events leave the
+//! daemon as JSON (MQTT, the event history), so this type is also the wire
+//! format: field names are part of the public interface.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Something glimpse says about a camera.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique, sortable by creation time (a ULID).
+    pub id: String,
+    /// The camera it is about.
+    pub camera: String,
+    /// What kind of event.
+    pub kind: EventKind,
+    /// What the model said.
+    pub text: String,
+    /// Stream time span it covers, in seconds: [start, end].
+    pub start_s: f64,
+    /// End of the span, in seconds of stream time.
+    pub end_s: f64,
+    /// When the event was made, milliseconds since the Unix epoch.
+    pub wall_time_ms: u64,
+    /// What the model looked at.
+    pub evidence: Evidence,
+    /// From the frame that triggered it to the event, in milliseconds.
+    pub latency_ms: u64,
+    /// The watch rule that matched (alerts) or the question's id (answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+/// Kinds of events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The scene changed; what changed.
+    Description,
+    /// A watch rule answered yes.
+    Alert,
+    /// The answer to a question.
+    Answer,
+}
+
+/// The frames behind an event.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Stream times of the frames in the model's context, in seconds.
+    pub frame_times_s: Vec<f64>,
+    /// Visual tokens kept of each of those frames.
+    pub kept_tokens: Vec<usize>,
+}
+
+impl Event {
+    /// A new event with a fresh id, stamped now.
+    pub fn new(camera: &str, kind: EventKind, text: String, span: (Duration, Duration)) -> Event {
+        let now = SystemTime::now();
+        Event {
+            id: ulid::Ulid::from_datetime(now).to_string(),
+            camera: camera.to_owned(),
+            kind,
+            text,
+            start_s: span.0.as_secs_f64(),
+            end_s: span.1.as_secs_f64(),
+            wall_time_ms: now
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            evidence: Evidence::default(),
+            latency_ms: 0,
+            reference: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialise_as_documented_and_ids_sort_by_time() {
+        let a = Event::new(
+            "front",
+            EventKind::Alert,
+            "a person is at the door".into(),
+            (Duration::from_secs(3), Duration::from_secs(5)),
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        let b = Event::new(
+            "front",
+            EventKind::Description,
+            "the red square left".into(),
+            (Duration::ZERO, Duration::ZERO),
+        );
+        assert!(a.id < b.id);
+        let json: serde_json::Value = serde_json::to_value(&a).unwrap();
+        assert_eq!(json["kind"], "alert");
+        assert_eq!(json["start_s"], 3.0);
+        assert_eq!(json["evidence"]["kept_tokens"], serde_json::json!([]));
+        assert!(json.get("reference").is_none());
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, a);
+    }
+}

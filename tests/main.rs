@@ -2,6 +2,7 @@
 //! real notify socket and systemd's own unit checker. One test binary, as
 //! in ripgrep (`autotests = false`).
 
+mod analysis;
 mod capture;
 mod cli;
 mod lifecycle;

@@ -429,3 +429,59 @@ fn external_data_must_stay_inside_the_folder() {
     );
     assert!(message.ends_with("leaves the model folder"), "{message}");
 }
+
+#[test]
+fn kept_tokens_keep_their_full_layout_positions_in_the_prompt() {
+    let folder = ModelFolder::open(&test_model(), "").unwrap();
+    let text = TextCodec::from_folder(&folder).unwrap();
+    let image = folder.info.image_token_id;
+    let hidden = folder.info.hidden;
+    let kept = [0u32, 5, 63];
+    let tokens = vec![0.5f32; kept.len() * hidden];
+    let messages = [Message {
+        role: "user".into(),
+        content: vec![
+            Content::Image,
+            Content::Image,
+            Content::Text {
+                text: "what changed ?".into(),
+            },
+        ],
+    }];
+    let visuals = [
+        llm::Visual {
+            grid: 64,
+            positions: &kept,
+            tokens: &tokens,
+        },
+        llm::Visual {
+            grid: 64,
+            positions: &[],
+            tokens: &[],
+        },
+    ];
+    let prompt = llm::build_prompt(&text, image, &messages, &visuals).unwrap();
+    // "<|im_start|>" "User" ":" then the first image at 3..67, the second
+    // (nothing kept) at 67..131, then the text.
+    let first_image: Vec<i64> = prompt
+        .ids
+        .iter()
+        .zip(&prompt.positions)
+        .filter(|(i, _)| **i == image)
+        .map(|(_, p)| *p)
+        .collect();
+    assert_eq!(first_image, vec![3, 8, 66]);
+    let after = prompt.ids.iter().position(|&i| i == image).unwrap() + 3;
+    assert_eq!(
+        prompt.positions[after],
+        3 + 64 + 64,
+        "text continues after both full grids"
+    );
+    assert_eq!(prompt.visual.len(), 3 * hidden);
+    assert!(
+        prompt.positions.windows(2).all(|w| w[1] > w[0]),
+        "positions only grow"
+    );
+    let mismatch = llm::build_prompt(&text, image, &messages, &visuals[..1]);
+    assert!(mismatch.is_err(), "two images in the chat, one given");
+}

@@ -10,6 +10,7 @@
 
 pub mod capture;
 pub mod config;
+pub mod dtd;
 pub mod health;
 pub mod imageops;
 pub mod infer;

@@ -214,35 +214,34 @@ impl WorkerPool {
         Ok(pool)
     }
 
-    /// Queues `job` in class `priority`.
-    pub fn submit(&self, priority: Priority, job: Job) -> Result<(), WorkerError> {
-        let mut q = self.shared.lock();
-        if q.closed {
-            return Err(WorkerError::Closed);
+    /// A handle that queues jobs from anywhere (other jobs included).
+    pub fn submitter(&self) -> Submitter {
+        Submitter {
+            shared: self.shared.clone(),
         }
-        let capacity = self.shared.capacity;
-        match priority {
-            Priority::Answer if q.answer.len() >= capacity => {
-                return Err(WorkerError::Full(priority))
-            }
-            Priority::Proactive if q.proactive.len() >= capacity => {
-                return Err(WorkerError::Full(priority))
-            }
-            Priority::Answer => q.answer.push_back(job),
-            Priority::Proactive => q.proactive.push_back(job),
-            Priority::Encode => {
-                if q.encode.len() >= capacity {
-                    q.encode.pop_front();
-                    q.dropped += 1;
-                }
-                q.encode.push_back(job);
-            }
-        }
-        drop(q);
-        self.shared.work.notify_one();
-        Ok(())
     }
 
+    /// Queues `job` in class `priority`.
+    pub fn submit(&self, priority: Priority, job: Job) -> Result<(), WorkerError> {
+        self.shared.submit(priority, job)
+    }
+}
+
+/// A cloneable handle for queueing jobs on a [`WorkerPool`]; it does not
+/// keep the workers alive.
+#[derive(Clone)]
+pub struct Submitter {
+    shared: Arc<Shared>,
+}
+
+impl Submitter {
+    /// Queues `job` in class `priority`, as [`WorkerPool::submit`].
+    pub fn submit(&self, priority: Priority, job: Job) -> Result<(), WorkerError> {
+        self.shared.submit(priority, job)
+    }
+}
+
+impl WorkerPool {
     /// Current counters.
     pub fn stats(&self) -> WorkerStats {
         let q = self.shared.lock();
@@ -289,6 +288,34 @@ impl Drop for WorkerPool {
 }
 
 impl Shared {
+    fn submit(&self, priority: Priority, job: Job) -> Result<(), WorkerError> {
+        let mut q = self.lock();
+        if q.closed {
+            return Err(WorkerError::Closed);
+        }
+        let capacity = self.capacity;
+        match priority {
+            Priority::Answer if q.answer.len() >= capacity => {
+                return Err(WorkerError::Full(priority))
+            }
+            Priority::Proactive if q.proactive.len() >= capacity => {
+                return Err(WorkerError::Full(priority))
+            }
+            Priority::Answer => q.answer.push_back(job),
+            Priority::Proactive => q.proactive.push_back(job),
+            Priority::Encode => {
+                if q.encode.len() >= capacity {
+                    q.encode.pop_front();
+                    q.dropped += 1;
+                }
+                q.encode.push_back(job);
+            }
+        }
+        drop(q);
+        self.work.notify_one();
+        Ok(())
+    }
+
     fn lock(&self) -> MutexGuard<'_, Queues> {
         // The queues stay valid whatever panicked while the lock was held.
         self.queues.lock().unwrap_or_else(|p| p.into_inner())

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Environment, Problems};
+use crate::dtd::DtdConfig;
 use crate::mqtt::Secret;
+use crate::trigger::TriggerConfig;
 
 /// `[cameras.NAME]` table.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -43,6 +45,17 @@ pub struct CameraConfig {
     pub reconnect_max_ms: u64,
     /// Where the frames come from; `kind` picks the source.
     pub source: SourceConfig,
+    /// Token dropping (change blindness).
+    #[serde(default)]
+    pub dtd: DtdConfig,
+    /// When glimpse speaks up on its own.
+    #[serde(default)]
+    pub trigger: TriggerConfig,
+    /// Watch rules: yes/no questions asked when the scene changes, e.g.
+    /// "is there a person at the door?". A yes publishes an alert.
+    /// Default: none.
+    #[serde(default)]
+    pub rules: Vec<String>,
 }
 
 fn default_enabled() -> bool {
@@ -327,6 +340,16 @@ impl CameraConfig {
             );
         }
         self.validate_source(&format!("{key}.source"), problems);
+        self.dtd.validate(&format!("{key}.dtd"), problems);
+        self.trigger.validate(&format!("{key}.trigger"), problems);
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rule.trim().is_empty() || rule.len() > 500 {
+                problems.push(
+                    format!("{key}.rules[{i}]"),
+                    format!("must be 1 to 500 characters, got {}", rule.len()),
+                );
+            }
+        }
     }
 
     fn validate_source(&self, key: &str, problems: &mut Problems) {

@@ -1,11 +1,17 @@
-//! The language side: tokenizer and chat template ([`TextCodec`]) and the
-//! generation loop ([`generate`]) shared by every backend. Runs on a model
-//! worker thread.
+//! The language side: tokenizer and chat template ([`TextCodec`]), prompts
+//! with visual tokens at their full-layout positions ([`build_prompt`]),
+//! the generation loop ([`generate`]) shared by every backend, and the
+//! [`Responder`] that asks the model about a camera. Runs on a model worker
+//! thread.
 
 mod generate;
+mod prompt;
+mod respond;
 mod text;
 
 pub use generate::{generate, prompt_embeddings, Generation, Prompt, Sampling, Stop};
+pub use prompt::{build as build_prompt, Visual};
+pub use respond::{Answer, Responder, DESCRIBE};
 pub use text::{Content, Message, TextCodec};
 
 use crate::infer::InferError;

@@ -33,6 +33,9 @@ use crate::workers::Priority;
 /// milliseconds, to check that the watchdog restarts a stalled daemon.
 pub const STALL_FAULT_ENV: &str = "GLIMPSE_DEBUG_STALL_AFTER_MS";
 
+/// Events waiting between the model workers and the service.
+const EVENT_QUEUE: usize = 64;
+
 /// What a signal asks the service to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
@@ -84,7 +87,10 @@ pub async fn run(
     // Registered before anything starts, so that no signal is missed.
     let mut signals = Signals::register().context("cannot register signal handlers")?;
     let heartbeats = Heartbeats::new();
-    let mut pipeline = Pipeline::build(&config, &heartbeats)
+    // Bounded: a burst of events makes the workers wait rather than grow
+    // memory; events are never dropped.
+    let (events_tx, mut events) = tokio::sync::mpsc::channel(EVENT_QUEUE);
+    let mut pipeline = Pipeline::build(&config, &heartbeats, events_tx)
         .await
         .context("cannot start the pipeline")?;
     let stall_release = inject_stall_fault(&pipeline);
@@ -147,6 +153,15 @@ pub async fn run(
                     }
                     Some(_) => {}
                 }
+            }
+            Some(event) = events.recv() => {
+                tracing::info!(
+                    camera = %event.camera,
+                    kind = ?event.kind,
+                    latency_ms = event.latency_ms,
+                    at_s = format_args!("{:.1}", event.end_s),
+                    "event: {}", event.text
+                );
             }
             _ = stats_tick.tick() => {
                 let line = stats.report(&pipeline);

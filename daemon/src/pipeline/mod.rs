@@ -6,9 +6,10 @@
 //! about each other: they exchange plain data (`capture::Frame`) through
 //! channels created here.
 //!
-//! So far the camera task is where a frame's journey ends: the pixel gate,
-//! the vision encoder, token dropping and memory plug in there, and their
-//! model calls go to the worker pool as `Encode` jobs.
+//! With a model, the camera task hands every frame to the worker pool as an
+//! `Encode` job that runs the model stages ([`analysis`]): pixel gate,
+//! vision encoder, token dropping, trigger; a trigger queues a `Proactive`
+//! job that asks the model and sends [`Event`]s to the event sink.
 //!
 //! The pipeline also applies a reloaded config: cameras that were removed
 //! or changed are stopped, new or changed ones started, untouched ones keep
@@ -19,14 +20,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc;
+
 use tokio_util::sync::CancellationToken;
+
+mod analysis;
+
+pub use analysis::{AnalysisCounters, CameraAnalysis, EventSink, ModelStages};
 
 use crate::capture::{self, CameraConfig, CameraState, CaptureError, CaptureHandle, Frame};
 use crate::config::Config;
 use crate::health::{Beat, Heartbeats};
-use crate::infer::{self, InferError, Model, ModelConfig};
+use crate::infer::{self, InferError, ModelConfig};
+use crate::llm::{LlmError, Responder};
 use crate::queue;
-use crate::workers::{WorkerError, WorkerPool, WorkersConfig};
+use crate::trigger::Event;
+use crate::vision::Preprocessor;
+use crate::workers::{Priority, Submitter, WorkerError, WorkerPool, WorkersConfig};
 
 /// How often an idle camera task beats its heartbeat.
 const IDLE_BEAT: Duration = Duration::from_millis(500);
@@ -43,6 +53,9 @@ pub enum PipelineError {
     /// The model could not be loaded.
     #[error("cannot load the model: {0}")]
     Model(#[from] InferError),
+    /// The model's tokenizer or chat template could not be loaded.
+    #[error("cannot load the model: {0}")]
+    Text(#[from] LlmError),
 }
 
 /// The running pipeline.
@@ -50,7 +63,9 @@ pub struct Pipeline {
     cameras: BTreeMap<String, RunningCamera>,
     /// The loaded model and the config it came from; the model stages run
     /// it on the worker pool.
-    model: Option<(ModelConfig, Model)>,
+    model: Option<(ModelConfig, Arc<ModelStages>)>,
+    /// Where the model stages send events.
+    events: EventSink,
     workers: WorkerPool,
     workers_config: WorkersConfig,
     heartbeats: Heartbeats,
@@ -64,6 +79,7 @@ struct RunningCamera {
     task: tokio::task::JoinHandle<()>,
     received: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
+    analysis: Option<Arc<AnalysisCounters>>,
     // Written by the capture thread on each change, read by the stats: a
     // std mutex around a small value, never held across an await.
     state: Arc<Mutex<CameraState>>,
@@ -76,7 +92,7 @@ impl RunningCamera {
 }
 
 /// One camera's counters since it started.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CameraStats {
     /// The camera's name.
     pub camera: String,
@@ -92,6 +108,20 @@ pub struct CameraStats {
     pub reconnects: u64,
     /// What the camera is doing now.
     pub state: CameraState,
+    /// Frames analysed by the model stages (0 without a model).
+    pub analysed: u64,
+    /// Frames the pixel gate let through to the encoder.
+    pub encoded: u64,
+    /// Visual tokens kept, in all.
+    pub kept_tokens: u64,
+    /// Visual tokens of every analysed frame, in all.
+    pub total_tokens: u64,
+    /// Retention of the last analysed frame.
+    pub retention: f32,
+    /// Whether the scene is changing.
+    pub changing: bool,
+    /// Events produced.
+    pub events: u64,
 }
 
 /// What a reload changed.
@@ -117,11 +147,13 @@ impl Changes {
 }
 
 impl Pipeline {
-    /// Builds and starts every stage of `config`. Must run inside the tokio
-    /// runtime (camera tasks are spawned on it); loads the model off it.
+    /// Builds and starts every stage of `config`; events go to `events`.
+    /// Must run inside the tokio runtime (camera tasks are spawned on it);
+    /// loads the model off it.
     pub async fn build(
         config: &Config,
         heartbeats: &Heartbeats,
+        events: mpsc::Sender<Event>,
     ) -> Result<Pipeline, PipelineError> {
         let model = match &config.model {
             Some(m) => Some((m.clone(), load_model(m).await?)),
@@ -130,6 +162,7 @@ impl Pipeline {
         let workers = config.workers.build(heartbeats)?;
         let mut pipeline = Pipeline {
             model,
+            events,
             cameras: BTreeMap::new(),
             workers,
             workers_config: config.workers.clone(),
@@ -159,7 +192,25 @@ impl Pipeline {
         let capture = capture::start(name, config, tx, report, cancel.clone())?;
         let received = Arc::new(AtomicU64::new(0));
         let beat = self.heartbeats.register(format!("camera {name}"));
-        let task = tokio::spawn(run_camera(rx, received.clone(), beat, cancel.clone()));
+        let analysis = self.model.as_ref().map(|(_, stages)| {
+            let state = CameraAnalysis::new(name, config, stages.model.folder().info.grid);
+            let counters = state.counters.clone();
+            let wiring = Analysis {
+                state: Arc::new(Mutex::new(state)),
+                stages: stages.clone(),
+                pool: self.workers.submitter(),
+                events: self.events.clone(),
+            };
+            (wiring, counters)
+        });
+        let (wiring, counters) = analysis.map_or((None, None), |(w, c)| (Some(w), Some(c)));
+        let task = tokio::spawn(run_camera(
+            rx,
+            received.clone(),
+            beat,
+            cancel.clone(),
+            wiring,
+        ));
         tracing::debug!(
             camera = name,
             fps = config.fps,
@@ -173,13 +224,14 @@ impl Pipeline {
             task,
             received,
             dropped,
+            analysis: counters,
             state,
         })
     }
 
     /// The loaded model, if the config names one.
-    pub fn model(&self) -> Option<&Model> {
-        self.model.as_ref().map(|(_, m)| m)
+    pub fn model(&self) -> Option<&infer::Model> {
+        self.model.as_ref().map(|(_, m)| &m.model)
     }
 
     /// The model worker pool.
@@ -196,14 +248,28 @@ impl Pipeline {
     pub fn stats(&self) -> Vec<CameraStats> {
         self.cameras
             .iter()
-            .map(|(name, c)| CameraStats {
-                camera: name.clone(),
-                produced: c.capture.counters.produced.load(Ordering::Relaxed),
-                sampled: c.capture.counters.sampled.load(Ordering::Relaxed),
-                received: c.received.load(Ordering::Relaxed),
-                dropped: c.dropped.load(Ordering::Relaxed),
-                reconnects: c.capture.counters.reconnects.load(Ordering::Relaxed),
-                state: c.state(),
+            .map(|(name, c)| {
+                let a = |f: fn(&AnalysisCounters) -> &AtomicU64| {
+                    c.analysis
+                        .as_ref()
+                        .map_or(0, |x| f(x).load(Ordering::Relaxed))
+                };
+                CameraStats {
+                    camera: name.clone(),
+                    produced: c.capture.counters.produced.load(Ordering::Relaxed),
+                    sampled: c.capture.counters.sampled.load(Ordering::Relaxed),
+                    received: c.received.load(Ordering::Relaxed),
+                    dropped: c.dropped.load(Ordering::Relaxed),
+                    reconnects: c.capture.counters.reconnects.load(Ordering::Relaxed),
+                    state: c.state(),
+                    analysed: a(|x| &x.analysed),
+                    encoded: a(|x| &x.encoded),
+                    kept_tokens: a(|x| &x.kept_tokens),
+                    total_tokens: a(|x| &x.total_tokens),
+                    retention: a(|x| &x.last_retention_ppm) as f32 / 1e6,
+                    changing: a(|x| &x.changing) == 1,
+                    events: a(|x| &x.events),
+                }
             })
             .collect()
     }
@@ -283,12 +349,34 @@ impl Pipeline {
     }
 }
 
-/// Loads a model on a blocking thread (it takes seconds).
-async fn load_model(config: &ModelConfig) -> Result<Model, InferError> {
+/// Most tokens a description or rule answer may take.
+const MAX_ANSWER_TOKENS: usize = 48;
+
+/// Loads a model and what its stages need, on a blocking thread (seconds).
+async fn load_model(config: &ModelConfig) -> Result<Arc<ModelStages>, PipelineError> {
     let config = config.clone();
-    tokio::task::spawn_blocking(move || infer::load(&config))
-        .await
-        .map_err(|e| InferError::Input(format!("the model loader panicked: {e}")))?
+    tokio::task::spawn_blocking(move || -> Result<Arc<ModelStages>, PipelineError> {
+        let model = infer::load(&config)?;
+        let preprocessor = Preprocessor::from_folder(model.folder())?;
+        let responder = Responder::from_folder(model.folder(), MAX_ANSWER_TOKENS)?;
+        Ok(Arc::new(ModelStages {
+            model,
+            preprocessor,
+            responder,
+        }))
+    })
+    .await
+    .map_err(|e| {
+        PipelineError::Model(InferError::Input(format!("the model loader panicked: {e}")))
+    })?
+}
+
+/// The wiring of one camera's model stages.
+struct Analysis {
+    state: Arc<Mutex<CameraAnalysis>>,
+    stages: Arc<ModelStages>,
+    pool: Submitter,
+    events: EventSink,
 }
 
 async fn stop_camera(name: &str, running: RunningCamera, timeout: Duration) {
@@ -335,6 +423,7 @@ async fn run_camera(
     received: Arc<AtomicU64>,
     beat: Beat,
     cancel: CancellationToken,
+    analysis: Option<Analysis>,
 ) {
     let mut expected_seq = 0;
     loop {
@@ -350,6 +439,21 @@ async fn run_camera(
                     tracing::debug!(camera = %frame.camera, skipped = frame.seq - expected_seq, "pipeline behind: frames dropped");
                 }
                 expected_seq = frame.seq + 1;
+                if let Some(a) = &analysis {
+                    let (state, stages, pool, events) = (
+                        a.state.clone(),
+                        a.stages.clone(),
+                        a.pool.clone(),
+                        a.events.clone(),
+                    );
+                    // Encoding jobs are frames: the pool drops the oldest when
+                    // behind, like the capture queue.
+                    let job =
+                        Box::new(move || analysis::analyse(frame, &state, &stages, &pool, &events));
+                    if let Err(e) = a.pool.submit(Priority::Encode, job) {
+                        tracing::debug!("frame not analysed: {e}");
+                    }
+                }
             }
             // The source ended: nothing more will come.
             Ok(None) => break,
@@ -388,7 +492,8 @@ source = { kind = "synthetic", frame_rate = 20 }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn frames_flow_and_reload_touches_only_what_changed() {
         let beats = Heartbeats::new();
-        let mut pipeline = Pipeline::build(&config(TWO), &beats).await.unwrap();
+        let (tx, _rx) = mpsc::channel(8);
+        let mut pipeline = Pipeline::build(&config(TWO), &beats, tx).await.unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;
         let stats = pipeline.stats();
         assert_eq!(stats.len(), 2);
@@ -427,7 +532,8 @@ source = { kind = "synthetic", frame_rate = 20 }
         let text =
             "[cameras.gone]\nsource = { kind = \"file\", path = \"/nonexistent/clip.mp4\" }\n";
         let beats = Heartbeats::new();
-        let mut pipeline = Pipeline::build(&config(text), &beats).await.unwrap();
+        let (tx, _rx) = mpsc::channel(8);
+        let mut pipeline = Pipeline::build(&config(text), &beats, tx).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !matches!(pipeline.stats()[0].state, CameraState::Failed { .. }) {
             assert!(Instant::now() < deadline, "{:?}", pipeline.stats());

@@ -1,0 +1,97 @@
+//! The responder: asks the model about what the camera saw and turns the
+//! answer into text. It owns the prompts; the context it gets (visual
+//! tokens with their positions) is built by the caller.
+
+use std::sync::Arc;
+
+use super::prompt::{build, Visual};
+use super::{generate, Content, LlmError, Message, Sampling, TextCodec};
+use crate::infer::{Backend, ModelFolder};
+
+/// What the model is asked when the scene changes.
+pub const DESCRIBE: &str = "what changed ?";
+
+/// Everything a worker needs to ask the model, built once per model load.
+pub struct Responder {
+    codec: TextCodec,
+    stop: Vec<i64>,
+    image_token: i64,
+    sampling: Sampling,
+}
+
+/// An answer and what it cost.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The text.
+    pub text: String,
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+    /// Visual tokens among them.
+    pub visual_tokens: usize,
+}
+
+impl Responder {
+    /// Loads the tokenizer and template of `folder`.
+    pub fn from_folder(
+        folder: &ModelFolder,
+        max_new_tokens: usize,
+    ) -> Result<Arc<Responder>, LlmError> {
+        Ok(Arc::new(Responder {
+            codec: TextCodec::from_folder(folder)?,
+            stop: folder.stop_token_ids(),
+            image_token: folder.info.image_token_id,
+            sampling: Sampling {
+                max_new_tokens,
+                ..Sampling::default()
+            },
+        }))
+    }
+
+    /// Asks `question` about the images in `context` (oldest first).
+    pub fn ask(
+        &self,
+        backend: &mut dyn Backend,
+        context: &[Visual<'_>],
+        question: &str,
+    ) -> Result<Answer, LlmError> {
+        let mut content: Vec<Content> = context.iter().map(|_| Content::Image).collect();
+        content.push(Content::Text {
+            text: question.to_owned(),
+        });
+        let messages = [Message {
+            role: "user".to_owned(),
+            content,
+        }];
+        let prompt = build(&self.codec, self.image_token, &messages, context)?;
+        let generation = generate(
+            backend,
+            &prompt,
+            &self.sampling,
+            &self.stop,
+            false,
+            &mut |_| true,
+        )?;
+        Ok(Answer {
+            text: self.codec.decode(&generation.tokens)?.trim().to_owned(),
+            prompt_tokens: generation.prompt_tokens,
+            visual_tokens: context.iter().map(|v| v.positions.len()).sum(),
+        })
+    }
+
+    /// Asks a watch rule as a yes/no question; true when the answer starts
+    /// with "yes".
+    pub fn check_rule(
+        &self,
+        backend: &mut dyn Backend,
+        context: &[Visual<'_>],
+        rule: &str,
+    ) -> Result<(bool, Answer), LlmError> {
+        let answer = self.ask(backend, context, &format!("{rule} answer yes or no ."))?;
+        let yes = answer
+            .text
+            .split_whitespace()
+            .next()
+            .is_some_and(|w| w.eq_ignore_ascii_case("yes"));
+        Ok((yes, answer))
+    }
+}

@@ -1,0 +1,296 @@
+//! The scene-change rule (DESIGN §4): fire when a frame's drop ratio falls
+//! below `drop_ratio_below` (the paper's 0.6, i.e. more than 40% of the
+//! tokens changed), with what a daemon needs on top: a minimum run of such
+//! frames, hysteresis (re-arm only once the drop ratio is back above
+//! `rearm_drop_ratio_above`), a cooldown, and watch rules asked at each
+//! firing and at most every `rule_interval_s` while the scene keeps
+//! changing. A static scene never fires and never asks.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Problems;
+
+/// `[cameras.NAME.trigger]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfig {
+    /// Fire when a frame drops fewer than this share of its tokens (keeps
+    /// more than 1 - this). Default: 0.6.
+    #[serde(default = "default_drop_ratio_below")]
+    pub drop_ratio_below: f32,
+    /// After firing, re-arm only once a frame drops more than this share
+    /// (the scene settled). Default: 0.8.
+    #[serde(default = "default_rearm")]
+    pub rearm_drop_ratio_above: f32,
+    /// Frames in a row that must pass the threshold. Default: 1.
+    #[serde(default = "default_min_frames")]
+    pub min_frames: u32,
+    /// Least stream time between two firings, in seconds. Default: 5.
+    #[serde(default = "default_cooldown_s")]
+    pub cooldown_s: f64,
+    /// While the scene keeps changing, ask the watch rules at most this
+    /// often, in seconds. Default: 10.
+    #[serde(default = "default_rule_interval_s")]
+    pub rule_interval_s: f64,
+}
+
+fn default_drop_ratio_below() -> f32 {
+    0.6
+}
+fn default_rearm() -> f32 {
+    0.8
+}
+fn default_min_frames() -> u32 {
+    1
+}
+fn default_cooldown_s() -> f64 {
+    5.0
+}
+fn default_rule_interval_s() -> f64 {
+    10.0
+}
+
+impl Default for TriggerConfig {
+    fn default() -> Self {
+        TriggerConfig {
+            drop_ratio_below: default_drop_ratio_below(),
+            rearm_drop_ratio_above: default_rearm(),
+            min_frames: default_min_frames(),
+            cooldown_s: default_cooldown_s(),
+            rule_interval_s: default_rule_interval_s(),
+        }
+    }
+}
+
+impl TriggerConfig {
+    /// Checks every value of the table at `key`.
+    pub fn validate(&self, key: &str, problems: &mut Problems) {
+        for (field, v) in [
+            ("drop_ratio_below", self.drop_ratio_below),
+            ("rearm_drop_ratio_above", self.rearm_drop_ratio_above),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                problems.push(
+                    format!("{key}.{field}"),
+                    format!("must be between 0 and 1, got {v}"),
+                );
+            }
+        }
+        if self.rearm_drop_ratio_above < self.drop_ratio_below {
+            problems.push(
+                format!("{key}.rearm_drop_ratio_above"),
+                format!(
+                    "must be at least drop_ratio_below ({}) for the hysteresis to hold, got {}",
+                    self.drop_ratio_below, self.rearm_drop_ratio_above
+                ),
+            );
+        }
+        if !(1..=1000).contains(&self.min_frames) {
+            problems.push(
+                format!("{key}.min_frames"),
+                format!("must be between 1 and 1000, got {}", self.min_frames),
+            );
+        }
+        for (field, v) in [
+            ("cooldown_s", self.cooldown_s),
+            ("rule_interval_s", self.rule_interval_s),
+        ] {
+            if !(0.0..=86_400.0).contains(&v) {
+                problems.push(
+                    format!("{key}.{field}"),
+                    format!("must be between 0 and 86400, got {v}"),
+                );
+            }
+        }
+    }
+}
+
+/// Whether the scene is changing, for the `activity` topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activity {
+    /// Nothing changing; the trigger is armed.
+    Idle,
+    /// A change is under way.
+    Changing,
+}
+
+/// What to do after a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Describe the change (a `description` event).
+    pub describe: bool,
+    /// Ask the watch rules.
+    pub ask_rules: bool,
+    /// The scene's activity after this frame.
+    pub activity: Activity,
+}
+
+/// The trigger of one camera.
+#[derive(Debug, Clone)]
+pub struct SceneTrigger {
+    config: TriggerConfig,
+    armed: bool,
+    run: u32,
+    last_fired: Option<Duration>,
+    last_asked: Option<Duration>,
+}
+
+impl SceneTrigger {
+    /// An armed trigger.
+    pub fn new(config: &TriggerConfig) -> SceneTrigger {
+        SceneTrigger {
+            config: config.clone(),
+            armed: true,
+            run: 0,
+            last_fired: None,
+            last_asked: None,
+        }
+    }
+
+    /// Looks at one frame: its stream time, its retention (kept / total,
+    /// 0 for a frame the gate skipped) and whether it starts a new stream
+    /// (kept whole by construction, not because anything changed).
+    pub fn observe(&mut self, pts: Duration, retention: f32, discont: bool) -> Decision {
+        let drop_ratio = 1.0 - retention;
+        if discont {
+            self.run = 0;
+            return self.decision(false, false);
+        }
+        if drop_ratio < self.config.drop_ratio_below {
+            self.run += 1;
+        } else {
+            self.run = 0;
+        }
+        if !self.armed && drop_ratio > self.config.rearm_drop_ratio_above {
+            self.armed = true;
+        }
+        let cooled = self
+            .last_fired
+            .is_none_or(|t| pts.saturating_sub(t).as_secs_f64() >= self.config.cooldown_s);
+        let fire = self.armed && self.run >= self.config.min_frames && cooled;
+        if fire {
+            self.armed = false;
+            self.last_fired = Some(pts);
+        }
+        // Rules: at each firing, and every rule_interval_s while changing.
+        let due = self
+            .last_asked
+            .is_none_or(|t| pts.saturating_sub(t).as_secs_f64() >= self.config.rule_interval_s);
+        let ask = fire || (self.run > 0 && !self.armed && due);
+        if ask {
+            self.last_asked = Some(pts);
+        }
+        self.decision(fire, ask)
+    }
+
+    fn decision(&self, describe: bool, ask_rules: bool) -> Decision {
+        Decision {
+            describe,
+            ask_rules,
+            activity: if self.armed && self.run == 0 {
+                Activity::Idle
+            } else {
+                Activity::Changing
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds retentions at 2 fps; returns the frame indexes that fired and
+    /// those that asked the rules.
+    fn run(config: &TriggerConfig, retentions: &[f32]) -> (Vec<usize>, Vec<usize>) {
+        let mut trigger = SceneTrigger::new(config);
+        let mut fired = Vec::new();
+        let mut asked = Vec::new();
+        for (i, &r) in retentions.iter().enumerate() {
+            let d = trigger.observe(Duration::from_millis(500 * i as u64), r, i == 0);
+            if d.describe {
+                fired.push(i);
+            }
+            if d.ask_rules {
+                asked.push(i);
+            }
+        }
+        (fired, asked)
+    }
+
+    #[test]
+    fn a_static_scene_never_fires_or_asks() {
+        let mut retentions = vec![1.0];
+        retentions.extend([0.0; 200]);
+        assert_eq!(
+            run(&TriggerConfig::default(), &retentions),
+            (vec![], vec![])
+        );
+    }
+
+    #[test]
+    fn one_change_fires_once_and_the_hysteresis_holds_until_it_settles() {
+        // r: first frame whole, calm, a change that wavers around the
+        // threshold, settles, then a second change after the cooldown.
+        let r = [
+            1.0, 0.0, 0.0, 0.6, 0.3, 0.5, 0.35, 0.45, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+            0.0, 0.0, 0.0, 0.0, 0.7, 0.0,
+        ];
+        let (fired, asked) = run(&TriggerConfig::default(), &r);
+        assert_eq!(
+            fired,
+            vec![3, 21],
+            "once per change, not at every wavering frame"
+        );
+        assert_eq!(asked, vec![3, 21]);
+    }
+
+    #[test]
+    fn the_cooldown_holds_back_a_change_that_comes_too_soon() {
+        let config = TriggerConfig {
+            cooldown_s: 5.0,
+            ..TriggerConfig::default()
+        };
+        // Second change 2 s after the first (4 frames at 2 fps): held back;
+        // it is still changing at 5 s, so it fires then.
+        let r = [
+            1.0, 0.9, 0.0, 0.0, 0.0, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.0,
+        ];
+        let (fired, _) = run(&config, &r);
+        assert_eq!(fired, vec![1, 11]);
+    }
+
+    #[test]
+    fn min_frames_needs_a_run_of_changed_frames() {
+        let config = TriggerConfig {
+            min_frames: 3,
+            ..TriggerConfig::default()
+        };
+        let r = [1.0, 0.9, 0.0, 0.9, 0.9, 0.0, 0.9, 0.9, 0.9, 0.0];
+        assert_eq!(run(&config, &r).0, vec![8]);
+    }
+
+    #[test]
+    fn rules_are_asked_again_while_the_scene_keeps_changing() {
+        let config = TriggerConfig {
+            rule_interval_s: 2.0,
+            ..TriggerConfig::default()
+        };
+        let mut r = vec![1.0];
+        r.extend([0.9; 12]);
+        let (fired, asked) = run(&config, &r);
+        assert_eq!(fired, vec![1]);
+        assert_eq!(asked, vec![1, 5, 9], "every 2 s of stream time");
+    }
+
+    #[test]
+    fn a_new_stream_does_not_fire() {
+        let mut trigger = SceneTrigger::new(&TriggerConfig::default());
+        let d = trigger.observe(Duration::from_secs(100), 1.0, true);
+        assert!(!d.describe && !d.ask_rules);
+        assert_eq!(d.activity, Activity::Idle);
+    }
+}

@@ -1,0 +1,98 @@
+//! The model stages wired in the pipeline, on the test model and the
+//! synthetic source: a static scene costs no encoder and no model call; a
+//! moving one is encoded, its tokens dropped, and its changes described.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use glimpse::config::{self, Environment};
+use glimpse::health::Heartbeats;
+use glimpse::pipeline::Pipeline;
+use glimpse::trigger::EventKind;
+use tokio::sync::mpsc;
+
+fn config(shapes: u32, extra: &str) -> glimpse::config::Config {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/test-tiny");
+    let text = format!(
+        r#"
+[service]
+state_dir = "/tmp/glimpse-analysis-test"
+[model]
+path = {model:?}
+threads = 1
+[cameras.cam]
+fps = 5
+width = 64
+height = 64
+source = {{ kind = "synthetic", frame_rate = 10, shapes = {shapes} }}
+{extra}
+"#
+    );
+    config::parse(Path::new("test.toml"), &text, &Environment::default()).unwrap()
+}
+
+async fn wait_for(
+    pipeline: &Pipeline,
+    what: &str,
+    pred: impl Fn(&glimpse::pipeline::CameraStats) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = pipeline.stats();
+        if pred(&stats[0]) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {what}: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_scene_costs_no_encoder_and_no_model_call() {
+    let (tx, mut events) = mpsc::channel(16);
+    let pipeline = Pipeline::build(&config(0, ""), &Heartbeats::new(), tx)
+        .await
+        .unwrap();
+    wait_for(&pipeline, "15 analysed frames", |s| s.analysed >= 15).await;
+    let s = &pipeline.stats()[0];
+    assert_eq!(
+        s.encoded, 1,
+        "only the first frame reaches the encoder: {s:?}"
+    );
+    assert_eq!(s.kept_tokens, 64, "the first frame whole, nothing after");
+    assert_eq!(s.total_tokens, 64 * s.analysed);
+    assert!(!s.changing);
+    assert_eq!(s.events, 0);
+    assert!(events.try_recv().is_err(), "no event for a static scene");
+    pipeline.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moving_scene_is_encoded_dropped_and_described() {
+    let (tx, mut events) = mpsc::channel(16);
+    // Two small squares change a few tokens of 64: a trigger tuned for
+    // small changes (the default fires when 40% change).
+    let rules = "rules = [\"is there a red square ?\"]\n[cameras.cam.trigger]\ndrop_ratio_below = 0.95\nrearm_drop_ratio_above = 0.99\ncooldown_s = 0";
+    let pipeline = Pipeline::build(&config(2, rules), &Heartbeats::new(), tx)
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+        .await
+        .expect("an event within 30 s")
+        .unwrap();
+    assert_eq!(event.camera, "cam");
+    assert!(matches!(
+        event.kind,
+        EventKind::Description | EventKind::Alert
+    ));
+    assert_eq!(event.evidence.frame_times_s.len(), 1);
+    let kept = event.evidence.kept_tokens[0];
+    assert!(kept > 0 && kept < 64, "only the changed tokens: {kept}");
+    wait_for(&pipeline, "10 encoded frames", |s| s.encoded >= 10).await;
+    let s = &pipeline.stats()[0];
+    assert!(
+        s.kept_tokens < s.total_tokens / 2,
+        "most tokens dropped: {s:?}"
+    );
+    pipeline.shutdown().await;
+}

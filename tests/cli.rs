@@ -191,3 +191,87 @@ fn model_inspect_describes_a_folder_or_says_why_not() {
         "error: /nonexistent/model: not a directory (expected an onnx-community model folder)\n"
     );
 }
+
+/// Makes a 4 s 30 fps clip of a videotestsrc pattern.
+fn clip(dir: &std::path::Path, name: &str, pattern: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let status = std::process::Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(format!("videotestsrc num-buffers=120 {pattern} ! video/x-raw,width=160,height=120,framerate=30/1 ! jpegenc ! avimux ! filesink").split(' '))
+        .arg(format!("location={}", path.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    path
+}
+
+#[test]
+fn tune_reports_every_setting_and_draws_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = repo().join("models/test-tiny");
+    let run = |clip: &std::path::Path| {
+        let png = dir.path().join("tune.png");
+        let out = glimpse()
+            .args([
+                "tune",
+                "--json",
+                "--tau",
+                "0.3,0.7",
+                "--reference",
+                "last_kept,previous",
+                "--model",
+            ])
+            .arg(&model)
+            .arg("--png")
+            .arg(&png)
+            .arg(clip)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let png_bytes = std::fs::read(&png).unwrap();
+        assert_eq!(&png_bytes[..8], b"\x89PNG\r\n\x1a\n");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    // (smpte has a patch of snow: not a still.)
+    let still = run(&clip(dir.path(), "still.avi", "pattern=pinwheel"));
+    assert_eq!(still["frames"], 8, "4 s at 2 fps");
+    assert_eq!(
+        still["settings"].as_array().unwrap().len(),
+        4,
+        "2 taus x 2 references"
+    );
+    for s in still["settings"].as_array().unwrap() {
+        assert_eq!(
+            s["encoded_share"], 0.125,
+            "only the first frame reaches the encoder"
+        );
+        assert_eq!(s["triggers_s"], serde_json::json!([]));
+        let retention: Vec<f64> = s["retention"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(retention[0], 1.0);
+        assert!(retention[1..].iter().all(|r| *r == 0.0));
+    }
+    let moving = run(&clip(dir.path(), "ball.avi", "pattern=ball motion=sweep"));
+    for s in moving["settings"].as_array().unwrap() {
+        assert!(s["encoded_share"].as_f64().unwrap() > 0.5, "{s}");
+    }
+    // A higher tau never keeps less.
+    let mean = |i: usize| moving["settings"][i]["retention_mean"].as_f64().unwrap();
+    assert!(mean(2) >= mean(0) && mean(3) >= mean(1));
+
+    let out = glimpse()
+        .args(["tune", "/nonexistent.mp4", "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.mp4: no such file"));
+}

@@ -20,5 +20,6 @@ pub mod pipeline;
 pub mod queue;
 pub mod service;
 pub mod trigger;
+pub mod tune;
 pub mod vision;
 pub mod workers;

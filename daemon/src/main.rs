@@ -37,6 +37,36 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Try token-dropping settings on a clip: retention, encoder share,
+    /// trigger times, and a PNG of the retention curves over sampled frames.
+    Tune {
+        /// The clip (any file GStreamer decodes).
+        clip: PathBuf,
+        /// The model folder whose encoder decides (default: the config's).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// A config file to take the model from.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Token thresholds to try, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "0.5")]
+        tau: Vec<f32>,
+        /// Pixel-gate thresholds to try, comma-separated.
+        #[arg(long = "tau-pix", value_delimiter = ',', default_value = "0.02")]
+        tau_pix: Vec<f32>,
+        /// References to try: last_kept, previous (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "last_kept")]
+        reference: Vec<String>,
+        /// Frames per second to sample.
+        #[arg(long, default_value_t = 2.0)]
+        fps: f64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Where to write the picture.
+        #[arg(long, default_value = "tune.png")]
+        png: PathBuf,
+    },
     /// Look at model folders.
     Model {
         #[command(subcommand)]
@@ -99,6 +129,23 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_DATAERR)
             }
         },
+        Command::Tune {
+            clip,
+            model,
+            config,
+            tau,
+            tau_pix,
+            reference,
+            fps,
+            json,
+            png,
+        } => match tune(clip, model, config, tau, tau_pix, reference, fps, json, png) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EX_DATAERR)
+            }
+        },
         Command::Run {
             config: ConfigArg { path },
         } => {
@@ -140,4 +187,67 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `glimpse tune`: resolves the model, runs the clip, prints the report.
+#[allow(clippy::too_many_arguments)]
+fn tune(
+    clip: PathBuf,
+    model: Option<PathBuf>,
+    config: Option<PathBuf>,
+    taus: Vec<f32>,
+    tau_pixes: Vec<f32>,
+    references: Vec<String>,
+    fps: f64,
+    json: bool,
+    png: PathBuf,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let loaded = config
+        .as_deref()
+        .map(|p| config::load(p, &Environment::from_process()))
+        .transpose()?;
+    let model = match (model, loaded.as_ref().and_then(|c| c.model.clone())) {
+        (Some(path), from_config) => glimpse::infer::ModelConfig {
+            path,
+            ..from_config.unwrap_or(glimpse::infer::ModelConfig {
+                path: PathBuf::new(),
+                variant: String::new(),
+                backend: Default::default(),
+                threads: 2,
+            })
+        },
+        (None, Some(m)) => m,
+        (None, None) => {
+            anyhow::bail!("no model: pass --model PATH, or --config FILE with a [model] table")
+        }
+    };
+    let references = references
+        .iter()
+        .map(|r| {
+            toml::Value::String(r.clone())
+                .try_into()
+                .with_context(|| format!("--reference {r:?}: use last_kept or previous"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let camera = loaded
+        .as_ref()
+        .and_then(|c| c.cameras.values().next().cloned());
+    let report = glimpse::tune::run(&glimpse::tune::TuneRequest {
+        clip,
+        model,
+        fps,
+        taus,
+        tau_pixes,
+        references,
+        trigger: camera.map(|c| c.trigger).unwrap_or_default(),
+        png: Some(png.clone()),
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+        eprintln!("wrote {}", png.display());
+    }
+    Ok(())
 }

@@ -11,12 +11,12 @@ use glimpse::pipeline::Pipeline;
 use glimpse::trigger::EventKind;
 use tokio::sync::mpsc;
 
-fn config(shapes: u32, extra: &str) -> glimpse::config::Config {
+fn config(state: &Path, shapes: u32, extra: &str) -> glimpse::config::Config {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/test-tiny");
     let text = format!(
         r#"
 [service]
-state_dir = "/tmp/glimpse-analysis-test"
+state_dir = {state:?}
 [model]
 path = {model:?}
 threads = 1
@@ -50,7 +50,8 @@ async fn wait_for(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_scene_costs_no_encoder_and_no_model_call() {
     let (tx, mut events) = mpsc::channel(16);
-    let pipeline = Pipeline::build(&config(0, ""), &Heartbeats::new(), tx)
+    let state = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::build(&config(state.path(), 0, ""), &Heartbeats::new(), tx)
         .await
         .unwrap();
     wait_for(&pipeline, "15 analysed frames", |s| s.analysed >= 15).await;
@@ -73,7 +74,8 @@ async fn a_moving_scene_is_encoded_dropped_and_described() {
     // Two small squares change a few tokens of 64: a trigger tuned for
     // small changes (the default fires when 40% change).
     let rules = "rules = [\"is there a red square ?\"]\n[cameras.cam.trigger]\ndrop_ratio_below = 0.95\nrearm_drop_ratio_above = 0.99\ncooldown_s = 0";
-    let pipeline = Pipeline::build(&config(2, rules), &Heartbeats::new(), tx)
+    let state = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::build(&config(state.path(), 2, rules), &Heartbeats::new(), tx)
         .await
         .unwrap();
     let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
@@ -85,9 +87,20 @@ async fn a_moving_scene_is_encoded_dropped_and_described() {
         event.kind,
         EventKind::Description | EventKind::Alert
     ));
-    assert_eq!(event.evidence.frame_times_s.len(), 1);
-    let kept = event.evidence.kept_tokens[0];
-    assert!(kept > 0 && kept < 64, "only the changed tokens: {kept}");
+    // The model saw the memory (the first frame whole, then only what
+    // changed) and the canvas last.
+    let kept = &event.evidence.kept_tokens;
+    assert!(kept.len() >= 2, "memory and canvas: {kept:?}");
+    assert_eq!(kept[0], 64, "the first frame, whole");
+    assert!(
+        kept[1..kept.len() - 1].iter().all(|&k| k < 64),
+        "then only changed tokens: {kept:?}"
+    );
+    assert!(event
+        .evidence
+        .frame_times_s
+        .windows(2)
+        .all(|w| w[0] <= w[1]));
     wait_for(&pipeline, "10 encoded frames", |s| s.encoded >= 10).await;
     let s = &pipeline.stats()[0];
     assert!(

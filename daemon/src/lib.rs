@@ -15,6 +15,7 @@ pub mod health;
 pub mod imageops;
 pub mod infer;
 pub mod llm;
+pub mod memory;
 pub mod mqtt;
 pub mod pipeline;
 pub mod queue;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Environment, Problems};
 use crate::dtd::DtdConfig;
+use crate::memory::MemoryConfig;
 use crate::mqtt::Secret;
 use crate::trigger::TriggerConfig;
 
@@ -51,6 +52,9 @@ pub struct CameraConfig {
     /// When glimpse speaks up on its own.
     #[serde(default)]
     pub trigger: TriggerConfig,
+    /// How much of the past is remembered.
+    #[serde(default)]
+    pub memory: MemoryConfig,
     /// Watch rules: yes/no questions asked when the scene changes, e.g.
     /// "is there a person at the door?". A yes publishes an alert.
     /// Default: none.
@@ -342,6 +346,7 @@ impl CameraConfig {
         self.validate_source(&format!("{key}.source"), problems);
         self.dtd.validate(&format!("{key}.dtd"), problems);
         self.trigger.validate(&format!("{key}.trigger"), problems);
+        self.memory.validate(&format!("{key}.memory"), problems);
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.trim().is_empty() || rule.len() > 500 {
                 problems.push(

@@ -321,13 +321,16 @@ impl Session for GstSession {
             .sink
             .try_pull_sample(gst::ClockTime::from_nseconds(timeout.as_nanos() as u64))
         else {
-            if self.sink.is_eos() {
-                return Ok(Pulled::End);
+            // An element that fails posts its error, then the source sends
+            // end-of-stream: the error, if any, is the real outcome.
+            if let Some(error) = self.bus_error() {
+                return Err(error);
             }
-            return match self.bus_error() {
-                Some(error) => Err(error),
-                None => Ok(Pulled::Idle),
-            };
+            return Ok(if self.sink.is_eos() {
+                Pulled::End
+            } else {
+                Pulled::Idle
+            });
         };
         picture(&sample).map(Pulled::Picture)
     }

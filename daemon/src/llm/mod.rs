@@ -11,7 +11,7 @@ mod text;
 
 pub use generate::{generate, prompt_embeddings, Generation, Prompt, Sampling, Stop};
 pub use prompt::{build as build_prompt, Visual};
-pub use respond::{Answer, Responder, DESCRIBE};
+pub use respond::{Answer, Labelled, Responder, DESCRIBE};
 pub use text::{Content, Message, TextCodec};
 
 use crate::infer::InferError;

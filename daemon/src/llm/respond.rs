@@ -1,6 +1,7 @@
-//! The responder: asks the model about what the camera saw and turns the
-//! answer into text. It owns the prompts; the context it gets (visual
-//! tokens with their positions) is built by the caller.
+//! The responder: asks the model about what a camera saw and turns the
+//! answer into text. It owns the prompts; the context it gets (labelled
+//! visual tokens with their positions, oldest first: the memory readout,
+//! then the canvas) is built by the caller.
 
 use std::sync::Arc;
 
@@ -30,6 +31,9 @@ pub struct Answer {
     pub visual_tokens: usize,
 }
 
+/// One labelled image of the context, e.g. ("at 12.5 s :", tokens).
+pub type Labelled<'a> = (String, Visual<'a>);
+
 impl Responder {
     /// Loads the tokenizer and template of `folder`.
     pub fn from_folder(
@@ -47,14 +51,21 @@ impl Responder {
         }))
     }
 
-    /// Asks `question` about the images in `context` (oldest first).
+    /// Asks `question` about `context`: each label, then its image, then
+    /// the question, in one user message.
     pub fn ask(
         &self,
         backend: &mut dyn Backend,
-        context: &[Visual<'_>],
+        context: &[Labelled<'_>],
         question: &str,
     ) -> Result<Answer, LlmError> {
-        let mut content: Vec<Content> = context.iter().map(|_| Content::Image).collect();
+        let mut content = Vec::with_capacity(2 * context.len() + 1);
+        for (label, _) in context {
+            content.push(Content::Text {
+                text: format!("{label} "),
+            });
+            content.push(Content::Image);
+        }
         content.push(Content::Text {
             text: question.to_owned(),
         });
@@ -62,7 +73,8 @@ impl Responder {
             role: "user".to_owned(),
             content,
         }];
-        let prompt = build(&self.codec, self.image_token, &messages, context)?;
+        let visuals: Vec<Visual<'_>> = context.iter().map(|(_, v)| *v).collect();
+        let prompt = build(&self.codec, self.image_token, &messages, &visuals)?;
         let generation = generate(
             backend,
             &prompt,
@@ -74,7 +86,7 @@ impl Responder {
         Ok(Answer {
             text: self.codec.decode(&generation.tokens)?.trim().to_owned(),
             prompt_tokens: generation.prompt_tokens,
-            visual_tokens: context.iter().map(|v| v.positions.len()).sum(),
+            visual_tokens: visuals.iter().map(|v| v.positions.len()).sum(),
         })
     }
 
@@ -83,7 +95,7 @@ impl Responder {
     pub fn check_rule(
         &self,
         backend: &mut dyn Backend,
-        context: &[Visual<'_>],
+        context: &[Labelled<'_>],
         rule: &str,
     ) -> Result<(bool, Answer), LlmError> {
         let answer = self.ask(backend, context, &format!("{rule} answer yes or no ."))?;

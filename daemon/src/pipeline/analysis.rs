@@ -1,5 +1,5 @@
 //! The model stages of one camera, wired: pixel gate → vision encoder →
-//! token dropping → trigger → responder → events.
+//! token dropping → memory → trigger → responder → events.
 //!
 //! The camera task hands each sampled frame to the worker pool as an
 //! `Encode` job ([`analyse`]); a trigger queues a `Proactive` job
@@ -8,16 +8,18 @@
 //! a mutex that only this camera's jobs take, so cameras run in parallel on
 //! several workers while each camera's frames are analysed in order.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
 use crate::capture::{CameraConfig, Frame};
 use crate::dtd::{Kept, PixelGate, TokenDropper};
 use crate::infer::Model;
-use crate::llm::{Responder, Visual, DESCRIBE};
+use crate::llm::{Labelled, Responder, Visual, DESCRIBE};
+use crate::memory::{self, MemoryBank};
 use crate::trigger::{Activity, Decision, Event, EventKind, Evidence, SceneTrigger};
 use crate::vision::{self, Preprocessor};
 use crate::workers::{Priority, Submitter};
@@ -30,6 +32,8 @@ pub struct ModelStages {
     pub preprocessor: Preprocessor,
     /// Its tokenizer, template and prompts.
     pub responder: Arc<Responder>,
+    /// What memory snapshots are tied to: this model's identity.
+    pub fingerprint: String,
 }
 
 /// Where events go. Events are never dropped: a full channel makes the
@@ -43,6 +47,9 @@ pub struct CameraAnalysis {
     dropper: TokenDropper,
     trigger: SceneTrigger,
     rules: Vec<String>,
+    memory: MemoryBank,
+    snapshot: Option<(PathBuf, Duration)>,
+    last_snapshot: Instant,
     next_seq: u64,
     activity: Activity,
     /// Counters read by the stats.
@@ -70,20 +77,159 @@ pub struct AnalysisCounters {
     pub errors: AtomicU64,
     /// Events produced.
     pub events: AtomicU64,
+    /// Frames in memory, per level.
+    pub memory_entries: [AtomicU64; 3],
 }
 
 impl CameraAnalysis {
-    /// The state of camera `name` for a model with a `grid`×`grid` token grid.
-    pub fn new(name: &str, config: &CameraConfig, grid: u32) -> CameraAnalysis {
+    /// The state of camera `name` for `stages`' model. Its memory is
+    /// restored from `snapshot` (a file in the state directory) when one
+    /// of the same model exists; an unusable one is moved aside.
+    pub fn new(
+        name: &str,
+        config: &CameraConfig,
+        stages: &ModelStages,
+        snapshot: Option<PathBuf>,
+    ) -> CameraAnalysis {
+        let info = &stages.model.folder().info;
+        let grid = info.grid;
+        let fresh = MemoryBank::new(grid, info.hidden, &config.memory);
+        let memory = match snapshot
+            .as_deref()
+            .map(|p| memory::load_snapshot(p, &stages.fingerprint, &fresh))
+        {
+            Some(Ok(Some(bank))) => {
+                tracing::info!(
+                    camera = name,
+                    frames = bank.encoded(),
+                    "memory restored from its snapshot"
+                );
+                bank
+            }
+            Some(Err(e)) => {
+                set_aside(snapshot.as_deref(), &e);
+                fresh
+            }
+            _ => fresh,
+        };
         CameraAnalysis {
             camera: name.to_owned(),
             gate: PixelGate::new(config.dtd.tau_pix, grid, grid),
             dropper: TokenDropper::new(&config.dtd),
             trigger: SceneTrigger::new(&config.trigger),
             rules: config.rules.clone(),
+            memory,
+            snapshot: snapshot.map(|p| (p, Duration::from_secs(config.memory.snapshot_interval_s))),
+            last_snapshot: Instant::now(),
             next_seq: 0,
             activity: Activity::Idle,
             counters: Arc::new(AnalysisCounters::default()),
+        }
+    }
+
+    /// Writes the memory snapshot now, if this camera has one.
+    pub fn save_memory(&mut self, fingerprint: &str) {
+        if let Some((path, _)) = &self.snapshot {
+            match memory::save_snapshot(path, &self.memory, fingerprint) {
+                Ok(()) => {
+                    tracing::debug!(camera = %self.camera, path = %path.display(), "memory snapshot written")
+                }
+                Err(e) => {
+                    tracing::warn!(camera = %self.camera, "cannot write the memory snapshot: {e}")
+                }
+            }
+        }
+        self.last_snapshot = Instant::now();
+    }
+
+    /// The memory readout as the model's context, copied so that the
+    /// camera's lock is not held while the model answers.
+    pub fn context(&self) -> Context {
+        let canvas = self.memory.canvas();
+        let items = self
+            .memory
+            .readout(&canvas)
+            .into_iter()
+            .map(|item| ContextItem {
+                label: if item.now {
+                    "now :".to_owned()
+                } else {
+                    format!("at {:.1} s :", item.pts.as_secs_f64())
+                },
+                pts: item.pts,
+                grid: (item.side * item.side) as usize,
+                cells: item.cells.to_vec(),
+                tokens: item.tokens.to_vec(),
+            })
+            .collect();
+        Context { items }
+    }
+}
+
+/// A copy of a camera's memory readout.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// Remembered frames oldest first, then the canvas ("now").
+    pub items: Vec<ContextItem>,
+}
+
+/// One item of a [`Context`].
+#[derive(Debug, Clone)]
+pub struct ContextItem {
+    /// "at 12.5 s :" or "now :".
+    pub label: String,
+    /// Stream time.
+    pub pts: Duration,
+    /// Tokens in its full (pooled) grid.
+    pub grid: usize,
+    /// Present cells.
+    pub cells: Vec<u32>,
+    /// Their tokens.
+    pub tokens: Vec<f32>,
+}
+
+impl Context {
+    /// Borrowed form for the responder.
+    pub fn labelled(&self) -> Vec<Labelled<'_>> {
+        self.items
+            .iter()
+            .map(|i| {
+                (
+                    i.label.clone(),
+                    Visual {
+                        grid: i.grid,
+                        positions: &i.cells,
+                        tokens: &i.tokens,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// What the model looked at, for an event.
+    pub fn evidence(&self) -> Evidence {
+        Evidence {
+            frame_times_s: self.items.iter().map(|i| i.pts.as_secs_f64()).collect(),
+            kept_tokens: self.items.iter().map(|i| i.cells.len()).collect(),
+        }
+    }
+}
+
+/// Moves an unusable snapshot out of the way, so the camera starts fresh
+/// and the file stays for a person to look at.
+fn set_aside(path: Option<&std::path::Path>, error: &memory::SnapshotError) {
+    let Some(path) = path else { return };
+    let stamp = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = path.with_extension(format!("mem.bad-{stamp}"));
+    match std::fs::rename(path, &aside) {
+        Ok(()) => tracing::warn!(
+            "memory snapshot not used ({error}); moved to {}; starting fresh",
+            aside.display()
+        ),
+        Err(e) => {
+            tracing::warn!("memory snapshot not used ({error}) and cannot be moved aside: {e}")
         }
     }
 }
@@ -107,7 +253,8 @@ pub fn analyse(
     a.next_seq = frame.seq + 1;
     counters.analysed.fetch_add(1, Ordering::Relaxed);
     let info = stages.model.folder().info.clone();
-    let kept = if a.gate.check(&frame).encode {
+    let encoded = a.gate.check(&frame).encode;
+    let kept = if encoded {
         counters.encoded.fetch_add(1, Ordering::Relaxed);
         let mut backend = stages.model.backend();
         match vision::encode(backend.as_mut(), &stages.preprocessor, &frame) {
@@ -124,6 +271,19 @@ pub fn analyse(
         Kept::nothing(frame.meta(), info.grid, info.grid, info.hidden)
     };
     let retention = kept.retention();
+    if encoded {
+        // Memory counts encoded frames: a skipped frame adds nothing to it.
+        a.memory.push(&kept);
+        for (counter, len) in counters.memory_entries.iter().zip(a.memory.lens()) {
+            counter.store(len as u64, Ordering::Relaxed);
+        }
+    }
+    if a.snapshot
+        .as_ref()
+        .is_some_and(|(_, every)| !every.is_zero() && a.last_snapshot.elapsed() >= *every)
+    {
+        a.save_memory(&stages.fingerprint);
+    }
     // Frames the gate skipped count as all dropped: the retention curve
     // covers every sampled frame.
     counters
@@ -153,6 +313,7 @@ pub fn analyse(
         return;
     }
     let camera = a.camera.clone();
+    let context = a.context();
     drop(a);
     let job_stages = stages.clone();
     let sink = events.clone();
@@ -163,6 +324,7 @@ pub fn analyse(
             respond(
                 &camera,
                 &kept,
+                &context,
                 decision,
                 &rules,
                 &job_stages,
@@ -182,6 +344,7 @@ pub fn analyse(
 fn respond(
     camera: &str,
     kept: &Kept,
+    context: &Context,
     decision: Decision,
     rules: &[String],
     stages: &ModelStages,
@@ -190,21 +353,17 @@ fn respond(
     counters: &AnalysisCounters,
 ) {
     let mut backend = stages.model.backend();
-    // Until the memory bank gives the model the past, it sees the tokens
-    // of the frame that changed, at their places in the grid.
-    let context = [Visual {
-        grid: kept.mask.len(),
-        positions: &kept.positions,
-        tokens: &kept.tokens,
-    }];
-    let span = (kept.meta.pts, kept.meta.pts);
-    let evidence = Evidence {
-        frame_times_s: vec![kept.meta.pts.as_secs_f64()],
-        kept_tokens: vec![kept.positions.len()],
-    };
+    // The model sees the memory (past frames, pooled by age) and the
+    // canvas (now), each token at its place in its grid.
+    let labelled = context.labelled();
+    let span = (
+        context.items.first().map_or(kept.meta.pts, |i| i.pts),
+        kept.meta.pts,
+    );
+    let evidence = context.evidence();
     let mut out = Vec::new();
     if decision.describe {
-        match stages.responder.ask(backend.as_mut(), &context, DESCRIBE) {
+        match stages.responder.ask(backend.as_mut(), &labelled, DESCRIBE) {
             Ok(answer) => out.push(Event::new(
                 camera,
                 EventKind::Description,
@@ -217,7 +376,7 @@ fn respond(
     for rule in rules {
         match stages
             .responder
-            .check_rule(backend.as_mut(), &context, rule)
+            .check_rule(backend.as_mut(), &labelled, rule)
         {
             Ok((true, answer)) => {
                 let mut event = Event::new(

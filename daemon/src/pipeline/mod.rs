@@ -66,6 +66,8 @@ pub struct Pipeline {
     model: Option<(ModelConfig, Arc<ModelStages>)>,
     /// Where the model stages send events.
     events: EventSink,
+    /// Where memory snapshots go.
+    state_dir: Option<std::path::PathBuf>,
     workers: WorkerPool,
     workers_config: WorkersConfig,
     heartbeats: Heartbeats,
@@ -80,6 +82,8 @@ struct RunningCamera {
     received: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
     analysis: Option<Arc<AnalysisCounters>>,
+    /// The camera's model-stage state, for its memory snapshot.
+    analysis_state: Option<Arc<Mutex<CameraAnalysis>>>,
     // Written by the capture thread on each change, read by the stats: a
     // std mutex around a small value, never held across an await.
     state: Arc<Mutex<CameraState>>,
@@ -122,6 +126,8 @@ pub struct CameraStats {
     pub changing: bool,
     /// Events produced.
     pub events: u64,
+    /// Frames held in memory, per pyramid level.
+    pub memory: [u64; 3],
 }
 
 /// What a reload changed.
@@ -163,6 +169,7 @@ impl Pipeline {
         let mut pipeline = Pipeline {
             model,
             events,
+            state_dir: config.service.state_dir().map(|d| d.to_owned()),
             cameras: BTreeMap::new(),
             workers,
             workers_config: config.workers.clone(),
@@ -193,7 +200,11 @@ impl Pipeline {
         let received = Arc::new(AtomicU64::new(0));
         let beat = self.heartbeats.register(format!("camera {name}"));
         let analysis = self.model.as_ref().map(|(_, stages)| {
-            let state = CameraAnalysis::new(name, config, stages.model.folder().info.grid);
+            let snapshot = self
+                .state_dir
+                .as_ref()
+                .map(|d| d.join("memory").join(format!("{name}.mem")));
+            let state = CameraAnalysis::new(name, config, stages, snapshot);
             let counters = state.counters.clone();
             let wiring = Analysis {
                 state: Arc::new(Mutex::new(state)),
@@ -204,6 +215,7 @@ impl Pipeline {
             (wiring, counters)
         });
         let (wiring, counters) = analysis.map_or((None, None), |(w, c)| (Some(w), Some(c)));
+        let analysis_state = wiring.as_ref().map(|w| w.state.clone());
         let task = tokio::spawn(run_camera(
             rx,
             received.clone(),
@@ -225,6 +237,7 @@ impl Pipeline {
             received,
             dropped,
             analysis: counters,
+            analysis_state,
             state,
         })
     }
@@ -269,6 +282,11 @@ impl Pipeline {
                     retention: a(|x| &x.last_retention_ppm) as f32 / 1e6,
                     changing: a(|x| &x.changing) == 1,
                     events: a(|x| &x.events),
+                    memory: [
+                        a(|x| &x.memory_entries[0]),
+                        a(|x| &x.memory_entries[1]),
+                        a(|x| &x.memory_entries[2]),
+                    ],
                 }
             })
             .collect()
@@ -280,6 +298,9 @@ impl Pipeline {
     pub async fn apply(&mut self, config: &Config) -> Result<Changes, PipelineError> {
         let mut changes = Changes::default();
         self.shutdown_timeout = Duration::from_millis(config.service.shutdown_timeout_ms);
+        // Memory is saved under the model that made it, even if the model
+        // changes now.
+        let previous_fingerprint = self.fingerprint();
 
         // The new model is loaded before the old one is let go, so a broken
         // folder leaves the running model in place.
@@ -314,8 +335,12 @@ impl Pipeline {
             .map(|(name, _)| name.clone())
             .collect();
         for name in obsolete {
-            if let Some(running) = self.cameras.remove(&name) {
+            if let Some(mut running) = self.cameras.remove(&name) {
+                let state = running.analysis_state.take();
                 stop_camera(&name, running, self.shutdown_timeout).await;
+                // Saved before the camera restarts, so it comes back with
+                // its memory (a reload does not forget).
+                save_memory(state, previous_fingerprint.clone()).await;
             }
             if wanted.contains_key(&name) {
                 changes.restarted.push(name);
@@ -335,17 +360,28 @@ impl Pipeline {
         Ok(changes)
     }
 
-    /// Stops capture, lets the camera tasks drain, then stops the workers.
+    /// Stops capture, lets the camera tasks drain, stops the workers (they
+    /// finish the queued frames), then writes the memory snapshots.
     pub async fn shutdown(mut self) {
         let timeout = self.shutdown_timeout;
         let cameras = std::mem::take(&mut self.cameras);
         for running in cameras.values() {
             running.cancel.cancel();
         }
-        for (name, running) in cameras {
+        let mut states = Vec::new();
+        for (name, mut running) in cameras {
+            states.push(running.analysis_state.take());
             stop_camera(&name, running, timeout).await;
         }
+        let fingerprint = self.fingerprint();
         stop_workers(self.workers, timeout).await;
+        for state in states {
+            save_memory(state, fingerprint.clone()).await;
+        }
+    }
+
+    fn fingerprint(&self) -> Option<String> {
+        self.model.as_ref().map(|(_, m)| m.fingerprint.clone())
     }
 }
 
@@ -359,7 +395,17 @@ async fn load_model(config: &ModelConfig) -> Result<Arc<ModelStages>, PipelineEr
         let model = infer::load(&config)?;
         let preprocessor = Preprocessor::from_folder(model.folder())?;
         let responder = Responder::from_folder(model.folder(), MAX_ANSWER_TOKENS)?;
+        let info = &model.folder().info;
+        let fingerprint = format!(
+            "{} grid {} hidden {} vocab {} image token {}",
+            model.folder().path.display(),
+            info.grid,
+            info.hidden,
+            info.vocab,
+            info.image_token_id
+        );
         Ok(Arc::new(ModelStages {
+            fingerprint,
             model,
             preprocessor,
             responder,
@@ -369,6 +415,23 @@ async fn load_model(config: &ModelConfig) -> Result<Arc<ModelStages>, PipelineEr
     .map_err(|e| {
         PipelineError::Model(InferError::Input(format!("the model loader panicked: {e}")))
     })?
+}
+
+/// Writes a camera's memory snapshot (blocking file I/O, off the runtime).
+async fn save_memory(state: Option<Arc<Mutex<CameraAnalysis>>>, fingerprint: Option<String>) {
+    let (Some(state), Some(fingerprint)) = (state, fingerprint) else {
+        return;
+    };
+    let saved = tokio::task::spawn_blocking(move || {
+        state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .save_memory(&fingerprint);
+    })
+    .await;
+    if let Err(e) = saved {
+        tracing::warn!("saving a memory snapshot failed: {e}");
+    }
 }
 
 /// The wiring of one camera's model stages.

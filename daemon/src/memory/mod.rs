@@ -1,0 +1,313 @@
+//! Memory: a bounded pyramid of what a camera saw (DESIGN §5, after
+//! VideoChat-Online's Pyramid Memory Bank), adapted to dropped tokens.
+//!
+//! - Three levels hold frames at the full token grid, 2×2-pooled and
+//!   4×4-pooled. Encoded frame k goes to level 0 when k % 8 == 0, else to
+//!   level 1 when k % 4 == 0, else to level 2.
+//! - A full level evicts the earlier frame of its most similar
+//!   time-adjacent pair (cosine of the entries' mean tokens), pools it once
+//!   more and inserts it in the next level, in time order; the last level
+//!   drops it. Entries stay in time order in every level.
+//! - An entry holds the *kept* tokens of its frame; a pooled cell averages
+//!   the tokens present under it and is absent when there are none.
+//! - Beside the pyramid, the [canvas](MemoryBank::canvas) holds the last
+//!   kept token of every grid position: what the scene looks like now.
+//!
+//! The readout (the model's context) is every entry in time order with its
+//! time label, then the canvas; its size is bounded by construction
+//! ([`MemoryBank::token_bound`]), so memory use is constant once the
+//! levels are full, whatever the stream's length. Runs on a model worker
+//! thread, under the camera's analysis lock.
+
+mod config;
+mod snapshot;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+pub use config::MemoryConfig;
+pub use snapshot::{load_snapshot, save_snapshot, SnapshotError};
+
+use crate::dtd::Kept;
+
+/// Levels of the pyramid.
+pub const LEVELS: usize = 3;
+
+/// One remembered frame at some level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Stream time of the frame.
+    pub pts: Duration,
+    /// Side of this entry's grid (the full grid pooled 2^level times).
+    pub side: u32,
+    /// Present cells (`row * side + col`), ascending.
+    pub cells: Vec<u32>,
+    /// Their tokens, `dim` values each.
+    pub tokens: Vec<f32>,
+    /// Mean of the tokens (zeros when empty), cached for eviction.
+    pub descriptor: Vec<f32>,
+}
+
+/// The memory of one camera.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryBank {
+    grid: u32,
+    dim: usize,
+    capacities: [usize; LEVELS],
+    levels: [VecDeque<Entry>; LEVELS],
+    canvas: Vec<f32>,
+    canvas_present: Vec<bool>,
+    canvas_pts: Duration,
+    encoded: u64,
+}
+
+/// One item of the readout, oldest first: a remembered frame or the canvas.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadoutItem<'a> {
+    /// Stream time (the canvas: its newest token's).
+    pub pts: Duration,
+    /// Side of the grid.
+    pub side: u32,
+    /// Present cells.
+    pub cells: &'a [u32],
+    /// Their tokens.
+    pub tokens: &'a [f32],
+    /// True for the canvas ("now").
+    pub now: bool,
+}
+
+impl MemoryBank {
+    /// An empty memory for a `grid`×`grid` token grid of width `dim`.
+    pub fn new(grid: u32, dim: usize, config: &MemoryConfig) -> MemoryBank {
+        let n = (grid * grid) as usize;
+        MemoryBank {
+            grid,
+            dim,
+            capacities: config.capacities,
+            levels: Default::default(),
+            canvas: vec![0.0; n * dim],
+            canvas_present: vec![false; n],
+            canvas_pts: Duration::ZERO,
+            encoded: 0,
+        }
+    }
+
+    /// Remembers an encoded frame's kept tokens.
+    pub fn push(&mut self, kept: &Kept) {
+        debug_assert_eq!(kept.dim, self.dim);
+        for (i, &p) in kept.positions.iter().enumerate() {
+            let p = p as usize;
+            self.canvas[p * self.dim..(p + 1) * self.dim]
+                .copy_from_slice(&kept.tokens[i * self.dim..(i + 1) * self.dim]);
+            self.canvas_present[p] = true;
+        }
+        if !kept.positions.is_empty() {
+            self.canvas_pts = kept.meta.pts;
+        }
+        let k = self.encoded;
+        self.encoded += 1;
+        let level = if k % 8 == 0 {
+            0
+        } else if k % 4 == 0 {
+            1
+        } else {
+            2
+        };
+        let mut entry = Entry {
+            pts: kept.meta.pts,
+            side: self.grid,
+            cells: kept.positions.clone(),
+            tokens: kept.tokens.clone(),
+            descriptor: Vec::new(),
+        };
+        for _ in 0..level {
+            entry = pool(&entry, self.dim);
+        }
+        entry.descriptor = descriptor(&entry.tokens, self.dim);
+        self.insert(level, entry);
+    }
+
+    /// Inserts in time order, then evicts down the pyramid while full.
+    fn insert(&mut self, level: usize, entry: Entry) {
+        let queue = &mut self.levels[level];
+        let at = queue.partition_point(|e| e.pts <= entry.pts);
+        queue.insert(at, entry);
+        if queue.len() <= self.capacities[level] {
+            return;
+        }
+        // The earlier frame of the most similar adjacent pair goes.
+        let victim = (0..queue.len() - 1)
+            .map(|i| (i, cosine(&queue[i].descriptor, &queue[i + 1].descriptor)))
+            .fold((0, f32::NEG_INFINITY), |best, (i, s)| {
+                if s > best.1 {
+                    (i, s)
+                } else {
+                    best
+                }
+            })
+            .0;
+        // `victim` < len - 1, so it exists.
+        let Some(evicted) = queue.remove(victim) else {
+            return;
+        };
+        if level + 1 < LEVELS {
+            let mut pooled = pool(&evicted, self.dim);
+            pooled.descriptor = descriptor(&pooled.tokens, self.dim);
+            self.insert(level + 1, pooled);
+        }
+    }
+
+    /// The canvas: the last kept token at every position seen so far.
+    pub fn canvas(&self) -> (Vec<u32>, Vec<f32>) {
+        let mut cells = Vec::new();
+        let mut tokens = Vec::new();
+        for (p, present) in self.canvas_present.iter().enumerate() {
+            if *present {
+                cells.push(p as u32);
+                tokens.extend_from_slice(&self.canvas[p * self.dim..(p + 1) * self.dim]);
+            }
+        }
+        (cells, tokens)
+    }
+
+    /// Every entry of every level in time order, then the canvas.
+    pub fn readout<'a>(&'a self, canvas: &'a (Vec<u32>, Vec<f32>)) -> Vec<ReadoutItem<'a>> {
+        let mut items: Vec<ReadoutItem<'a>> = self
+            .levels
+            .iter()
+            .flatten()
+            .map(|e| ReadoutItem {
+                pts: e.pts,
+                side: e.side,
+                cells: &e.cells,
+                tokens: &e.tokens,
+                now: false,
+            })
+            .collect();
+        items.sort_by_key(|i| i.pts);
+        items.push(ReadoutItem {
+            pts: self.canvas_pts,
+            side: self.grid,
+            cells: &canvas.0,
+            tokens: &canvas.1,
+            now: true,
+        });
+        items
+    }
+
+    /// Most visual tokens a readout can hold: every level full of whole
+    /// frames, plus a whole canvas.
+    pub fn token_bound(&self) -> usize {
+        let full = (self.grid * self.grid) as usize;
+        (0..LEVELS)
+            .map(|l| {
+                let side = pooled_side(self.grid, l as u32) as usize;
+                self.capacities[l] * side * side
+            })
+            .sum::<usize>()
+            + full
+    }
+
+    /// Entries per level.
+    pub fn lens(&self) -> [usize; LEVELS] {
+        [
+            self.levels[0].len(),
+            self.levels[1].len(),
+            self.levels[2].len(),
+        ]
+    }
+
+    /// The entries of one level, oldest first.
+    pub fn level(&self, level: usize) -> &VecDeque<Entry> {
+        &self.levels[level]
+    }
+
+    /// Frames remembered so far (the routing counter).
+    pub fn encoded(&self) -> u64 {
+        self.encoded
+    }
+
+    /// The token grid side and width this memory is for.
+    pub fn shape(&self) -> (u32, usize) {
+        (self.grid, self.dim)
+    }
+
+    /// Bytes of token data held (entries and canvas), for the stats.
+    pub fn token_bytes(&self) -> usize {
+        let entries: usize = self
+            .levels
+            .iter()
+            .flatten()
+            .map(|e| e.tokens.len() + e.descriptor.len())
+            .sum();
+        (entries + self.canvas.len()) * std::mem::size_of::<f32>()
+    }
+}
+
+/// Side of the grid after `times` 2×2 poolings.
+fn pooled_side(grid: u32, times: u32) -> u32 {
+    (0..times).fold(grid, |s, _| s.div_ceil(2))
+}
+
+/// Pools an entry 2×2: each cell of the coarser grid averages the present
+/// cells under it; a cell with none is absent.
+fn pool(entry: &Entry, dim: usize) -> Entry {
+    let side = entry.side;
+    let coarse = side.div_ceil(2);
+    let mut sums: Vec<(u32, Vec<f32>, u32)> = Vec::new();
+    for (i, &cell) in entry.cells.iter().enumerate() {
+        let (r, c) = (cell / side, cell % side);
+        let target = (r / 2) * coarse + c / 2;
+        let token = &entry.tokens[i * dim..(i + 1) * dim];
+        match sums.iter_mut().find(|(t, _, _)| *t == target) {
+            Some((_, sum, n)) => {
+                sum.iter_mut().zip(token).for_each(|(s, v)| *s += v);
+                *n += 1;
+            }
+            None => sums.push((target, token.to_vec(), 1)),
+        }
+    }
+    sums.sort_by_key(|(t, _, _)| *t);
+    let mut out = Entry {
+        pts: entry.pts,
+        side: coarse,
+        cells: Vec::with_capacity(sums.len()),
+        tokens: Vec::with_capacity(sums.len() * dim),
+        descriptor: Vec::new(),
+    };
+    for (target, sum, n) in sums {
+        out.cells.push(target);
+        out.tokens.extend(sum.iter().map(|s| s / n as f32));
+    }
+    out
+}
+
+fn descriptor(tokens: &[f32], dim: usize) -> Vec<f32> {
+    let mut mean = vec![0f32; dim];
+    let n = tokens.len() / dim.max(1);
+    for token in tokens.chunks_exact(dim) {
+        mean.iter_mut().zip(token).for_each(|(m, v)| *m += v);
+    }
+    if n > 0 {
+        mean.iter_mut().for_each(|m| *m /= n as f32);
+    }
+    mean
+}
+
+/// Cosine similarity; two empty (zero) descriptors are the same frame.
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let (mut dot, mut na, mut nb) = (0f32, 0f32, 0f32);
+    for (x, y) in a.iter().zip(b) {
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    match (na == 0.0, nb == 0.0) {
+        (true, true) => 1.0,
+        (true, false) | (false, true) => 0.0,
+        _ => dot / (na.sqrt() * nb.sqrt()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -906,3 +906,32 @@ fn events_command_prints_history_as_text_and_json() {
         .unwrap();
     assert!(!err.status.success());
 }
+
+#[test]
+fn a_reload_that_changes_mqtt_settings_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let mut daemon = Daemon::start(
+        dir.path(),
+        &format!("broker = \"mqtt://127.0.0.1:{}\"", broker.port),
+        &[],
+    );
+    let mut sub = Sub::start(broker.port, &["-t", "+/status", "-v"]);
+    sub.expect("online", SECS, |l| l == "glimpse/status online");
+    let config = dir.path().join("glimpse.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[mqtt]\n", "[mqtt]\nprefix = \"site2\"\n"),
+    )
+    .unwrap();
+    kill(daemon.child.id(), "HUP");
+    sub.expect("the old prefix offline", SECS, |l| {
+        l == "glimpse/status offline"
+    });
+    sub.expect("the new prefix online", SECS, |l| {
+        l == "site2/status online"
+    });
+    daemon.assert_running();
+    daemon.stop();
+}

@@ -59,10 +59,8 @@ async fn subscriber(
                     let _ = tx.send((event["id"].as_str().unwrap_or_default().to_owned(), now));
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    eprintln!("subscriber: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                // The broker went away (the end of a run): stop quietly.
+                Err(_) => return,
             }
         }
     });

@@ -80,7 +80,8 @@ source = { kind = "synthetic", frame_rate = 10 }
 fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("glimpse.toml");
     let text = format!(
-        "[service]\nstate_dir = {:?}\n{extra}\n{CAMERA}",
+        "[mqtt]\nlisten = \"127.0.0.1:{}\"\n[service]\nstate_dir = {:?}\n{extra}\n{CAMERA}",
+        crate::util::free_port(),
         dir.join("state").display().to_string()
     );
     std::fs::write(&path, text).unwrap();

@@ -1,5 +1,5 @@
 //! End-to-end tests: the real `glimpse` binary with real config files, a
-//! real notify socket and systemd's own unit checker. One test binary, as
+//! real notify socket, real MQTT brokers and systemd's own unit checker. One test binary, as
 //! in ripgrep (`autotests = false`).
 
 mod analysis;
@@ -7,5 +7,6 @@ mod capture;
 mod cli;
 mod lifecycle;
 mod model;
+mod mqtt;
 mod systemd;
 mod util;

@@ -67,6 +67,20 @@ enum Command {
         #[arg(long, default_value = "tune.png")]
         png: PathBuf,
     },
+    /// Print the event history (events and answers published over MQTT).
+    Events {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// How far back: 30s, 15m, 1h, 2d.
+        #[arg(long, default_value = "1h", value_parser = glimpse::mqtt::parse_age)]
+        since: std::time::Duration,
+        /// Only this camera.
+        #[arg(long)]
+        camera: Option<String>,
+        /// One JSON event per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Look at model folders.
     Model {
         #[command(subcommand)]
@@ -117,6 +131,27 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_CONFIG)
             }
         },
+        Command::Events {
+            config: ConfigArg { path },
+            since,
+            camera,
+            json,
+        } => {
+            let config = match config::load(&path, &Environment::from_process()) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+            };
+            match glimpse::mqtt::print_history(&config, since, camera.as_deref(), json) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EX_SOFTWARE)
+                }
+            }
+        }
         Command::Model {
             command: ModelCommand::Inspect { path, variant },
         } => match glimpse::infer::ModelFolder::open(&path, &variant) {

@@ -1,4 +1,5 @@
-//! `[mqtt]`: broker, topic prefix, identity and credentials.
+//! `[mqtt]`: broker, protocol, TLS, topic prefix, identity and credentials,
+//! the outbox and history bounds, questions and Home Assistant discovery.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -38,6 +39,72 @@ pub struct MqttConfig {
     /// Seconds between keep-alive pings. Default: 30.
     #[serde(default = "default_keep_alive_s")]
     pub keep_alive_s: u64,
+    /// MQTT protocol version: `v311` (3.1.1) or `v5`. With the embedded
+    /// broker, it is also the only version the broker accepts on `listen`.
+    /// Default: `v311`.
+    #[serde(default = "default_protocol")]
+    pub protocol: Protocol,
+    /// PEM file with the CA certificate(s) that signed the broker's
+    /// certificate (`mqtts://` only). Default: none, the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for brokers that require one
+    /// (`mqtts://` only; needs `client_key_file`). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file` (PKCS#8, PKCS#1 or SEC1).
+    /// Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<PathBuf>,
+    /// First wait before reconnecting to a lost broker, in milliseconds;
+    /// doubled after each failure up to `reconnect_max_ms`. Default: 500.
+    #[serde(default = "default_reconnect_min_ms")]
+    pub reconnect_min_ms: u64,
+    /// Longest wait between reconnection attempts, in milliseconds.
+    /// Default: 30000.
+    #[serde(default = "default_reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
+    /// How long start-up waits for the broker before telling systemd it is
+    /// ready anyway (events wait in the outbox), in milliseconds.
+    /// Default: 5000.
+    #[serde(default = "default_connect_wait_ms")]
+    pub connect_wait_ms: u64,
+    /// How long shutdown keeps publishing what is left in the outbox, in
+    /// milliseconds; whatever is left is sent after the next start.
+    /// Default: 2000.
+    #[serde(default = "default_drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
+    /// Events and answers that may await the broker's acknowledgement at
+    /// once (QoS 1 messages in flight). Default: 32.
+    #[serde(default = "default_max_inflight")]
+    pub max_inflight: u16,
+    /// Events and answers the outbox keeps while the broker is away; when
+    /// full, the oldest is dropped, counted and logged. Default: 10000.
+    #[serde(default = "default_outbox_capacity")]
+    pub outbox_capacity: u64,
+    /// Events kept in the history that `glimpse events` reads; the oldest
+    /// is deleted beyond it. Default: 10000.
+    #[serde(default = "default_history_capacity")]
+    pub history_capacity: u64,
+    /// Largest question accepted on `<prefix>/<camera>/ask`, in bytes;
+    /// larger ones get an error answer. Default: 4096.
+    #[serde(default = "default_max_question_bytes")]
+    pub max_question_bytes: usize,
+    /// Questions accepted per camera per minute; more get an error answer.
+    /// Default: 30.
+    #[serde(default = "default_questions_per_minute")]
+    pub questions_per_minute: u32,
+    /// Accepted questions that may wait for the model; more get an error
+    /// answer. Default: 16.
+    #[serde(default = "default_question_queue_capacity")]
+    pub question_queue_capacity: usize,
+    /// Publish Home Assistant discovery (device-based). Default: true.
+    #[serde(default = "default_discovery")]
+    pub discovery: bool,
+    /// Home Assistant's discovery prefix; its birth message is expected on
+    /// `<discovery_prefix>/status`. Default: `homeassistant`.
+    #[serde(default = "default_discovery_prefix")]
+    pub discovery_prefix: String,
     /// The password, resolved from the environment or `password_file`.
     /// Never read from nor written to the config file.
     #[serde(skip)]
@@ -56,6 +123,67 @@ fn default_prefix() -> String {
 fn default_keep_alive_s() -> u64 {
     30
 }
+fn default_protocol() -> Protocol {
+    Protocol::V311
+}
+fn default_reconnect_min_ms() -> u64 {
+    500
+}
+fn default_reconnect_max_ms() -> u64 {
+    30_000
+}
+fn default_connect_wait_ms() -> u64 {
+    5_000
+}
+fn default_drain_timeout_ms() -> u64 {
+    2_000
+}
+fn default_max_inflight() -> u16 {
+    32
+}
+fn default_outbox_capacity() -> u64 {
+    10_000
+}
+fn default_history_capacity() -> u64 {
+    10_000
+}
+fn default_max_question_bytes() -> usize {
+    4096
+}
+fn default_questions_per_minute() -> u32 {
+    30
+}
+fn default_question_queue_capacity() -> usize {
+    16
+}
+fn default_discovery() -> bool {
+    true
+}
+fn default_discovery_prefix() -> String {
+    "homeassistant".to_owned()
+}
+
+/// MQTT protocol versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Protocol {
+    /// MQTT 3.1.1.
+    #[serde(rename = "v311")]
+    V311,
+    /// MQTT 5.
+    #[serde(rename = "v5")]
+    V5,
+}
+
+/// Where the broker is, parsed from `mqtt.broker`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Whether to speak TLS.
+    pub tls: bool,
+}
 
 impl Default for MqttConfig {
     fn default() -> Self {
@@ -67,6 +195,22 @@ impl Default for MqttConfig {
             username: None,
             password_file: None,
             keep_alive_s: default_keep_alive_s(),
+            protocol: default_protocol(),
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            reconnect_min_ms: default_reconnect_min_ms(),
+            reconnect_max_ms: default_reconnect_max_ms(),
+            connect_wait_ms: default_connect_wait_ms(),
+            drain_timeout_ms: default_drain_timeout_ms(),
+            max_inflight: default_max_inflight(),
+            outbox_capacity: default_outbox_capacity(),
+            history_capacity: default_history_capacity(),
+            max_question_bytes: default_max_question_bytes(),
+            questions_per_minute: default_questions_per_minute(),
+            question_queue_capacity: default_question_queue_capacity(),
+            discovery: default_discovery(),
+            discovery_prefix: default_discovery_prefix(),
             password: None,
         }
     }
@@ -122,6 +266,120 @@ impl MqttConfig {
                 format!("must be between 5 and 3600, got {}", self.keep_alive_s),
             );
         }
+        let tls = self.broker_address().is_some_and(|a| a.tls);
+        for (name, file) in [
+            ("ca_file", &self.ca_file),
+            ("client_cert_file", &self.client_cert_file),
+            ("client_key_file", &self.client_key_file),
+        ] {
+            if file.is_some() && !tls {
+                problems.push(
+                    format!("{key}.{name}"),
+                    "only applies to a TLS broker: set mqtt.broker to mqtts://HOST:PORT",
+                );
+            }
+        }
+        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
+            problems.push(
+                format!("{key}.client_key_file"),
+                "client_cert_file and client_key_file go together: set both or neither",
+            );
+        }
+        if self.reconnect_min_ms == 0 || self.reconnect_min_ms > self.reconnect_max_ms {
+            problems.push(
+                format!("{key}.reconnect_min_ms"),
+                format!(
+                    "must be > 0 and at most reconnect_max_ms ({}), got {}",
+                    self.reconnect_max_ms, self.reconnect_min_ms
+                ),
+            );
+        }
+        for (name, value, min, max) in [
+            ("connect_wait_ms", self.connect_wait_ms, 0, 600_000),
+            ("drain_timeout_ms", self.drain_timeout_ms, 0, 600_000),
+            ("max_inflight", u64::from(self.max_inflight), 1, 1000),
+            ("outbox_capacity", self.outbox_capacity, 1, 10_000_000),
+            ("history_capacity", self.history_capacity, 0, 10_000_000),
+            (
+                "max_question_bytes",
+                self.max_question_bytes as u64,
+                16,
+                1 << 20,
+            ),
+            (
+                "questions_per_minute",
+                u64::from(self.questions_per_minute),
+                1,
+                6000,
+            ),
+            (
+                "question_queue_capacity",
+                self.question_queue_capacity as u64,
+                1,
+                10_000,
+            ),
+        ] {
+            if !(min..=max).contains(&value) {
+                problems.push(
+                    format!("{key}.{name}"),
+                    format!("must be between {min} and {max}, got {value}"),
+                );
+            }
+        }
+        if let Err(reason) = check_topic_level(&self.discovery_prefix, true) {
+            problems.push(
+                format!("{key}.discovery_prefix"),
+                format!("{reason}, got {:?}", self.discovery_prefix),
+            );
+        }
+    }
+
+    /// The broker to connect to: the embedded one on `listen`, or the URL.
+    /// `None` only for a config that `validate` refuses.
+    pub fn broker_address(&self) -> Option<BrokerAddress> {
+        if self.is_embedded() {
+            let addr: SocketAddr = self.listen.parse().ok()?;
+            // A wildcard listen address is reached through loopback.
+            let host = if addr.ip().is_unspecified() {
+                if addr.is_ipv4() { "127.0.0.1" } else { "::1" }.to_owned()
+            } else {
+                addr.ip().to_string()
+            };
+            return Some(BrokerAddress {
+                host,
+                port: addr.port(),
+                tls: false,
+            });
+        }
+        check_broker_url(&self.broker).ok()?;
+        let (scheme, rest) = self.broker.split_once("://")?;
+        let tls = matches!(scheme, "mqtts" | "ssl");
+        let host_port = rest.trim_end_matches('/');
+        let (host, port) = match host_port.strip_prefix('[') {
+            Some(v6) => {
+                let (host, rest) = v6.split_once(']')?;
+                (host, rest.strip_prefix(':'))
+            }
+            None => match host_port.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (host_port, None),
+            },
+        };
+        let port = match port {
+            Some(p) => p.parse().ok()?,
+            None if tls => 8883,
+            None => 1883,
+        };
+        Some(BrokerAddress {
+            host: host.to_owned(),
+            port,
+            tls,
+        })
+    }
+
+    /// Whether glimpse runs its own broker.
+    pub fn is_embedded(&self) -> bool {
+        self.broker == "embedded"
     }
 
     /// Reads the password from `GLIMPSE_MQTT_PASSWORD` or `password_file`.
@@ -249,6 +507,30 @@ mod tests {
             ..MqttConfig::default()
         };
         assert!(problems_of(&config).is_empty());
+    }
+
+    #[test]
+    fn broker_addresses_and_tls_keys() {
+        let mut config = MqttConfig::default();
+        assert_eq!(
+            config.broker_address(),
+            Some(BrokerAddress {
+                host: "127.0.0.1".into(),
+                port: 1883,
+                tls: false
+            })
+        );
+        config.broker = "mqtts://[::1]".into();
+        assert_eq!(config.broker_address().unwrap().port, 8883);
+        assert_eq!(config.broker_address().unwrap().host, "::1");
+        config.broker = "mqtt://h".into();
+        config.ca_file = Some("/ca.pem".into());
+        config.client_cert_file = Some("/c.pem".into());
+        let problems = problems_of(&config);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("mqtt.ca_file: only applies to a TLS broker"));
+        assert!(problems[2]
+            .starts_with("mqtt.client_key_file: client_cert_file and client_key_file go together"));
     }
 
     #[test]

@@ -1,10 +1,166 @@
 //! MQTT: where glimpse publishes events and takes questions (DESIGN §7).
 //!
-//! So far this stage holds its configuration: the broker (the embedded one
-//! or a URL), the topic prefix, the client id and the credentials, with the
-//! password taken from the environment or a file and never from the config
-//! file itself. The client, the embedded broker and the outbox build on it.
+//! Input: [`Event`](crate::trigger::Event)s from the pipeline through
+//! [`MqttHandle::publish_event`] (durable: written to the SQLite outbox in
+//! the state directory first), activity and statistics; from the broker,
+//! questions (`<prefix>/<camera>/ask`) and watch-rule changes
+//! (`<prefix>/<camera>/rules/set`). Output: the topics of DESIGN §7, Home
+//! Assistant discovery, and [`Question`]s on a bounded channel for the
+//! responder.
+//!
+//! Threads: one driver task on tokio owns the connection (rumqttc, MQTT
+//! 3.1.1 or 5, optionally TLS); each connection's event loop is polled by
+//! its own task; SQLite calls run on tokio's blocking threads; the embedded
+//! broker (rumqttd) runs on threads of its own.
 
+mod ask;
+mod broker;
+mod client;
 mod config;
+mod discovery;
+mod driver;
+mod outbox;
 
-pub use config::{MqttConfig, Secret};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use ask::{Question, RulesChange};
+pub use config::{BrokerAddress, MqttConfig, Protocol, Secret};
+pub use discovery::payload as discovery_payload;
+pub use driver::{Activity, Mqtt, MqttHandle, MqttStats};
+pub use outbox::{read_history, FILE_NAME as OUTBOX_FILE};
+
+/// Why the MQTT stage could not start or do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    /// The embedded broker's port is taken.
+    #[error("mqtt.listen {listen}: the address is already in use, probably by another MQTT broker; point glimpse at that broker with mqtt.broker = \"mqtt://HOST:PORT\", or move the embedded broker with mqtt.listen")]
+    PortTaken {
+        /// The configured address.
+        listen: SocketAddr,
+    },
+    /// The embedded broker could not start.
+    #[error("embedded broker: {0}")]
+    Broker(String),
+    /// The outbox database failed.
+    #[error("outbox {path}: {reason}")]
+    Outbox {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        reason: String,
+    },
+    /// A TLS file could not be used.
+    #[error("mqtt TLS: {file}: {reason}")]
+    Tls {
+        /// The file (or store) at fault.
+        file: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The stage stopped or failed internally.
+    #[error("mqtt: {0}")]
+    Closed(String),
+}
+
+/// `glimpse events`: prints the history of the last `since`, oldest first,
+/// as text lines or (with `json`) one JSON event per line.
+pub fn print_history(
+    config: &crate::config::Config,
+    since: std::time::Duration,
+    camera: Option<&str>,
+    json: bool,
+) -> Result<(), MqttError> {
+    use std::io::Write;
+    let Some(dir) = config.service.state_dir() else {
+        return Err(MqttError::Closed("no state directory was resolved".into()));
+    };
+    let since_ms = outbox::now_ms().saturating_sub(since.as_millis() as u64);
+    let events = read_history(dir, since_ms, camera)?;
+    let mut out = std::io::stdout().lock();
+    for event in &events {
+        let line = if json {
+            serde_json::to_string(event).unwrap_or_default()
+        } else {
+            let kind = serde_json::to_value(event.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            format!(
+                "{}  {}  {kind}  {}",
+                format_time(event.wall_time_ms),
+                event.camera,
+                event.text
+            )
+        };
+        // A closed pipe (`| head`) ends the listing quietly.
+        if writeln!(out, "{line}").is_err() {
+            return Ok(());
+        }
+    }
+    if events.is_empty() && !json {
+        eprintln!("no events in the last {}s", since.as_secs());
+    }
+    Ok(())
+}
+
+/// Parses a duration such as `90s`, `15m`, `1h` or `2d`.
+pub fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 30s, 15m, 1h or 2d"))?;
+    let seconds = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use s, m, h or d)"
+            ))
+        }
+    };
+    Ok(std::time::Duration::from_secs(n * seconds))
+}
+
+/// Formats milliseconds since the Unix epoch as UTC `YYYY-MM-DD hh:mm:ss`.
+pub fn format_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_and_times() {
+        assert_eq!(parse_age("1h").unwrap().as_secs(), 3600);
+        assert_eq!(parse_age("90s").unwrap().as_secs(), 90);
+        assert_eq!(parse_age("2d").unwrap().as_secs(), 172_800);
+        assert!(parse_age("1w").is_err() && parse_age("h").is_err());
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(format_time(1_798_370_455_000), "2026-12-27 11:20:55");
+    }
+}

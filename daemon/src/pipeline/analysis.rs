@@ -47,6 +47,8 @@ pub struct CameraAnalysis {
     dropper: TokenDropper,
     trigger: SceneTrigger,
     rules: Vec<String>,
+    /// Rules added at run time (over MQTT), asked after the config's.
+    pub runtime_rules: Vec<String>,
     memory: MemoryBank,
     snapshot: Option<(PathBuf, Duration)>,
     last_snapshot: Instant,
@@ -118,6 +120,7 @@ impl CameraAnalysis {
             dropper: TokenDropper::new(&config.dtd),
             trigger: SceneTrigger::new(&config.trigger),
             rules: config.rules.clone(),
+            runtime_rules: Vec::new(),
             memory,
             snapshot: snapshot.map(|p| (p, Duration::from_secs(config.memory.snapshot_interval_s))),
             last_snapshot: Instant::now(),
@@ -305,7 +308,14 @@ pub fn analyse(
         Ordering::Relaxed,
     );
     let rules = if decision.ask_rules {
-        a.rules.clone()
+        let mut rules = a.rules.clone();
+        rules.extend(
+            a.runtime_rules
+                .iter()
+                .filter(|r| !a.rules.contains(r))
+                .cloned(),
+        );
+        rules
     } else {
         Vec::new()
     };

@@ -68,6 +68,8 @@ pub struct Pipeline {
     events: EventSink,
     /// Where memory snapshots go.
     state_dir: Option<std::path::PathBuf>,
+    /// Watch rules added at run time, by camera.
+    runtime_rules: BTreeMap<String, Vec<String>>,
     workers: WorkerPool,
     workers_config: WorkersConfig,
     heartbeats: Heartbeats,
@@ -170,6 +172,7 @@ impl Pipeline {
             model,
             events,
             state_dir: config.service.state_dir().map(|d| d.to_owned()),
+            runtime_rules: BTreeMap::new(),
             cameras: BTreeMap::new(),
             workers,
             workers_config: config.workers.clone(),
@@ -204,7 +207,8 @@ impl Pipeline {
                 .state_dir
                 .as_ref()
                 .map(|d| d.join("memory").join(format!("{name}.mem")));
-            let state = CameraAnalysis::new(name, config, stages, snapshot);
+            let mut state = CameraAnalysis::new(name, config, stages, snapshot);
+            state.runtime_rules = self.runtime_rules.get(name).cloned().unwrap_or_default();
             let counters = state.counters.clone();
             let wiring = Analysis {
                 state: Arc::new(Mutex::new(state)),
@@ -245,6 +249,20 @@ impl Pipeline {
     /// The loaded model, if the config names one.
     pub fn model(&self) -> Option<&infer::Model> {
         self.model.as_ref().map(|(_, m)| &m.model)
+    }
+
+    /// Sets the watch rules added at run time (over MQTT), by camera; they
+    /// are asked after the config's rules.
+    pub fn set_runtime_rules(&mut self, rules: BTreeMap<String, Vec<String>>) {
+        for (name, running) in &self.cameras {
+            if let Some(state) = &running.analysis_state {
+                state
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .runtime_rules = rules.get(name).cloned().unwrap_or_default();
+            }
+        }
+        self.runtime_rules = rules;
     }
 
     /// The model worker pool.

@@ -23,7 +23,7 @@ pub fn init() -> Logging {
     let initial = rust_log
         .as_deref()
         .and_then(|v| EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .unwrap_or_else(|| EnvFilter::new(with_quiet_broker("info")));
     let (filter, handle) = reload::Layer::new(initial);
 
     let journald = std::env::var_os("JOURNAL_STREAM")
@@ -53,7 +53,7 @@ impl Logging {
         if self.from_env {
             return;
         }
-        match EnvFilter::try_new(level) {
+        match EnvFilter::try_new(with_quiet_broker(level)) {
             Ok(filter) => {
                 if let Err(e) = self.filter.reload(filter) {
                     tracing::warn!("cannot change the log level: {e}");
@@ -62,5 +62,17 @@ impl Logging {
             // `validate` already refused such a level; keep the current one.
             Err(e) => tracing::warn!("ignoring log level {level:?}: {e}"),
         }
+    }
+}
+
+/// The embedded broker (rumqttd) logs every connection at INFO and normal
+/// disconnects at ERROR; its failures that matter (a taken port) glimpse
+/// detects itself. It stays silent unless the filter names it, e.g.
+/// `log_level = "info,rumqttd=info"`.
+fn with_quiet_broker(level: &str) -> String {
+    if level.contains("rumqttd") {
+        level.to_owned()
+    } else {
+        format!("{level},rumqttd=off")
     }
 }

@@ -4,8 +4,10 @@
 //! it is ready, and then only reacts: SIGTERM/SIGINT stop it, SIGHUP
 //! reloads the config (an invalid one is refused and the old one keeps
 //! running), a timer pings the watchdog while every stage's heartbeat is
-//! fresh, and another logs statistics. All of it runs on tokio; nothing
-//! here touches a frame or a model.
+//! fresh, and another logs statistics and publishes them over MQTT. The
+//! MQTT stage starts first (embedded broker, outbox) and stops last, so
+//! that `offline` and the last events get out. All of it runs on tokio;
+//! nothing here touches a frame or a model.
 
 mod config;
 pub mod logging;
@@ -26,6 +28,7 @@ pub use notify::Notifier;
 use crate::capture::CameraState;
 use crate::config::{self as cfg, Config, Environment};
 use crate::health::Heartbeats;
+use crate::mqtt::{Activity, Mqtt, MqttHandle, Question};
 use crate::pipeline::{CameraStats, Pipeline};
 use crate::workers::Priority;
 
@@ -35,6 +38,11 @@ pub const STALL_FAULT_ENV: &str = "GLIMPSE_DEBUG_STALL_AFTER_MS";
 
 /// Events waiting between the model workers and the service.
 const EVENT_QUEUE: usize = 64;
+
+/// Environment variable that makes every camera publish a numbered test
+/// event every this many milliseconds, to exercise the MQTT path end to
+/// end without a model.
+pub const TEST_EVENTS_ENV: &str = "GLIMPSE_DEBUG_EVENT_EVERY_MS";
 
 /// What a signal asks the service to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,14 +94,37 @@ pub async fn run(
 
     // Registered before anything starts, so that no signal is missed.
     let mut signals = Signals::register().context("cannot register signal handlers")?;
+    let enabled = |c: &Config| -> Vec<String> {
+        c.cameras
+            .iter()
+            .filter(|(_, c)| c.enabled)
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    let mut mqtt = Mqtt::start(&config.mqtt, enabled(&config), &state_dir)
+        .await
+        .context("cannot start MQTT")?;
     let heartbeats = Heartbeats::new();
     // Bounded: a burst of events makes the workers wait rather than grow
     // memory; events are never dropped.
-    let (events_tx, mut events) = tokio::sync::mpsc::channel(EVENT_QUEUE);
+    let (events_tx, mut produced) = tokio::sync::mpsc::channel(EVENT_QUEUE);
     let mut pipeline = Pipeline::build(&config, &heartbeats, events_tx)
         .await
         .context("cannot start the pipeline")?;
     let stall_release = inject_stall_fault(&pipeline);
+    let events = mqtt.handle.clone();
+    let responder = mqtt.take_questions().map(|questions| {
+        tokio::spawn(refuse_questions(
+            questions,
+            events.clone(),
+            pipeline.model().is_some(),
+        ))
+    });
+    let test_events = inject_test_events(&events, &pipeline);
+    let connect_wait = Duration::from_millis(config.mqtt.connect_wait_ms);
+    if !events.wait_connected(connect_wait).await {
+        tracing::warn!(broker = %config.mqtt.broker, "MQTT broker not reached yet; events wait in the outbox");
+    }
 
     let cameras: Vec<&str> = pipeline.cameras().collect();
     tracing::info!(
@@ -121,13 +152,25 @@ pub async fn run(
     stats_tick.tick().await; // the first tick is immediate; skip it
     let mut stats = StatsWindow::new(&pipeline);
     let mut stalled = false;
+    // Activity (idle/changing) is read from the pipeline every second and
+    // published when it changes.
+    let mut activity_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut activities: BTreeMap<String, Activity> = BTreeMap::new();
+    // Watch rules set over MQTT reach the model stages.
+    let mut rules = events.rules();
+    pipeline.set_runtime_rules(rules.borrow_and_update().clone());
 
     let reason = loop {
         tokio::select! {
             action = signals.next() => match action {
                 Action::Shutdown(why) => break why,
                 Action::Reload => {
+                    let old_mqtt = config.mqtt.clone();
+                    let old_cameras = enabled(&config);
                     reload(&config_path, &mut config, &mut pipeline, &logging, &notifier).await;
+                    if config.mqtt != old_mqtt || enabled(&config) != old_cameras {
+                        events.reconfigure(&config.mqtt, enabled(&config));
+                    }
                     stats_tick = tokio::time::interval(Duration::from_secs(config.service.stats_interval_s));
                     stats_tick.tick().await;
                 }
@@ -154,7 +197,7 @@ pub async fn run(
                     Some(_) => {}
                 }
             }
-            Some(event) = events.recv() => {
+            Some(event) = produced.recv() => {
                 tracing::info!(
                     camera = %event.camera,
                     kind = ?event.kind,
@@ -162,9 +205,25 @@ pub async fn run(
                     at_s = format_args!("{:.1}", event.end_s),
                     "event: {}", event.text
                 );
+                // Into the durable outbox; the MQTT driver publishes it.
+                if let Err(e) = events.publish_event(event).await {
+                    tracing::error!("an event could not be stored for MQTT: {e}");
+                }
+            }
+            Ok(()) = rules.changed() => {
+                let current = rules.borrow_and_update().clone();
+                pipeline.set_runtime_rules(current);
+            }
+            _ = activity_tick.tick() => {
+                for s in pipeline.stats() {
+                    let activity = if s.changing { Activity::Changing } else { Activity::Idle };
+                    if activities.insert(s.camera.clone(), activity) != Some(activity) {
+                        events.set_activity(&s.camera, activity);
+                    }
+                }
             }
             _ = stats_tick.tick() => {
-                let line = stats.report(&pipeline);
+                let line = stats.report(&pipeline, &events);
                 if !stalled {
                     notifier.status(&line);
                 }
@@ -175,7 +234,14 @@ pub async fn run(
     tracing::info!("{reason} received; shutting down");
     notifier.stopping();
     stall_release.store(true, Ordering::Relaxed);
+    if let Some(task) = test_events {
+        task.abort();
+    }
     pipeline.shutdown().await;
+    if let Some(responder) = responder {
+        responder.abort();
+    }
+    mqtt.shutdown().await;
     tracing::info!("glimpse stopped");
     Ok(())
 }
@@ -256,6 +322,57 @@ fn inject_stall_fault(pipeline: &Pipeline) -> Arc<AtomicBool> {
     release
 }
 
+/// Answers every question with an error until a responder (the model
+/// stages) exists: askers learn why instead of waiting forever.
+async fn refuse_questions(
+    mut questions: tokio::sync::mpsc::Receiver<Question>,
+    mqtt: MqttHandle,
+    has_model: bool,
+) {
+    let why = if has_model {
+        "this version of glimpse cannot answer questions yet"
+    } else {
+        "no model is configured to answer questions"
+    };
+    while let Some(question) = questions.recv().await {
+        if let Err(e) = mqtt.answer_error(&question, why).await {
+            tracing::error!("cannot answer question {}: {e}", question.id);
+        }
+    }
+}
+
+/// Publishes numbered test events if [`TEST_EVENTS_ENV`] is set.
+fn inject_test_events(
+    mqtt: &MqttHandle,
+    pipeline: &Pipeline,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let every = std::env::var(TEST_EVENTS_ENV)
+        .ok()?
+        .parse::<u64>()
+        .ok()
+        .filter(|ms| *ms > 0)?;
+    tracing::warn!("{TEST_EVENTS_ENV} is set: publishing a test event every {every} ms");
+    let cameras: Vec<String> = pipeline.cameras().map(str::to_owned).collect();
+    let mqtt = mqtt.clone();
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(every));
+        for n in 0u64.. {
+            tick.tick().await;
+            for camera in &cameras {
+                let event = crate::trigger::Event::new(
+                    camera,
+                    crate::trigger::EventKind::Description,
+                    format!("test event {n}"),
+                    (Duration::ZERO, Duration::ZERO),
+                );
+                if let Err(e) = mqtt.publish_event(event).await {
+                    tracing::error!("test event: {e}");
+                }
+            }
+        }
+    }))
+}
+
 /// Turns cumulative camera counters into per-interval rates.
 struct StatsWindow {
     since: Instant,
@@ -274,8 +391,9 @@ impl StatsWindow {
         }
     }
 
-    /// Logs one line per camera and returns a one-line summary.
-    fn report(&mut self, pipeline: &Pipeline) -> String {
+    /// Logs one line per camera, publishes it on the camera's MQTT stats
+    /// topic, and returns a one-line summary.
+    fn report(&mut self, pipeline: &Pipeline, mqtt: &MqttHandle) -> String {
         let elapsed = self.since.elapsed().as_secs_f64().max(1e-3);
         let mut parts = Vec::new();
         let now: BTreeMap<String, CameraStats> = pipeline
@@ -296,6 +414,22 @@ impl StatsWindow {
                 received = s.received,
                 reconnects = s.reconnects,
                 "camera stats"
+            );
+            let outbox = mqtt.stats();
+            mqtt.publish_stats(
+                name,
+                serde_json::json!({
+                    "camera": name,
+                    "state": s.state.to_string(),
+                    "fps": (fps * 100.0).round() / 100.0,
+                    "received": s.received,
+                    "dropped": s.dropped,
+                    "dropped_interval": dropped,
+                    "reconnects": s.reconnects,
+                    "interval_s": (elapsed * 1000.0).round() / 1000.0,
+                    "outbox_pending": outbox.pending,
+                    "outbox_dropped": outbox.dropped,
+                }),
             );
             parts.push(match s.state {
                 CameraState::Up => format!("{name}: {fps:.1} fps, {dropped} dropped"),

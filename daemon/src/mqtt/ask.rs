@@ -1,0 +1,262 @@
+//! Questions arriving on `<prefix>/<camera>/ask` and watch-rule changes on
+//! `<prefix>/<camera>/rules/set`: parsing, limits and rate limiting. Pure
+//! functions and small state, used by the driver task; nothing blocks.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A question accepted for the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Question {
+    /// The asker's id, echoed in the answer; a fresh ULID when none was
+    /// given.
+    pub id: String,
+    /// The camera asked about.
+    pub camera: String,
+    /// The question text.
+    pub text: String,
+    /// MQTT 5 response topic: the answer goes there instead of
+    /// `<prefix>/<camera>/answer`.
+    pub response_topic: Option<String>,
+    /// MQTT 5 correlation data, sent back with the answer.
+    pub correlation: Option<Vec<u8>>,
+    /// When it arrived.
+    pub received: Instant,
+}
+
+/// A question that cannot be taken, with what to answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    /// The question's id, when it could be read.
+    pub id: Option<String>,
+    /// Why, for the asker.
+    pub error: String,
+}
+
+/// Reads an ask payload: JSON `{"id": "...", "question": "..."}` (id
+/// optional) or plain UTF-8 text.
+pub fn parse_question(
+    payload: &[u8],
+    max_bytes: usize,
+) -> Result<(Option<String>, String), Refusal> {
+    let refuse = |id: Option<String>, error: String| Err(Refusal { id, error });
+    if payload.len() > max_bytes {
+        return refuse(
+            None,
+            format!(
+                "question too long: {} bytes, the limit is {max_bytes} (mqtt.max_question_bytes)",
+                payload.len()
+            ),
+        );
+    }
+    let Ok(text) = std::str::from_utf8(payload) else {
+        return refuse(None, "question is not valid UTF-8".to_owned());
+    };
+    let trimmed = text.trim();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        let value: Value = match serde_json::from_str(trimmed) {
+            Ok(v) => v,
+            Err(e) => return refuse(None, format!("malformed JSON: {e}")),
+        };
+        let Value::Object(map) = value else {
+            return refuse(
+                None,
+                "expected a JSON object {\"id\", \"question\"}".to_owned(),
+            );
+        };
+        let id = match map.get("id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(_) => return refuse(None, "\"id\" must be a string or a number".to_owned()),
+        };
+        return match map.get("question") {
+            Some(Value::String(q)) if !q.trim().is_empty() => Ok((id, q.trim().to_owned())),
+            Some(Value::String(_)) => refuse(id, "the question is empty".to_owned()),
+            Some(_) => refuse(id, "\"question\" must be a string".to_owned()),
+            None => refuse(id, "missing \"question\"".to_owned()),
+        };
+    }
+    if trimmed.is_empty() {
+        return refuse(None, "the question is empty".to_owned());
+    }
+    Ok((None, trimmed.to_owned()))
+}
+
+/// A change to a camera's watch rules.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesChange {
+    /// Replace every rule with these.
+    #[serde(default)]
+    pub set: Option<Vec<String>>,
+    /// Rules to add (ignored when already present).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub add: Vec<String>,
+    /// Rules to remove (exact text).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub remove: Vec<String>,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// Longest watch rule, in bytes.
+pub const MAX_RULE_BYTES: usize = 1024;
+/// Most watch rules per camera.
+pub const MAX_RULES: usize = 64;
+
+/// Reads a rules/set payload (JSON `{"add"|"remove"|"set": ...}` or plain
+/// text, which adds one rule) and applies it to `rules`.
+pub fn apply_rules(payload: &[u8], rules: &mut Vec<String>) -> Result<(), String> {
+    let text =
+        std::str::from_utf8(payload).map_err(|_| "rules change is not valid UTF-8".to_owned())?;
+    let trimmed = text.trim();
+    let change = if trimmed.starts_with('{') {
+        serde_json::from_str::<RulesChange>(trimmed)
+            .map_err(|e| format!("malformed rules change: {e}"))?
+    } else {
+        RulesChange {
+            add: vec![trimmed.to_owned()],
+            ..RulesChange::default()
+        }
+    };
+    let mut new = change.set.unwrap_or_else(|| rules.clone());
+    new.retain(|r| !change.remove.iter().any(|x| x.trim() == r));
+    for rule in change.add.into_iter().map(|r| r.trim().to_owned()) {
+        if !new.contains(&rule) {
+            new.push(rule);
+        }
+    }
+    new.iter_mut().for_each(|r| *r = r.trim().to_owned());
+    new.dedup();
+    if let Some(bad) = new
+        .iter()
+        .find(|r| r.is_empty() || r.len() > MAX_RULE_BYTES)
+    {
+        return Err(format!(
+            "a rule must have 1 to {MAX_RULE_BYTES} bytes, got {}",
+            bad.len()
+        ));
+    }
+    if new.len() > MAX_RULES {
+        return Err(format!(
+            "at most {MAX_RULES} rules per camera, got {}",
+            new.len()
+        ));
+    }
+    *rules = new;
+    Ok(())
+}
+
+/// A token bucket per camera: `per_minute` questions, refilled evenly.
+#[derive(Debug)]
+pub struct RateLimit {
+    per_minute: f64,
+    buckets: BTreeMap<String, (f64, Instant)>,
+}
+
+impl RateLimit {
+    /// A limiter allowing `per_minute` questions per camera.
+    pub fn new(per_minute: u32) -> RateLimit {
+        RateLimit {
+            per_minute: f64::from(per_minute.max(1)),
+            buckets: BTreeMap::new(),
+        }
+    }
+
+    /// Takes a token for `camera` at `now`; false when none is left.
+    pub fn allow(&mut self, camera: &str, now: Instant) -> bool {
+        let capacity = self.per_minute;
+        let (tokens, last) = self
+            .buckets
+            .entry(camera.to_owned())
+            .or_insert((capacity, now));
+        let refill = now.saturating_duration_since(*last).as_secs_f64() * capacity / 60.0;
+        *tokens = (*tokens + refill).min(capacity);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn questions_table() {
+        let ok = |p: &[u8]| parse_question(p, 64).unwrap();
+        let bad = |p: &[u8]| parse_question(p, 64).unwrap_err();
+        assert_eq!(ok(b"what is red?"), (None, "what is red?".into()));
+        assert_eq!(
+            ok(br#"{"id":"q1","question":"how many?"}"#),
+            (Some("q1".into()), "how many?".into())
+        );
+        assert_eq!(ok(br#"{"id":7,"question":"x"}"#).0, Some("7".into()));
+        assert_eq!(ok(br#"{"question":"x"}"#).0, None);
+        for (payload, id, error) in [
+            (&b"{\"id\":\"q2\",\"question\":"[..], None, "malformed JSON"),
+            (&b"\xff\xfe"[..], None, "not valid UTF-8"),
+            (&[b'a'; 65][..], None, "question too long: 65 bytes"),
+            (&b"{\"id\":\"q3\"}"[..], Some("q3"), "missing \"question\""),
+            (
+                &b"{\"id\":\"q4\",\"question\":5}"[..],
+                Some("q4"),
+                "must be a string",
+            ),
+            (&b"[1]"[..], None, "expected a JSON object"),
+            (&b"  "[..], None, "empty"),
+        ] {
+            let r = bad(payload);
+            assert_eq!(r.id.as_deref(), id, "{payload:?}");
+            assert!(r.error.contains(error), "{payload:?}: {}", r.error);
+        }
+    }
+
+    #[test]
+    fn rules_changes() {
+        let mut rules = vec![];
+        apply_rules(b"a person is at the door", &mut rules).unwrap();
+        apply_rules(
+            br#"{"add":["a car is parked","a person is at the door"]}"#,
+            &mut rules,
+        )
+        .unwrap();
+        assert_eq!(rules, ["a person is at the door", "a car is parked"]);
+        apply_rules(br#"{"remove":"a person is at the door"}"#, &mut rules).unwrap();
+        assert_eq!(rules, ["a car is parked"]);
+        apply_rules(br#"{"set":[]}"#, &mut rules).unwrap();
+        assert!(rules.is_empty());
+        assert!(apply_rules(br#"{"delete":"x"}"#, &mut rules).is_err());
+        assert!(apply_rules(b"{oops", &mut rules).is_err());
+    }
+
+    #[test]
+    fn rate_limit_refills() {
+        let mut limit = RateLimit::new(2);
+        let t = Instant::now();
+        assert!(limit.allow("a", t) && limit.allow("a", t));
+        assert!(!limit.allow("a", t));
+        assert!(limit.allow("b", t), "per camera");
+        assert!(limit.allow("a", t + Duration::from_secs(30)));
+    }
+}

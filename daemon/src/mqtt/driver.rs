@@ -1,0 +1,873 @@
+//! The MQTT stage at run time: a cloneable [`MqttHandle`] that the pipeline
+//! and the service call, and one driver task (tokio) that owns the
+//! connection, the retained state, the outbox pump and the ask topics.
+//!
+//! Durable path: [`MqttHandle::publish_event`] writes the event to the
+//! outbox (SQLite, on a blocking thread) and wakes the driver; the driver
+//! publishes outbox rows with QoS 1, at most `window` at a time, maps each
+//! rumqttc packet id to its row, and deletes a row on its PUBACK. Each
+//! connection is a fresh rumqttc event loop with a clean session: after a
+//! reconnect the driver re-publishes every row still in the outbox, so a
+//! message can arrive twice (QoS 1: at least once) but only if it was in
+//! flight when the connection broke.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::ask::{self, Question, RateLimit, Refusal};
+use super::client::{self, Client, Note};
+use super::outbox::{Channel, Outbox, Pending};
+use super::{broker, discovery, MqttConfig, MqttError};
+use crate::trigger::{Event, EventKind};
+
+/// What a camera's scene is doing, published retained on
+/// `<prefix>/<camera>/activity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// Nothing changes.
+    Idle,
+    /// The scene is changing.
+    Changing,
+}
+
+impl Activity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Activity::Idle => "idle",
+            Activity::Changing => "changing",
+        }
+    }
+}
+
+/// Counters of the MQTT stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MqttStats {
+    /// Whether the broker connection is up.
+    pub connected: bool,
+    /// Messages in the outbox, waiting for the broker.
+    pub pending: u64,
+    /// Messages acknowledged by the broker since start.
+    pub acknowledged: u64,
+    /// Messages dropped from a full outbox since start.
+    pub dropped: u64,
+}
+
+struct Shared {
+    // A std mutex: held only on blocking threads, for one SQLite call.
+    outbox: Mutex<Outbox>,
+    wake: Notify,
+    connected: watch::Sender<bool>,
+    rules: watch::Sender<BTreeMap<String, Vec<String>>>,
+    acknowledged: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl Shared {
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        // A panic while holding it leaves SQLite consistent (transactions).
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+enum Command {
+    Reconfigure(Box<MqttConfig>, Vec<String>),
+    Activity(String, Activity),
+    Stats(String, String),
+}
+
+/// The cloneable side of the MQTT stage.
+#[derive(Clone)]
+pub struct MqttHandle {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+}
+
+/// The running MQTT stage.
+pub struct Mqtt {
+    /// Handle for the pipeline and the service.
+    pub handle: MqttHandle,
+    questions: Option<mpsc::Receiver<Question>>,
+    task: tokio::task::JoinHandle<()>,
+    cancel: CancellationToken,
+    drain: Duration,
+}
+
+/// Embedded brokers started by this process (they cannot be stopped).
+static EMBEDDED: Mutex<Vec<SocketAddr>> = Mutex::new(Vec::new());
+
+async fn ensure_embedded(config: &MqttConfig) -> Result<(), MqttError> {
+    if !config.is_embedded() {
+        return Ok(());
+    }
+    let listen: SocketAddr = config
+        .listen
+        .parse()
+        .map_err(|_| MqttError::Broker(format!("invalid mqtt.listen {:?}", config.listen)))?;
+    if EMBEDDED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&listen)
+    {
+        return Ok(());
+    }
+    let protocol = config.protocol;
+    tokio::task::spawn_blocking(move || broker::start(listen, protocol))
+        .await
+        .map_err(|e| MqttError::Broker(format!("broker start-up panicked: {e}")))??;
+    EMBEDDED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(listen);
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    f: impl FnOnce(&mut Outbox) -> Result<T, MqttError> + Send + 'static,
+) -> Result<T, MqttError> {
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || f(&mut shared.outbox()))
+        .await
+        .map_err(|e| MqttError::Closed(format!("outbox task panicked: {e}")))?
+}
+
+impl Mqtt {
+    /// Starts the embedded broker (when configured), opens the outbox in
+    /// `state_dir` and starts the driver, which connects in the background.
+    pub async fn start(
+        config: &MqttConfig,
+        cameras: Vec<String>,
+        state_dir: &Path,
+    ) -> Result<Mqtt, MqttError> {
+        ensure_embedded(config).await?;
+        let (dir, tls_source) = (state_dir.to_owned(), config.clone());
+        let (capacity, history) = (config.outbox_capacity, config.history_capacity);
+        let (outbox, tls, rules) = tokio::task::spawn_blocking(move || {
+            let outbox = Outbox::open(&dir, capacity, history)?;
+            let tls = client::tls_config(&tls_source)?;
+            let rules = outbox.rules()?;
+            Ok::<_, MqttError>((outbox, tls, rules))
+        })
+        .await
+        .map_err(|e| MqttError::Closed(format!("start-up panicked: {e}")))??;
+        let pending = outbox.pending();
+        if pending > 0 {
+            tracing::info!(
+                pending,
+                "outbox holds messages from before; they are sent once the broker is reached"
+            );
+        }
+        let mut rule_map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (camera, rule) in rules {
+            rule_map.entry(camera).or_default().push(rule);
+        }
+        let shared = Arc::new(Shared {
+            outbox: Mutex::new(outbox),
+            wake: Notify::new(),
+            connected: watch::channel(false).0,
+            rules: watch::channel(rule_map.clone()).0,
+            acknowledged: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        });
+        // Commands are small and rare (reloads, activity, stats per camera).
+        let (commands_tx, commands) = mpsc::channel(256);
+        let (questions_tx, questions) = mpsc::channel(config.question_queue_capacity);
+        let cancel = CancellationToken::new();
+        let driver = Driver {
+            config: config.clone(),
+            tls,
+            cameras,
+            shared: shared.clone(),
+            commands,
+            questions: questions_tx,
+            activity: BTreeMap::new(),
+            rules: rule_map,
+            limit: RateLimit::new(config.questions_per_minute),
+            cancel: cancel.clone(),
+            announced: BTreeSet::new(),
+        };
+        let task = tokio::spawn(driver.run());
+        Ok(Mqtt {
+            handle: MqttHandle {
+                shared,
+                commands: commands_tx,
+            },
+            questions: Some(questions),
+            task,
+            cancel,
+            drain: Duration::from_millis(config.drain_timeout_ms),
+        })
+    }
+
+    /// The questions accepted on the ask topics, for the responder (once).
+    /// Bounded by `mqtt.question_queue_capacity`; when full, askers get an
+    /// error answer.
+    pub fn take_questions(&mut self) -> Option<mpsc::Receiver<Question>> {
+        self.questions.take()
+    }
+
+    /// Publishes `offline`, keeps publishing the outbox for at most
+    /// `mqtt.drain_timeout_ms`, disconnects. What is left stays in the
+    /// outbox for the next start.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        let limit = self.drain + Duration::from_secs(2);
+        if tokio::time::timeout(limit, self.task).await.is_err() {
+            tracing::warn!("the MQTT driver did not stop in time; abandoning it");
+        }
+        let pending = self.handle.shared.outbox().pending();
+        if pending > 0 {
+            tracing::info!(
+                pending,
+                "messages left in the outbox; they are sent after the next start"
+            );
+        }
+    }
+}
+
+impl MqttHandle {
+    /// Writes `event` to the outbox (durable once this returns) and has it
+    /// published on `<prefix>/<camera>/event` (`answer` for answers).
+    pub async fn publish_event(&self, event: Event) -> Result<(), MqttError> {
+        let channel = if event.kind == EventKind::Answer {
+            Channel::Answer
+        } else {
+            Channel::Event
+        };
+        self.push(
+            event.camera.clone(),
+            channel,
+            None,
+            None,
+            encode(&event)?,
+            Some(event),
+        )
+        .await
+    }
+
+    /// Answers `question` with `event` (kind `answer`, its `reference` set
+    /// to the question's id), honouring an MQTT 5 response topic.
+    pub async fn answer(&self, question: &Question, mut event: Event) -> Result<(), MqttError> {
+        event.kind = EventKind::Answer;
+        event.reference = Some(question.id.clone());
+        let payload = encode(&event)?;
+        self.push(
+            question.camera.clone(),
+            Channel::Answer,
+            question.response_topic.clone(),
+            question.correlation.clone(),
+            payload,
+            Some(event),
+        )
+        .await
+    }
+
+    /// Answers `question` with an error.
+    pub async fn answer_error(&self, question: &Question, error: &str) -> Result<(), MqttError> {
+        let refusal = Refusal {
+            id: Some(question.id.clone()),
+            error: error.to_owned(),
+        };
+        let payload = error_payload(&question.camera, &refusal);
+        self.push(
+            question.camera.clone(),
+            Channel::Answer,
+            question.response_topic.clone(),
+            question.correlation.clone(),
+            payload,
+            None,
+        )
+        .await
+    }
+
+    async fn push(
+        &self,
+        camera: String,
+        channel: Channel,
+        response_topic: Option<String>,
+        correlation: Option<Vec<u8>>,
+        payload: String,
+        event: Option<Event>,
+    ) -> Result<(), MqttError> {
+        let message = Pending {
+            id: 0,
+            camera,
+            channel,
+            response_topic,
+            correlation,
+            payload,
+        };
+        let dropped = blocking(&self.shared, move |o| o.push(&message, event.as_ref())).await?;
+        if dropped > 0 {
+            let total = self.shared.dropped.fetch_add(dropped, Ordering::Relaxed) + dropped;
+            tracing::warn!(
+                dropped,
+                total,
+                "outbox full (mqtt.outbox_capacity): oldest messages dropped"
+            );
+        }
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Sets a camera's activity (published retained; repeats are free).
+    pub fn set_activity(&self, camera: &str, activity: Activity) {
+        self.send(Command::Activity(camera.to_owned(), activity));
+    }
+
+    /// Publishes a camera's statistics (JSON object) on its stats topic.
+    /// Not durable: dropped while the broker is away.
+    pub fn publish_stats(&self, camera: &str, stats: serde_json::Value) {
+        self.send(Command::Stats(camera.to_owned(), stats.to_string()));
+    }
+
+    /// Applies a reloaded config: reconnects with the new settings.
+    pub fn reconfigure(&self, config: &MqttConfig, cameras: Vec<String>) {
+        self.send(Command::Reconfigure(Box::new(config.clone()), cameras));
+    }
+
+    fn send(&self, command: Command) {
+        if let Err(e) = self.commands.try_send(command) {
+            tracing::debug!("MQTT driver busy or stopped; command dropped: {e}");
+        }
+    }
+
+    /// The current watch rules of every camera; changes as they are set
+    /// over MQTT.
+    pub fn rules(&self) -> watch::Receiver<BTreeMap<String, Vec<String>>> {
+        self.shared.rules.subscribe()
+    }
+
+    /// Waits until the broker connection is up, at most `timeout`.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let mut connected = self.shared.connected.subscribe();
+        tokio::time::timeout(timeout, connected.wait_for(|c| *c))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The stage's counters.
+    pub fn stats(&self) -> MqttStats {
+        MqttStats {
+            connected: *self.shared.connected.borrow(),
+            pending: self.shared.outbox().pending(),
+            acknowledged: self.shared.acknowledged.load(Ordering::Relaxed),
+            dropped: self.shared.dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn encode(event: &Event) -> Result<String, MqttError> {
+    serde_json::to_string(event)
+        .map_err(|e| MqttError::Closed(format!("cannot encode event {}: {e}", event.id)))
+}
+
+fn error_payload(camera: &str, refusal: &Refusal) -> String {
+    json!({
+        "id": refusal.id,
+        "camera": camera,
+        "error": refusal.error,
+        "wall_time_ms": super::outbox::now_ms(),
+    })
+    .to_string()
+}
+
+/// How a connection ended.
+enum End {
+    Shutdown,
+    Reconfigured,
+    Lost(String),
+}
+
+/// One connection's state.
+struct Session {
+    client: Client,
+    notes: mpsc::Receiver<Result<Note, String>>,
+    poller: tokio::task::JoinHandle<()>,
+    connected: bool,
+    window: usize,
+    /// Outbox rows queued for rumqttc, in order, awaiting their packet id.
+    queued: VecDeque<i64>,
+    /// Packet id → outbox row, awaiting PUBACK.
+    inflight: HashMap<u16, i64>,
+    /// Highest outbox row sent in this session.
+    last_sent: i64,
+}
+
+impl Session {
+    fn outstanding(&self) -> usize {
+        self.queued.len() + self.inflight.len()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.poller.abort();
+    }
+}
+
+struct Driver {
+    config: MqttConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    cameras: Vec<String>,
+    shared: Arc<Shared>,
+    commands: mpsc::Receiver<Command>,
+    questions: mpsc::Sender<Question>,
+    activity: BTreeMap<String, Activity>,
+    rules: BTreeMap<String, Vec<String>>,
+    limit: RateLimit,
+    cancel: CancellationToken,
+    /// Cameras whose discovery was published (to retract removed ones).
+    announced: BTreeSet<String>,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let mut backoff = Duration::from_millis(self.config.reconnect_min_ms);
+        let mut failures = 0u32;
+        loop {
+            let (end, was_up) = self.session().await;
+            self.shared.connected.send_replace(false);
+            match end {
+                End::Shutdown => return,
+                End::Reconfigured => {
+                    backoff = Duration::from_millis(self.config.reconnect_min_ms);
+                    continue;
+                }
+                End::Lost(reason) => {
+                    if was_up {
+                        backoff = Duration::from_millis(self.config.reconnect_min_ms);
+                        failures = 0;
+                    }
+                    failures += 1;
+                    let pending = self.shared.outbox().pending();
+                    if failures == 1 || failures.is_power_of_two() {
+                        tracing::warn!(broker = %self.config.broker, pending, retry_in_ms = backoff.as_millis() as u64, "MQTT broker unreachable: {reason}");
+                    } else {
+                        tracing::debug!(broker = %self.config.broker, "MQTT broker unreachable: {reason}");
+                    }
+                }
+            }
+            let deadline = tokio::time::Instant::now() + backoff;
+            loop {
+                tokio::select! {
+                    _ = self.cancel.cancelled() => return,
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    command = self.commands.recv() => match command {
+                        None => return,
+                        Some(Command::Reconfigure(config, cameras)) => {
+                            self.apply(*config, cameras).await;
+                            break;
+                        }
+                        Some(Command::Activity(camera, activity)) => {
+                            self.activity.insert(camera, activity);
+                        }
+                        Some(Command::Stats(..)) => {}
+                    },
+                }
+            }
+            backoff = (backoff * 2).min(Duration::from_millis(self.config.reconnect_max_ms));
+        }
+    }
+
+    async fn apply(&mut self, config: MqttConfig, cameras: Vec<String>) {
+        if let Err(e) = ensure_embedded(&config).await {
+            tracing::error!("mqtt reload: {e}");
+        }
+        let source = config.clone();
+        match tokio::task::spawn_blocking(move || client::tls_config(&source)).await {
+            Ok(Ok(tls)) => self.tls = tls,
+            Ok(Err(e)) => tracing::error!("mqtt reload: {e}; keeping the previous TLS settings"),
+            Err(e) => tracing::error!("mqtt reload: {e}"),
+        }
+        self.shared
+            .outbox()
+            .set_capacity(config.outbox_capacity, config.history_capacity);
+        self.limit = RateLimit::new(config.questions_per_minute);
+        self.config = config;
+        self.cameras = cameras;
+        tracing::info!(broker = %self.config.broker, "MQTT settings reloaded; reconnecting");
+    }
+
+    fn topic(&self, camera: &str, leaf: &str) -> String {
+        format!("{}/{camera}/{leaf}", self.config.prefix)
+    }
+
+    /// Runs one connection; returns how it ended and whether it was up.
+    async fn session(&mut self) -> (End, bool) {
+        let window = self.config.max_inflight;
+        let (client, notes, poller) = match client::connect(&self.config, self.tls.clone(), window)
+        {
+            Ok(parts) => parts,
+            Err(e) => return (End::Lost(e.to_string()), false),
+        };
+        let mut s = Session {
+            client,
+            notes,
+            poller,
+            connected: false,
+            window: usize::from(window),
+            queued: VecDeque::new(),
+            inflight: HashMap::new(),
+            last_sent: 0,
+        };
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => {
+                    self.drain(&mut s).await;
+                    return (End::Shutdown, true);
+                }
+                note = s.notes.recv() => match note {
+                    Some(Ok(note)) => {
+                        if let Err(reason) = self.on_note(&mut s, note).await {
+                            return (End::Lost(reason), s.connected);
+                        }
+                    }
+                    Some(Err(reason)) => return (End::Lost(reason), s.connected),
+                    None => return (End::Lost("connection task ended".into()), s.connected),
+                },
+                command = self.commands.recv() => match command {
+                    None => {
+                        self.drain(&mut s).await;
+                        return (End::Shutdown, true);
+                    }
+                    Some(Command::Reconfigure(config, cameras)) => {
+                        if s.connected {
+                            self.publish(&s, &format!("{}/status", self.config.prefix), true, "offline".into());
+                            s.client.disconnect();
+                        }
+                        self.apply(*config, cameras).await;
+                        return (End::Reconfigured, false);
+                    }
+                    Some(Command::Activity(camera, activity)) => {
+                        let changed = self.activity.insert(camera.clone(), activity) != Some(activity);
+                        if changed && s.connected {
+                            self.publish(&s, &self.topic(&camera, "activity"), true, activity.as_str().into());
+                        }
+                    }
+                    Some(Command::Stats(camera, payload)) => {
+                        if s.connected {
+                            self.publish(&s, &self.topic(&camera, "stats"), false, payload);
+                        }
+                    }
+                },
+                _ = self.shared.wake.notified(), if s.connected => self.pump(&mut s).await,
+            }
+        }
+    }
+
+    /// A QoS 0 publish of state (retained or not); logged if it cannot go.
+    fn publish(&self, s: &Session, topic: &str, retain: bool, payload: String) {
+        if let Err(e) = s
+            .client
+            .publish(topic, false, retain, payload.into_bytes(), None)
+        {
+            tracing::debug!(topic, "cannot publish: {e}");
+        }
+    }
+
+    async fn on_note(&mut self, s: &mut Session, note: Note) -> Result<(), String> {
+        match note {
+            Note::ConnAck { receive_max } => {
+                if let Some(max) = receive_max {
+                    // Keep our window under the broker's limit so that
+                    // rumqttc never has to hold a publish back.
+                    s.window = s.window.min(usize::from(max.saturating_sub(1)).max(1));
+                }
+                s.connected = true;
+                self.shared.connected.send_replace(true);
+                tracing::info!(broker = %self.config.broker, protocol = ?self.config.protocol, client_id = %self.config.client_id(), "connected to the MQTT broker");
+                self.on_connect(s);
+                self.pump(s).await;
+            }
+            Note::Sent(0) => {}
+            Note::Sent(pkid) => {
+                // Only outbox rows go with QoS 1, in the order they were
+                // queued: the next one queued is the one that got `pkid`.
+                match s.queued.pop_front() {
+                    Some(row) => {
+                        s.inflight.insert(pkid, row);
+                    }
+                    None => return Err(format!("packet id {pkid} matches no queued message")),
+                }
+            }
+            Note::Collision => {
+                return Err(
+                    "packet ids ran out while messages were in flight; reconnecting".into(),
+                );
+            }
+            Note::PubAck(pkid) => {
+                if let Some(row) = s.inflight.remove(&pkid) {
+                    self.shared.acknowledged.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = blocking(&self.shared, move |o| o.delete(&[row])).await {
+                        tracing::error!("{e}");
+                    }
+                    self.pump(s).await;
+                }
+            }
+            Note::Publish {
+                topic,
+                payload,
+                response_topic,
+                correlation,
+            } => {
+                self.on_message(s, &topic, &payload, response_topic, correlation)
+                    .await
+            }
+        }
+        Ok(())
+    }
+
+    /// Subscriptions and retained state, sent on every (re)connect.
+    fn on_connect(&mut self, s: &Session) {
+        let prefix = self.config.prefix.clone();
+        for filter in [format!("{prefix}/+/ask"), format!("{prefix}/+/rules/set")] {
+            if let Err(e) = s.client.subscribe(&filter) {
+                tracing::warn!(filter, "cannot subscribe: {e}");
+            }
+        }
+        if self.config.discovery {
+            let filter = format!("{}/status", self.config.discovery_prefix);
+            if let Err(e) = s.client.subscribe(&filter) {
+                tracing::warn!(filter, "cannot subscribe: {e}");
+            }
+        }
+        self.publish(s, &format!("{prefix}/status"), true, "online".into());
+        for camera in self.cameras.clone() {
+            let activity = self
+                .activity
+                .get(&camera)
+                .copied()
+                .unwrap_or(Activity::Idle);
+            self.publish(
+                s,
+                &self.topic(&camera, "activity"),
+                true,
+                activity.as_str().into(),
+            );
+            self.publish_rules(s, &camera);
+        }
+        self.publish_discovery(s);
+    }
+
+    fn publish_rules(&self, s: &Session, camera: &str) {
+        let rules = self.rules.get(camera).cloned().unwrap_or_default();
+        self.publish(
+            s,
+            &self.topic(camera, "rules"),
+            true,
+            json!({ "rules": rules }).to_string(),
+        );
+    }
+
+    fn publish_discovery(&mut self, s: &Session) {
+        let client_id = self.config.client_id();
+        let retract: Vec<String> = if self.config.discovery {
+            self.announced
+                .iter()
+                .filter(|c| !self.cameras.contains(c))
+                .cloned()
+                .collect()
+        } else {
+            self.announced.iter().cloned().collect()
+        };
+        for camera in retract {
+            let topic = discovery::topic(&self.config.discovery_prefix, &client_id, &camera);
+            self.publish(s, &topic, true, String::new());
+            self.announced.remove(&camera);
+        }
+        if !self.config.discovery {
+            return;
+        }
+        for camera in self.cameras.clone() {
+            let topic = discovery::topic(&self.config.discovery_prefix, &client_id, &camera);
+            let payload = discovery::payload(&self.config.prefix, &client_id, &camera);
+            self.publish(s, &topic, true, payload.to_string());
+            self.announced.insert(camera);
+        }
+    }
+
+    /// Queues outbox rows for the broker while the window has room.
+    async fn pump(&mut self, s: &mut Session) {
+        while s.connected && s.outstanding() < s.window {
+            let (after, room) = (s.last_sent, s.window - s.outstanding());
+            let rows = match blocking(&self.shared, move |o| o.after(after, room)).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return;
+                }
+            };
+            if rows.is_empty() {
+                return;
+            }
+            for row in rows {
+                let topic = row
+                    .response_topic
+                    .clone()
+                    .unwrap_or_else(|| self.topic(&row.camera, row.channel.as_str()));
+                if let Err(e) = s.client.publish(
+                    &topic,
+                    true,
+                    false,
+                    row.payload.into_bytes(),
+                    row.correlation,
+                ) {
+                    // The request queue is full; the next ack pumps again.
+                    tracing::debug!("publish queue full: {e}");
+                    return;
+                }
+                s.queued.push_back(row.id);
+                s.last_sent = row.id;
+            }
+        }
+    }
+
+    /// Shutdown: `offline`, then the outbox for a while, then DISCONNECT.
+    async fn drain(&mut self, s: &mut Session) {
+        if !s.connected {
+            return;
+        }
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.config.drain_timeout_ms);
+        self.pump(s).await;
+        while s.outstanding() > 0 {
+            let note = tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                note = s.notes.recv() => note,
+            };
+            match note {
+                Some(Ok(note)) => {
+                    if self.on_note(s, note).await.is_err() {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.publish(
+            s,
+            &format!("{}/status", self.config.prefix),
+            true,
+            "offline".into(),
+        );
+        s.client.disconnect();
+        // Let the poller write the last packets (offline, DISCONNECT).
+        let _ = tokio::time::timeout(Duration::from_millis(300), async {
+            while let Some(Ok(_)) = s.notes.recv().await {}
+        })
+        .await;
+    }
+
+    async fn on_message(
+        &mut self,
+        s: &mut Session,
+        topic: &str,
+        payload: &[u8],
+        response_topic: Option<String>,
+        correlation: Option<Vec<u8>>,
+    ) {
+        if self.config.discovery && topic == format!("{}/status", self.config.discovery_prefix) {
+            if payload == b"online" {
+                tracing::info!("Home Assistant is online; sending discovery again");
+                self.publish_discovery(s);
+            }
+            return;
+        }
+        let Some(rest) = topic
+            .strip_prefix(&self.config.prefix)
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            return;
+        };
+        let (camera, leaf) = match rest.split_once('/') {
+            Some(parts) => parts,
+            None => return,
+        };
+        let camera = camera.to_owned();
+        match leaf {
+            "ask" => {
+                self.on_question(&camera, payload, response_topic, correlation)
+                    .await
+            }
+            "rules/set" => {
+                if !self.cameras.contains(&camera) {
+                    tracing::warn!(camera, "rules for an unknown camera ignored");
+                    return;
+                }
+                let mut rules = self.rules.get(&camera).cloned().unwrap_or_default();
+                match ask::apply_rules(payload, &mut rules) {
+                    Ok(()) => {
+                        let (c, r) = (camera.clone(), rules.clone());
+                        if let Err(e) = blocking(&self.shared, move |o| o.set_rules(&c, &r)).await {
+                            tracing::error!("{e}");
+                        }
+                        tracing::info!(camera, rules = ?rules, "watch rules changed");
+                        self.rules.insert(camera.clone(), rules);
+                        self.shared.rules.send_replace(self.rules.clone());
+                        self.publish_rules(s, &camera);
+                    }
+                    Err(e) => tracing::warn!(camera, "rules change refused: {e}"),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_question(
+        &mut self,
+        camera: &str,
+        payload: &[u8],
+        response_topic: Option<String>,
+        correlation: Option<Vec<u8>>,
+    ) {
+        let outcome = ask::parse_question(payload, self.config.max_question_bytes).and_then(|(id, text)| {
+            let refuse = |error: String| Refusal { id: id.clone(), error };
+            if !self.cameras.iter().any(|c| c == camera) {
+                return Err(refuse(format!("unknown camera {camera:?}; known: {}", self.cameras.join(", "))));
+            }
+            if !self.limit.allow(camera, Instant::now()) {
+                return Err(refuse(format!(
+                    "too many questions for camera {camera:?}: at most {} per minute (mqtt.questions_per_minute)",
+                    self.config.questions_per_minute
+                )));
+            }
+            let question = Question {
+                id: id.clone().unwrap_or_else(|| ulid::Ulid::new().to_string()),
+                camera: camera.to_owned(),
+                text,
+                response_topic: response_topic.clone(),
+                correlation: correlation.clone(),
+                received: Instant::now(),
+            };
+            self.questions
+                .try_send(question)
+                .map_err(|_| refuse("too many questions waiting for the model; ask again later".into()))
+        });
+        let Err(refusal) = outcome else { return };
+        tracing::info!(camera, id = ?refusal.id, "question refused: {}", refusal.error);
+        let message = Pending {
+            id: 0,
+            camera: camera.to_owned(),
+            channel: Channel::Answer,
+            response_topic,
+            correlation,
+            payload: error_payload(camera, &refusal),
+        };
+        match blocking(&self.shared, move |o| o.push(&message, None)).await {
+            Ok(dropped) => {
+                self.shared.dropped.fetch_add(dropped, Ordering::Relaxed);
+                self.shared.wake.notify_one();
+            }
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+}

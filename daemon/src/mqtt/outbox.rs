@@ -1,0 +1,409 @@
+//! The durable outbox and the event history, in one SQLite file in the
+//! state directory (`mqtt.sqlite`).
+//!
+//! Every event and answer is written here before it is published and
+//! deleted only once the broker acknowledged it (PUBACK), so a broker
+//! outage or a restart loses nothing. The outbox is bounded: past
+//! `mqtt.outbox_capacity` the oldest message is dropped, counted and
+//! logged. Events are also kept in a separate, bounded history table that
+//! `glimpse events` reads. Watch rules set over MQTT live here too, so that
+//! they survive a restart.
+//!
+//! Blocking: every method does file I/O. The driver calls them through
+//! `spawn_blocking`; the CLI calls them directly.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use super::MqttError;
+use crate::trigger::Event;
+
+/// File name of the database inside the state directory.
+pub const FILE_NAME: &str = "mqtt.sqlite";
+
+/// Which topic of a camera a message goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// `<prefix>/<camera>/event`.
+    Event,
+    /// `<prefix>/<camera>/answer` (or the question's MQTT 5 response topic).
+    Answer,
+}
+
+impl Channel {
+    /// The last topic level.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Event => "event",
+            Channel::Answer => "answer",
+        }
+    }
+
+    fn parse(text: &str) -> Channel {
+        if text == "answer" {
+            Channel::Answer
+        } else {
+            Channel::Event
+        }
+    }
+}
+
+/// A message waiting for the broker's acknowledgement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    /// Row id: increases with every message written, never reused.
+    pub id: i64,
+    /// The camera it is about (a topic level).
+    pub camera: String,
+    /// Which topic.
+    pub channel: Channel,
+    /// MQTT 5 response topic that overrides the answer topic.
+    pub response_topic: Option<String>,
+    /// MQTT 5 correlation data to send back with it.
+    pub correlation: Option<Vec<u8>>,
+    /// The JSON payload.
+    pub payload: String,
+}
+
+/// The outbox and history database.
+pub struct Outbox {
+    db: Connection,
+    path: PathBuf,
+    capacity: u64,
+    history_capacity: u64,
+    /// Rows in each table, kept here so that bounding costs no COUNT(*).
+    pending: u64,
+    history: u64,
+}
+
+fn sql_error(path: &Path, e: rusqlite::Error) -> MqttError {
+    MqttError::Outbox {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+impl Outbox {
+    /// Opens (creating if needed) the database in `state_dir`.
+    pub fn open(
+        state_dir: &Path,
+        capacity: u64,
+        history_capacity: u64,
+    ) -> Result<Outbox, MqttError> {
+        let path = state_dir.join(FILE_NAME);
+        let err = |e| sql_error(&path, e);
+        let db = Connection::open(&path).map_err(err)?;
+        // WAL + NORMAL: a commit survives the process being killed (the
+        // case we promise); only a power cut may lose the last commits.
+        db.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        db.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        db.busy_timeout(std::time::Duration::from_secs(2))
+            .map_err(err)?;
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS outbox (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                camera TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                response_topic TEXT,
+                correlation BLOB,
+                payload TEXT NOT NULL,
+                created_ms INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS history (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                event_id TEXT NOT NULL,
+                camera TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                wall_time_ms INTEGER NOT NULL,
+                json TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS history_time ON history (wall_time_ms);
+             CREATE TABLE IF NOT EXISTS rules (
+                camera TEXT NOT NULL,
+                position INTEGER NOT NULL,
+                rule TEXT NOT NULL,
+                PRIMARY KEY (camera, position));",
+        )
+        .map_err(err)?;
+        let count = |table: &str| -> Result<u64, MqttError> {
+            db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(|e| sql_error(&path, e))
+        };
+        let pending = count("outbox")?;
+        let history = count("history")?;
+        Ok(Outbox {
+            db,
+            path,
+            capacity,
+            history_capacity,
+            pending,
+            history,
+        })
+    }
+
+    /// Changes the bounds (on reload); they apply from the next write.
+    pub fn set_capacity(&mut self, capacity: u64, history_capacity: u64) {
+        self.capacity = capacity;
+        self.history_capacity = history_capacity;
+    }
+
+    /// Messages waiting for the broker.
+    pub fn pending(&self) -> u64 {
+        self.pending
+    }
+
+    /// Writes a message (and, for events and answers, its history entry)
+    /// in one transaction. Returns how many old messages were dropped to
+    /// stay within the capacity.
+    pub fn push(&mut self, message: &Pending, event: Option<&Event>) -> Result<u64, MqttError> {
+        let path = self.path.clone();
+        let err = |e| sql_error(&path, e);
+        let tx = self.db.transaction().map_err(err)?;
+        tx.execute(
+            "INSERT INTO outbox (camera, channel, response_topic, correlation, payload, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                message.camera,
+                message.channel.as_str(),
+                message.response_topic,
+                message.correlation,
+                message.payload,
+                now_ms()
+            ],
+        )
+        .map_err(err)?;
+        let mut dropped = 0;
+        if self.pending + 1 > self.capacity {
+            let excess = self.pending + 1 - self.capacity;
+            dropped = tx
+                .execute(
+                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?1)",
+                    params![excess as i64],
+                )
+                .map_err(err)? as u64;
+        }
+        let mut history = self.history;
+        if let Some(event) = event {
+            let json = serde_json::to_string(event).map_err(|e| MqttError::Outbox {
+                path: self.path.clone(),
+                reason: format!("cannot encode event {}: {e}", event.id),
+            })?;
+            let kind = serde_json::to_value(event.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            tx.execute(
+                "INSERT INTO history (event_id, camera, kind, wall_time_ms, json) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![event.id, event.camera, kind, event.wall_time_ms as i64, json],
+            )
+            .map_err(err)?;
+            history += 1;
+            if history > self.history_capacity {
+                let excess = history - self.history_capacity;
+                history -= tx
+                    .execute(
+                        "DELETE FROM history WHERE id IN (SELECT id FROM history ORDER BY id LIMIT ?1)",
+                        params![excess as i64],
+                    )
+                    .map_err(err)? as u64;
+            }
+        }
+        tx.commit().map_err(err)?;
+        self.pending = self.pending + 1 - dropped;
+        self.history = history;
+        Ok(dropped)
+    }
+
+    /// Up to `limit` messages with an id above `after`, oldest first.
+    pub fn after(&self, after: i64, limit: usize) -> Result<Vec<Pending>, MqttError> {
+        let err = |e| sql_error(&self.path, e);
+        let mut statement = self
+            .db
+            .prepare_cached(
+                "SELECT id, camera, channel, response_topic, correlation, payload FROM outbox
+                 WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )
+            .map_err(err)?;
+        let rows = statement
+            .query_map(params![after, limit as i64], |r| {
+                Ok(Pending {
+                    id: r.get(0)?,
+                    camera: r.get(1)?,
+                    channel: Channel::parse(&r.get::<_, String>(2)?),
+                    response_topic: r.get(3)?,
+                    correlation: r.get(4)?,
+                    payload: r.get(5)?,
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+
+    /// Deletes acknowledged messages; ids already gone (dropped) are fine.
+    pub fn delete(&mut self, ids: &[i64]) -> Result<(), MqttError> {
+        let path = self.path.clone();
+        let err = |e| sql_error(&path, e);
+        let tx = self.db.transaction().map_err(err)?;
+        let mut deleted = 0;
+        {
+            let mut statement = tx
+                .prepare_cached("DELETE FROM outbox WHERE id = ?1")
+                .map_err(err)?;
+            for id in ids {
+                deleted += statement.execute(params![id]).map_err(err)? as u64;
+            }
+        }
+        tx.commit().map_err(err)?;
+        self.pending = self.pending.saturating_sub(deleted);
+        Ok(())
+    }
+
+    /// The watch rules of every camera, in the order they were added.
+    pub fn rules(&self) -> Result<Vec<(String, String)>, MqttError> {
+        let err = |e| sql_error(&self.path, e);
+        let mut statement = self
+            .db
+            .prepare("SELECT camera, rule FROM rules ORDER BY camera, position")
+            .map_err(err)?;
+        let rows = statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+
+    /// Replaces one camera's watch rules.
+    pub fn set_rules(&mut self, camera: &str, rules: &[String]) -> Result<(), MqttError> {
+        let path = self.path.clone();
+        let err = |e| sql_error(&path, e);
+        let tx = self.db.transaction().map_err(err)?;
+        tx.execute("DELETE FROM rules WHERE camera = ?1", params![camera])
+            .map_err(err)?;
+        for (position, rule) in rules.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO rules (camera, position, rule) VALUES (?1, ?2, ?3)",
+                params![camera, position as i64, rule],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+}
+
+/// Reads the event history without taking part in publishing (the
+/// `glimpse events` command). Returns the events' JSON, oldest first.
+pub fn read_history(
+    state_dir: &Path,
+    since_ms: u64,
+    camera: Option<&str>,
+) -> Result<Vec<Event>, MqttError> {
+    let path = state_dir.join(FILE_NAME);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let err = |e| sql_error(&path, e);
+    let db = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
+    let has_table: Option<i64> = db
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'history'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(err)?;
+    if has_table.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut statement = db
+        .prepare(
+            "SELECT json FROM history WHERE wall_time_ms >= ?1 AND (?2 IS NULL OR camera = ?2)
+             ORDER BY wall_time_ms, id",
+        )
+        .map_err(err)?;
+    let rows = statement
+        .query_map(params![since_ms as i64, camera], |r| r.get::<_, String>(0))
+        .map_err(err)?;
+    let mut events = Vec::new();
+    for json in rows {
+        let json = json.map_err(err)?;
+        match serde_json::from_str(&json) {
+            Ok(event) => events.push(event),
+            Err(e) => tracing::warn!("skipping an unreadable history entry: {e}"),
+        }
+    }
+    Ok(events)
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trigger::EventKind;
+    use std::time::Duration;
+
+    fn message(camera: &str, n: usize) -> Pending {
+        Pending {
+            id: 0,
+            camera: camera.into(),
+            channel: Channel::Event,
+            response_topic: None,
+            correlation: None,
+            payload: format!("{{\"n\":{n}}}"),
+        }
+    }
+
+    #[test]
+    fn bounded_oldest_dropped_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path(), 3, 2).unwrap();
+        let mut dropped = 0;
+        for n in 0..5 {
+            let event = Event::new(
+                "a",
+                EventKind::Description,
+                format!("e{n}"),
+                (Duration::ZERO, Duration::ZERO),
+            );
+            dropped += outbox.push(&message("a", n), Some(&event)).unwrap();
+        }
+        assert_eq!(dropped, 2);
+        assert_eq!(outbox.pending(), 3);
+        let rows = outbox.after(0, 10).unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.payload.as_str()).collect::<Vec<_>>(),
+            ["{\"n\":2}", "{\"n\":3}", "{\"n\":4}"]
+        );
+        outbox.delete(&[rows[0].id, 9999]).unwrap();
+        assert_eq!(outbox.pending(), 2);
+        drop(outbox);
+        let outbox = Outbox::open(dir.path(), 3, 2).unwrap();
+        assert_eq!(outbox.pending(), 2);
+        assert_eq!(outbox.after(rows[0].id, 1).unwrap()[0].id, rows[1].id);
+        let history = read_history(dir.path(), 0, Some("a")).unwrap();
+        assert_eq!(
+            history.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(),
+            ["e3", "e4"]
+        );
+        assert!(read_history(dir.path(), 0, Some("b")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn rules_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path(), 3, 2).unwrap();
+        outbox.set_rules("a", &["x".into(), "y".into()]).unwrap();
+        outbox.set_rules("a", &["y".into()]).unwrap();
+        assert_eq!(
+            outbox.rules().unwrap(),
+            vec![("a".to_owned(), "y".to_owned())]
+        );
+    }
+}

@@ -1,0 +1,937 @@
+//! MQTT end to end: the real binary against real brokers (mosquitto,
+//! started here on free loopback ports, and glimpse's embedded rumqttd),
+//! read by clients that are not ours (mosquitto_sub, mosquitto_pub).
+//!
+//! Events come from the daemon's test-event hook (`GLIMPSE_DEBUG_EVENT_
+//! EVERY_MS`) until the model stages produce real ones.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::util::{free_port, glimpse, kill};
+
+/// A mosquitto broker on a loopback port, stopped on drop.
+struct Mosquitto {
+    child: Option<Child>,
+    conf: PathBuf,
+    port: u16,
+}
+
+impl Mosquitto {
+    /// Writes `dir/mosquitto.conf` (listener, anonymous, persistence in
+    /// `dir`, plus `extra`) and starts the broker.
+    fn start(dir: &Path, extra: &str) -> Mosquitto {
+        let port = free_port();
+        // mosquitto drops root privileges to its own user: let it write.
+        let _ = Command::new("chmod").arg("777").arg(dir).status();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n{extra}\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let mut broker = Mosquitto {
+            child: None,
+            conf,
+            port,
+        };
+        broker.restart();
+        broker
+    }
+
+    fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.conf.with_extension("log"))
+            .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("mosquitto is installed (scripts/install-deps)");
+        self.child = Some(child);
+        wait_port(self.port, Duration::from_secs(10));
+    }
+
+    /// Stops the broker with SIGTERM (it saves its persistent sessions).
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill(child.id(), "TERM");
+            wait_exit(&mut child, Duration::from_secs(10));
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_port(port: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on {port} after {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process {} did not exit within {within:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// mosquitto_sub, its output lines collected by a thread.
+struct Sub {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Sub {
+    /// `args` after the host and port, e.g. `["-t", "glimpse/#", "-v"]`.
+    fn start(port: u16, args: &[&str]) -> Sub {
+        let mut child = Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub is installed (scripts/install-deps)");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            // Payloads need not be UTF-8 (the ask topic echoes them).
+            let mut reader = BufReader::new(stdout);
+            let mut buf = Vec::new();
+            while matches!(reader.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
+                let line = String::from_utf8_lossy(&buf)
+                    .trim_end_matches('\n')
+                    .to_owned();
+                buf.clear();
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Sub {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line for which `want` holds; returns it.
+    fn expect(&mut self, what: &str, within: Duration, want: impl Fn(&str) -> bool) -> String {
+        if let Some(line) = self.seen.iter().find(|l| want(l)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if want(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no {what} within {within:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Everything received so far (and during `wait`).
+    fn drain(&mut self, wait: Duration) -> &[String] {
+        let deadline = Instant::now() + wait;
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line);
+        }
+        &self.seen
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn publish(port: u16, args: &[&str]) {
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .status()
+        .expect("mosquitto_pub is installed");
+    assert!(status.success(), "mosquitto_pub {args:?}");
+}
+
+/// The daemon under test, killed on drop; its log is in `dir/glimpse.log`.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path, mqtt: &str, env: &[(&str, &str)]) -> Daemon {
+        let config = dir.join("glimpse.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[service]\nstate_dir = {:?}\nstats_interval_s = 1\n\n[mqtt]\nreconnect_min_ms = 100\nreconnect_max_ms = 500\n{mqtt}\n\n[cameras.front]\nfps = 2\nwidth = 32\nheight = 32\nsource = {{ kind = \"synthetic\" }}\n",
+                dir.join("state").display().to_string()
+            ),
+        )
+        .unwrap();
+        let log = dir.join("glimpse.log");
+        let mut cmd = glimpse();
+        cmd.args(["run", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Daemon {
+            child: cmd.spawn().unwrap(),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn assert_running(&mut self) {
+        assert!(
+            self.child.try_wait().unwrap().is_none(),
+            "glimpse exited:\n{}",
+            self.log()
+        );
+    }
+
+    fn stop(mut self) -> String {
+        kill(self.child.id(), "TERM");
+        let status = wait_exit(&mut self.child, Duration::from_secs(15));
+        assert!(status.success(), "{status}\n{}", self.log());
+        self.log()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn json_of(line: &str) -> serde_json::Value {
+    let payload = line.split_once(' ').map_or(line, |(_, p)| p);
+    serde_json::from_str(payload).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+const SECS: Duration = Duration::from_secs(10);
+
+/// Events, retained status/activity/rules, stats and an error answer over
+/// one broker and protocol, read by mosquitto_sub.
+fn round_trip(port: u16, protocol: &str, mut daemon: Daemon) {
+    let version = if protocol == "v5" {
+        "mqttv5"
+    } else {
+        "mqttv311"
+    };
+    let mut sub = Sub::start(port, &["-V", version, "-q", "1", "-t", "glimpse/#", "-v"]);
+    sub.expect("status online", SECS, |l| l == "glimpse/status online");
+    sub.expect("retained activity", SECS, |l| {
+        l == "glimpse/front/activity idle"
+    });
+    sub.expect("retained rules", SECS, |l| {
+        l == r#"glimpse/front/rules {"rules":[]}"#
+    });
+    let event = json_of(&sub.expect("an event", SECS, |l| l.starts_with("glimpse/front/event ")));
+    assert_eq!(event["camera"], "front");
+    assert_eq!(event["kind"], "description");
+    assert!(event["text"].as_str().unwrap().starts_with("test event "));
+    assert_eq!(event["id"].as_str().unwrap().len(), 26, "a ULID");
+    let stats = json_of(&sub.expect("stats", SECS, |l| l.starts_with("glimpse/front/stats ")));
+    assert_eq!(stats["state"], "up");
+    assert!(stats["fps"].is_number() && stats["dropped"].is_number());
+    publish(
+        port,
+        &[
+            "-V",
+            version,
+            "-t",
+            "glimpse/front/ask",
+            "-m",
+            r#"{"id":"q1","question":"what is there?"}"#,
+        ],
+    );
+    let answer = json_of(&sub.expect("an answer", SECS, |l| {
+        l.starts_with("glimpse/front/answer ")
+    }));
+    assert_eq!(answer["id"], "q1");
+    assert_eq!(
+        answer["error"],
+        "no model is configured to answer questions"
+    );
+    publish(
+        port,
+        &[
+            "-V",
+            version,
+            "-t",
+            "glimpse/front/rules/set",
+            "-m",
+            r#"{"add":["a person is at the door"]}"#,
+        ],
+    );
+    sub.expect("changed rules", SECS, |l| {
+        l == r#"glimpse/front/rules {"rules":["a person is at the door"]}"#
+    });
+    daemon.assert_running();
+    daemon.stop();
+    sub.expect("status offline", SECS, |l| l == "glimpse/status offline");
+}
+
+#[test]
+fn round_trip_embedded_broker_v311_and_v5() {
+    for protocol in ["v311", "v5"] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let daemon = Daemon::start(
+            dir.path(),
+            &format!("listen = \"127.0.0.1:{port}\"\nprotocol = \"{protocol}\""),
+            &[("GLIMPSE_DEBUG_EVENT_EVERY_MS", "200")],
+        );
+        wait_port(port, SECS);
+        round_trip(port, protocol, daemon);
+    }
+}
+
+#[test]
+fn round_trip_mosquitto_v311_and_v5() {
+    for protocol in ["v311", "v5"] {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Mosquitto::start(dir.path(), "");
+        let daemon = Daemon::start(
+            dir.path(),
+            &format!(
+                "broker = \"mqtt://127.0.0.1:{}\"\nprotocol = \"{protocol}\"",
+                broker.port
+            ),
+            &[("GLIMPSE_DEBUG_EVENT_EVERY_MS", "200")],
+        );
+        round_trip(broker.port, protocol, daemon);
+    }
+}
+
+#[test]
+fn mqtt5_response_topic_and_correlation_data_are_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let mut daemon = Daemon::start(
+        dir.path(),
+        &format!(
+            "broker = \"mqtt://127.0.0.1:{}\"\nprotocol = \"v5\"",
+            broker.port
+        ),
+        &[],
+    );
+    let mut status = Sub::start(broker.port, &["-V", "mqttv5", "-t", "glimpse/status", "-v"]);
+    status.expect("online", SECS, |l| l == "glimpse/status online");
+    let mut replies = Sub::start(
+        broker.port,
+        &[
+            "-V",
+            "mqttv5",
+            "-q",
+            "1",
+            "-t",
+            "replies/me",
+            "-F",
+            "%t|%D|%p",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    publish(
+        broker.port,
+        &[
+            "-V",
+            "mqttv5",
+            "-t",
+            "glimpse/front/ask",
+            "-m",
+            "how many shapes?",
+            "-D",
+            "publish",
+            "response-topic",
+            "replies/me",
+            "-D",
+            "publish",
+            "correlation-data",
+            "corr-42",
+        ],
+    );
+    let line = replies.expect("the answer on the response topic", SECS, |l| {
+        l.starts_with("replies/me|")
+    });
+    let mut parts = line.splitn(3, '|');
+    assert_eq!(parts.nth(1), Some("corr-42"), "{line}");
+    let answer: serde_json::Value = serde_json::from_str(parts.next().unwrap()).unwrap();
+    assert!(
+        answer["id"].as_str().is_some_and(|id| id.len() == 26),
+        "a fresh id: {answer}"
+    );
+    assert!(answer["error"].is_string());
+    daemon.assert_running();
+    daemon.stop();
+}
+
+#[test]
+fn malformed_questions_get_error_answers_and_the_daemon_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let mut daemon = Daemon::start(
+        dir.path(),
+        &format!(
+            "broker = \"mqtt://127.0.0.1:{}\"\nmax_question_bytes = 64\nquestions_per_minute = 2",
+            broker.port
+        ),
+        &[],
+    );
+    let mut sub = Sub::start(broker.port, &["-q", "1", "-t", "glimpse/#", "-v"]);
+    sub.expect("online", SECS, |l| l == "glimpse/status online");
+    let bad_utf8 = dir.path().join("bad.bin");
+    std::fs::write(&bad_utf8, b"what \xff\xfe is this?").unwrap();
+    let oversized = format!("{{\"id\":\"big\",\"question\":\"{}\"}}", "x".repeat(100));
+    let cases: Vec<(Vec<String>, &str, serde_json::Value, &str)> = vec![
+        (
+            vec!["-m".into(), r#"{"id":"m1","question":"#.into()],
+            "front",
+            serde_json::Value::Null,
+            "malformed JSON",
+        ),
+        (
+            vec!["-m".into(), oversized],
+            "front",
+            serde_json::Value::Null,
+            "question too long: 126 bytes, the limit is 64",
+        ),
+        (
+            vec!["-f".into(), bad_utf8.display().to_string()],
+            "front",
+            serde_json::Value::Null,
+            "not valid UTF-8",
+        ),
+        (
+            vec!["-m".into(), r#"{"id":"m4","question":"who?"}"#.into()],
+            "garden",
+            "m4".into(),
+            "unknown camera \"garden\"",
+        ),
+        (
+            vec!["-m".into(), r#"{"id":"m5"}"#.into()],
+            "front",
+            "m5".into(),
+            "missing \"question\"",
+        ),
+        (
+            vec!["-m".into(), r#"{"id":"m6","question":42}"#.into()],
+            "front",
+            "m6".into(),
+            "must be a string",
+        ),
+        (
+            vec!["-m".into(), r#"["not","an","object"]"#.into()],
+            "front",
+            serde_json::Value::Null,
+            "expected a JSON object",
+        ),
+        (
+            vec!["-m".into(), r#"{"id":"m8","question":"a?"}"#.into()],
+            "front",
+            "m8".into(),
+            "no model is configured",
+        ),
+        (
+            vec!["-m".into(), r#"{"id":"m9","question":"b?"}"#.into()],
+            "front",
+            "m9".into(),
+            "no model is configured",
+        ),
+        (
+            vec!["-m".into(), r#"{"id":"m10","question":"c?"}"#.into()],
+            "front",
+            "m10".into(),
+            "too many questions for camera \"front\"",
+        ),
+    ];
+    for (args, camera, id, error) in cases {
+        sub.seen.clear();
+        let topic = format!("glimpse/{camera}/ask");
+        let mut all = vec!["-t", topic.as_str()];
+        all.extend(args.iter().map(String::as_str));
+        publish(broker.port, &all);
+        let prefix = format!("glimpse/{camera}/answer ");
+        let answer = json_of(&sub.expect(error, SECS, |l| l.starts_with(&prefix)));
+        assert_eq!(answer["id"], id, "{answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(error),
+            "{answer}"
+        );
+        daemon.assert_running();
+    }
+    daemon.stop();
+}
+
+/// Event ids in mosquitto_sub lines of `glimpse/front/event`.
+fn event_ids(lines: &[String]) -> BTreeMap<String, usize> {
+    let mut ids = BTreeMap::new();
+    for line in lines
+        .iter()
+        .filter(|l| l.starts_with("glimpse/front/event "))
+    {
+        *ids.entry(json_of(line)["id"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    ids
+}
+
+/// Every event in the daemon's history (`glimpse events --json`).
+fn history_ids(dir: &Path) -> BTreeSet<String> {
+    let out = glimpse()
+        .args(["events", "--since", "1h", "--json", "--config"])
+        .arg(dir.join("glimpse.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let event: serde_json::Value = serde_json::from_str(l).unwrap();
+            event["id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// Waits until the subscriber has seen every id in `want`.
+fn expect_all(sub: &mut Sub, want: &BTreeSet<String>, within: Duration) -> BTreeMap<String, usize> {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = event_ids(sub.drain(Duration::from_millis(200)));
+        let missing: Vec<_> = want.iter().filter(|id| !seen.contains_key(*id)).collect();
+        if missing.is_empty() {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} events never arrived, e.g. {:?}",
+            missing.len(),
+            want.len(),
+            &missing[..missing.len().min(5)]
+        );
+    }
+}
+
+/// QoS 1 is "at least once": an event in flight when the broker goes away
+/// is sent again after the reconnect, so it may arrive twice. Nothing else
+/// is repeated: at most `max_inflight` (here 8) per outage from glimpse,
+/// plus what mosquitto itself re-sends to its subscriber (its in-flight
+/// window, 20).
+#[test]
+fn broker_restarted_five_times_while_events_flow_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(dir.path(), "");
+    // A persistent session: the subscriber misses nothing while the broker
+    // is down, so that every loss would be glimpse's.
+    let mut sub = Sub::start(
+        broker.port,
+        &[
+            "-q",
+            "1",
+            "-c",
+            "-i",
+            "restart-test",
+            "-t",
+            "glimpse/front/event",
+            "-v",
+        ],
+    );
+    let daemon = Daemon::start(
+        dir.path(),
+        &format!(
+            "broker = \"mqtt://127.0.0.1:{}\"\nmax_inflight = 8",
+            broker.port
+        ),
+        &[("GLIMPSE_DEBUG_EVENT_EVERY_MS", "25")],
+    );
+    sub.expect("a first event", SECS, |l| {
+        l.starts_with("glimpse/front/event ")
+    });
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(400));
+        broker.stop();
+        std::thread::sleep(Duration::from_millis(400));
+        broker.restart();
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    let log = daemon.stop();
+    assert!(log.contains("MQTT broker unreachable"), "{log}");
+    let produced = history_ids(dir.path());
+    assert!(produced.len() > 100, "{} events", produced.len());
+    let seen = expect_all(&mut sub, &produced, Duration::from_secs(20));
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    eprintln!(
+        "{} events through 5 broker restarts, all delivered, {duplicates} duplicates",
+        produced.len()
+    );
+    assert!(duplicates <= 5 * (8 + 20), "{duplicates} duplicates");
+    assert!(
+        seen.keys().all(|id| produced.contains(id)),
+        "nothing invented"
+    );
+}
+
+#[test]
+fn daemon_killed_while_the_broker_is_down_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(dir.path(), "");
+    let mut sub = Sub::start(
+        broker.port,
+        &[
+            "-q",
+            "1",
+            "-c",
+            "-i",
+            "kill-test",
+            "-t",
+            "glimpse/front/event",
+            "-v",
+        ],
+    );
+    let mqtt = format!(
+        "broker = \"mqtt://127.0.0.1:{}\"\nconnect_wait_ms = 500",
+        broker.port
+    );
+    let mut daemon = Daemon::start(dir.path(), &mqtt, &[("GLIMPSE_DEBUG_EVENT_EVERY_MS", "50")]);
+    sub.expect("a first event", SECS, |l| {
+        l.starts_with("glimpse/front/event ")
+    });
+    broker.stop();
+    std::thread::sleep(Duration::from_millis(1000));
+    // SIGKILL: no drain, no goodbye; the outbox is all that is left.
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    let produced = history_ids(dir.path());
+    broker.restart();
+    // Started again without new events: only the outbox is published.
+    let daemon = Daemon::start(dir.path(), &mqtt, &[]);
+    expect_all(&mut sub, &produced, Duration::from_secs(20));
+    let log = daemon.stop();
+    assert!(log.contains("outbox holds messages from before"), "{log}");
+}
+
+#[test]
+fn tls_with_a_ca_and_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=glimpse test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    std::fs::write(
+        d.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    // Extensions make v3 certificates (webpki refuses v1 ones).
+    std::fs::write(d.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for name in ["server", "client"] {
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &format!("{name}.pem"),
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+    }
+    let _ = Command::new("chmod")
+        .args(["644", "server.key", "client.key"])
+        .current_dir(d)
+        .status();
+    let path = |f: &str| d.join(f).display().to_string();
+    let broker = Mosquitto::start(
+        d,
+        &format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true",
+            path("ca.pem"),
+            path("server.pem"),
+            path("server.key")
+        ),
+    );
+    let mut daemon = Daemon::start(
+        d,
+        &format!(
+            "broker = \"mqtts://127.0.0.1:{}\"\nca_file = {:?}\nclient_cert_file = {:?}\nclient_key_file = {:?}",
+            broker.port,
+            path("ca.pem"),
+            path("client.pem"),
+            path("client.key")
+        ),
+        &[("GLIMPSE_DEBUG_EVENT_EVERY_MS", "200")],
+    );
+    let port = broker.port.to_string();
+    let (ca, cert, key) = (path("ca.pem"), path("client.pem"), path("client.key"));
+    let mut sub = Sub::start(
+        broker.port,
+        &[
+            "--cafile",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "-t",
+            "glimpse/#",
+            "-v",
+        ],
+    );
+    sub.expect("status online over TLS", SECS, |l| {
+        l == "glimpse/status online"
+    });
+    sub.expect("an event over TLS", SECS, |l| {
+        l.starts_with("glimpse/front/event ")
+    });
+    daemon.assert_running();
+    assert!(
+        daemon.log().contains(&format!(
+            "connected to the MQTT broker broker=mqtts://127.0.0.1:{port}"
+        )),
+        "{}",
+        daemon.log()
+    );
+    daemon.stop();
+}
+
+#[test]
+fn home_assistant_discovery_has_the_required_fields_and_is_resent() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let daemon = Daemon::start(
+        dir.path(),
+        &format!("broker = \"mqtt://127.0.0.1:{}\"", broker.port),
+        &[],
+    );
+    let mut sub = Sub::start(broker.port, &["-t", "homeassistant/#", "-v"]);
+    let line = sub.expect("discovery", SECS, |l| {
+        l.starts_with("homeassistant/device/glimpse-glimpse_front/config ")
+    });
+    let config = json_of(&line);
+    assert_eq!(config["device"]["identifiers"][0], "glimpse-glimpse_front");
+    assert!(config["device"]["name"].is_string());
+    assert_eq!(config["origin"]["name"], "glimpse");
+    assert_eq!(config["availability"][0]["topic"], "glimpse/status");
+    let components = config["components"].as_object().unwrap();
+    assert_eq!(components.len(), 3);
+    let platform = |p: &str| components.values().find(|c| c["platform"] == p).cloned();
+    let last = components["glimpse-glimpse_front_last_event"].clone();
+    assert_eq!(last["platform"], "sensor");
+    assert_eq!(last["state_topic"], "glimpse/front/event");
+    assert_eq!(last["json_attributes_topic"], "glimpse/front/event");
+    assert!(last["value_template"].as_str().unwrap().contains("[:255]"));
+    let event = platform("event").unwrap();
+    assert_eq!(
+        event["event_types"],
+        serde_json::json!(["description", "alert", "answer"])
+    );
+    assert_eq!(
+        components["glimpse-glimpse_front_activity"]["state_topic"],
+        "glimpse/front/activity"
+    );
+    let mut unique: Vec<_> = components
+        .values()
+        .map(|c| c["unique_id"].as_str().unwrap())
+        .collect();
+    unique.dedup();
+    assert_eq!(unique.len(), 3);
+    // Home Assistant restarts: its birth message brings the config again
+    // (a live message, not the retained copy: -R hides retained ones).
+    let mut live = Sub::start(broker.port, &["-R", "-t", "homeassistant/device/#", "-v"]);
+    std::thread::sleep(Duration::from_millis(300));
+    publish(broker.port, &["-t", "homeassistant/status", "-m", "online"]);
+    live.expect("discovery again", SECS, |l| {
+        l.starts_with("homeassistant/device/glimpse-glimpse_front/config {")
+    });
+    daemon.stop();
+}
+
+#[test]
+fn a_taken_embedded_broker_port_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut daemon = Daemon::start(dir.path(), &format!("listen = \"127.0.0.1:{port}\""), &[]);
+    let status = wait_exit(&mut daemon.child, SECS);
+    assert_eq!(status.code(), Some(70));
+    let log = daemon.log();
+    assert!(
+        log.contains(&format!(
+            "error: cannot start MQTT: mqtt.listen 127.0.0.1:{port}: the address is already in use"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("mqtt.broker = \"mqtt://HOST:PORT\""), "{log}");
+}
+
+#[test]
+fn events_command_prints_history_as_text_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let daemon = Daemon::start(
+        dir.path(),
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &[("GLIMPSE_DEBUG_EVENT_EVERY_MS", "100")],
+    );
+    wait_port(port, SECS);
+    std::thread::sleep(Duration::from_millis(600));
+    daemon.stop();
+    let run = |args: &[&str]| {
+        let out = glimpse()
+            .arg("events")
+            .args(args)
+            .arg("--config")
+            .arg(dir.path().join("glimpse.toml"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = run(&["--since", "10m"]);
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.contains("  front  description  test event 0"),
+        "{text}"
+    );
+    assert!(run(&["--since", "10m", "--camera", "back"]).is_empty());
+    let json = run(&["--since", "1h", "--json", "--camera", "front"]);
+    assert_eq!(json.lines().count(), text.lines().count());
+    let err = glimpse()
+        .args(["events", "--since", "1 week"])
+        .output()
+        .unwrap();
+    assert!(!err.status.success());
+}
+
+#[test]
+fn a_reload_that_changes_mqtt_settings_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let mut daemon = Daemon::start(
+        dir.path(),
+        &format!("broker = \"mqtt://127.0.0.1:{}\"", broker.port),
+        &[],
+    );
+    let mut sub = Sub::start(broker.port, &["-t", "+/status", "-v"]);
+    sub.expect("online", SECS, |l| l == "glimpse/status online");
+    let config = dir.path().join("glimpse.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[mqtt]\n", "[mqtt]\nprefix = \"site2\"\n"),
+    )
+    .unwrap();
+    kill(daemon.child.id(), "HUP");
+    sub.expect("the old prefix offline", SECS, |l| {
+        l == "glimpse/status offline"
+    });
+    sub.expect("the new prefix online", SECS, |l| {
+        l == "site2/status online"
+    });
+    daemon.assert_running();
+    daemon.stop();
+}

@@ -935,3 +935,75 @@ fn a_reload_that_changes_mqtt_settings_reconnects() {
     daemon.assert_running();
     daemon.stop();
 }
+
+#[test]
+fn a_question_is_answered_by_the_model_from_memory_and_canvas() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let model = crate::util::repo().join("models/test-tiny");
+    let mqtt = format!(
+        "listen = \"127.0.0.1:{port}\"\n\n[model]\npath = {:?}\nthreads = 1",
+        model.display().to_string()
+    );
+    let mut daemon = Daemon::start(dir.path(), &mqtt, &[]);
+    wait_port(port, SECS);
+    let mut sub = Sub::start(port, &["-q", "1", "-t", "glimpse/front/answer", "-v"]);
+    // Let a few frames reach the memory.
+    std::thread::sleep(Duration::from_secs(2));
+    publish(
+        port,
+        &[
+            "-t",
+            "glimpse/front/ask",
+            "-m",
+            r#"{"id":"q7","question":"what colour is the square ?"}"#,
+        ],
+    );
+    let answer = json_of(&sub.expect("an answer", Duration::from_secs(30), |l| {
+        l.starts_with("glimpse/front/answer ")
+    }));
+    assert_eq!(answer["kind"], "answer", "{answer}");
+    assert_eq!(answer["reference"], "q7", "the question's id");
+    assert!(answer["text"].is_string());
+    let kept = answer["evidence"]["kept_tokens"].as_array().unwrap();
+    assert!(kept.len() >= 2, "memory and canvas: {answer}");
+    assert_eq!(
+        kept.last().unwrap(),
+        64,
+        "the canvas is the whole grid: {answer}"
+    );
+    assert!(answer["latency_ms"].as_u64().unwrap() < 30_000);
+
+    // The same from the command line, through the same broker.
+    let out = glimpse()
+        .args(["ask", "--camera", "front", "--json", "--config"])
+        .arg(dir.path().join("glimpse.toml"))
+        .arg("how many shapes are there ?")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
+    assert_eq!(cli["kind"], "answer", "{cli}");
+    let out = glimpse()
+        .args(["ask", "--camera", "back", "--config"])
+        .arg(dir.path().join("glimpse.toml"))
+        .arg("anything ?")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(65),
+        "unknown camera: an error answer"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("error: glimpse could not answer: "),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    daemon.assert_running();
+    daemon.stop();
+}

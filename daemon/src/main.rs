@@ -81,6 +81,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask a running glimpse a question about a camera, over MQTT, and
+    /// print the answer.
+    Ask {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The camera.
+        #[arg(long)]
+        camera: String,
+        /// How long to wait for the answer, in seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout_s: u64,
+        /// Print the whole answer as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The question.
+        question: String,
+    },
     /// Look at model folders.
     Model {
         #[command(subcommand)]
@@ -146,6 +163,57 @@ fn main() -> ExitCode {
             };
             match glimpse::mqtt::print_history(&config, since, camera.as_deref(), json) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EX_SOFTWARE)
+                }
+            }
+        }
+        Command::Ask {
+            config: ConfigArg { path },
+            camera,
+            timeout_s,
+            json,
+            question,
+        } => {
+            let config = match config::load(&path, &Environment::from_process()) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+            };
+            let asked = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| {
+                    rt.block_on(glimpse::mqtt::ask(
+                        &config.mqtt,
+                        &camera,
+                        &question,
+                        std::time::Duration::from_secs(timeout_s),
+                    ))
+                });
+            match asked {
+                Ok(answer) if json => {
+                    println!("{answer}");
+                    ExitCode::SUCCESS
+                }
+                Ok(answer) => match (answer["text"].as_str(), answer["error"].as_str()) {
+                    (Some(text), _) => {
+                        println!("{text}");
+                        ExitCode::SUCCESS
+                    }
+                    (_, Some(error)) => {
+                        eprintln!("error: glimpse could not answer: {error}");
+                        ExitCode::from(EX_DATAERR)
+                    }
+                    _ => {
+                        println!("{answer}");
+                        ExitCode::SUCCESS
+                    }
+                },
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(EX_SOFTWARE)

@@ -14,6 +14,7 @@
 //! broker (rumqttd) runs on threads of its own.
 
 mod ask;
+mod asker;
 mod broker;
 mod client;
 mod config;
@@ -25,6 +26,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use ask::{Question, RulesChange};
+pub use asker::ask;
 pub use config::{BrokerAddress, MqttConfig, Protocol, Secret};
 pub use discovery::payload as discovery_payload;
 pub use driver::{Activity, Mqtt, MqttHandle, MqttStats};

@@ -418,3 +418,29 @@ fn respond(
         }
     }
 }
+
+/// Answers a question about a camera from its memory and canvas (an
+/// `Answer` job, on a worker thread).
+pub fn answer(
+    camera: &str,
+    state: &Mutex<CameraAnalysis>,
+    stages: &ModelStages,
+    question: &str,
+) -> Result<Event, String> {
+    // The lock is held only to copy the context: the camera goes on while
+    // the model answers.
+    let context = state.lock().unwrap_or_else(|p| p.into_inner()).context();
+    let labelled = context.labelled();
+    let mut backend = stages.model.backend();
+    let answer = stages
+        .responder
+        .ask(backend.as_mut(), &labelled, question)
+        .map_err(|e| format!("the model could not answer: {e}"))?;
+    let span = (
+        context.items.first().map_or(Duration::ZERO, |i| i.pts),
+        context.items.last().map_or(Duration::ZERO, |i| i.pts),
+    );
+    let mut event = Event::new(camera, EventKind::Answer, answer.text, span);
+    event.evidence = context.evidence();
+    Ok(event)
+}

@@ -251,6 +251,35 @@ impl Pipeline {
         self.model.as_ref().map(|(_, m)| &m.model)
     }
 
+    /// Queues `question` about `camera` for the model, ahead of every other
+    /// job; the answer (or why there is none) comes on the returned channel.
+    pub fn ask(
+        &self,
+        camera: &str,
+        question: String,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<Event, String>>, String> {
+        let running = self
+            .cameras
+            .get(camera)
+            .ok_or_else(|| format!("camera {camera:?} is not running"))?;
+        let (Some(state), Some((_, stages))) = (&running.analysis_state, &self.model) else {
+            return Err("no model is configured to answer questions".to_owned());
+        };
+        let (state, stages) = (state.clone(), stages.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let camera = camera.to_owned();
+        self.workers
+            .submit(
+                Priority::Answer,
+                Box::new(move || {
+                    // The asker may have given up; nothing to do then.
+                    let _ = tx.send(analysis::answer(&camera, &state, &stages, &question));
+                }),
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(rx)
+    }
+
     /// Sets the watch rules added at run time (over MQTT), by camera; they
     /// are asked after the config's rules.
     pub fn set_runtime_rules(&mut self, rules: BTreeMap<String, Vec<String>>) {

@@ -113,13 +113,8 @@ pub async fn run(
         .context("cannot start the pipeline")?;
     let stall_release = inject_stall_fault(&pipeline);
     let events = mqtt.handle.clone();
-    let responder = mqtt.take_questions().map(|questions| {
-        tokio::spawn(refuse_questions(
-            questions,
-            events.clone(),
-            pipeline.model().is_some(),
-        ))
-    });
+    // Questions from MQTT; answered by the model stages (see below).
+    let mut questions = mqtt.take_questions();
     let test_events = inject_test_events(&events, &pipeline);
     let connect_wait = Duration::from_millis(config.mqtt.connect_wait_ms);
     if !events.wait_connected(connect_wait).await {
@@ -210,6 +205,9 @@ pub async fn run(
                     tracing::error!("an event could not be stored for MQTT: {e}");
                 }
             }
+            Some(question) = next_question(&mut questions) => {
+                ask(&pipeline, &events, question);
+            }
             Ok(()) = rules.changed() => {
                 let current = rules.borrow_and_update().clone();
                 pipeline.set_runtime_rules(current);
@@ -238,9 +236,6 @@ pub async fn run(
         task.abort();
     }
     pipeline.shutdown().await;
-    if let Some(responder) = responder {
-        responder.abort();
-    }
     mqtt.shutdown().await;
     tracing::info!("glimpse stopped");
     Ok(())
@@ -324,21 +319,45 @@ fn inject_stall_fault(pipeline: &Pipeline) -> Arc<AtomicBool> {
 
 /// Answers every question with an error until a responder (the model
 /// stages) exists: askers learn why instead of waiting forever.
-async fn refuse_questions(
-    mut questions: tokio::sync::mpsc::Receiver<Question>,
-    mqtt: MqttHandle,
-    has_model: bool,
-) {
-    let why = if has_model {
-        "this version of glimpse cannot answer questions yet"
-    } else {
-        "no model is configured to answer questions"
-    };
-    while let Some(question) = questions.recv().await {
-        if let Err(e) = mqtt.answer_error(&question, why).await {
+/// The next question, or never when questions are not taken.
+async fn next_question(
+    questions: &mut Option<tokio::sync::mpsc::Receiver<Question>>,
+) -> Option<Question> {
+    match questions {
+        Some(q) => q.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long an asker waits for the model before an error answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Hands a question to the model; a task publishes the answer (or an
+/// error answer) when it comes, so the service loop never waits.
+fn ask(pipeline: &Pipeline, mqtt: &MqttHandle, question: Question) {
+    let pending = pipeline.ask(&question.camera, question.text.clone());
+    let mqtt = mqtt.clone();
+    tokio::spawn(async move {
+        let outcome = match pending {
+            Err(why) => Err(why),
+            Ok(rx) => match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(_)) => Err("the model worker stopped before answering".to_owned()),
+                Err(_) => Err(format!("no answer within {} s", ANSWER_TIMEOUT.as_secs())),
+            },
+        };
+        let published = match outcome {
+            Ok(mut event) => {
+                event.latency_ms = question.received.elapsed().as_millis() as u64;
+                tracing::info!(camera = %question.camera, id = %question.id, latency_ms = event.latency_ms, "answer: {}", event.text);
+                mqtt.answer(&question, event).await
+            }
+            Err(why) => mqtt.answer_error(&question, &why).await,
+        };
+        if let Err(e) = published {
             tracing::error!("cannot answer question {}: {e}", question.id);
         }
-    }
+    });
 }
 
 /// Publishes numbered test events if [`TEST_EVENTS_ENV`] is set.

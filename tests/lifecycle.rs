@@ -8,7 +8,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::util::{glimpse, kill};
+use crate::util::{glimpse, kill, wait_exit};
 
 /// A notify socket as systemd offers it, collecting every datagram.
 struct NotifySocket {
@@ -101,20 +101,6 @@ fn start(config: &Path, socket: &NotifySocket, watchdog: Duration, env: &[(&str,
         cmd.env(k, v);
     }
     cmd.spawn().unwrap()
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("glimpse did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

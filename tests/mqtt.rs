@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::util::{free_port, glimpse, kill};
+use crate::util::{free_port, glimpse, kill, wait_exit};
 
 /// A mosquitto broker on a loopback port, stopped on drop.
 struct Mosquitto {
@@ -89,20 +89,6 @@ fn wait_port(port: u16, within: Duration) {
             Instant::now() < deadline,
             "nothing listens on {port} after {within:?}"
         );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("process {} did not exit within {within:?}", child.id());
-        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -274,8 +274,8 @@ fn centered(features: &[f32], n: usize, dim: usize) -> Vec<f32> {
 }
 
 /// Cosine similarity; two zero vectors are identical (1), one zero vector
-/// is unlike anything (0).
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
+/// is unlike anything (0). Also compares memory entries.
+pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let (mut dot, mut na, mut nb) = (0f32, 0f32, 0f32);
     for (x, y) in a.iter().zip(b) {
         dot += x * y;

@@ -28,7 +28,7 @@ use std::time::Duration;
 pub use config::MemoryConfig;
 pub use snapshot::{load_snapshot, save_snapshot, SnapshotError};
 
-use crate::dtd::Kept;
+use crate::dtd::{cosine, Kept};
 
 /// Levels of the pyramid.
 pub const LEVELS: usize = 3;
@@ -292,21 +292,6 @@ fn descriptor(tokens: &[f32], dim: usize) -> Vec<f32> {
         mean.iter_mut().for_each(|m| *m /= n as f32);
     }
     mean
-}
-
-/// Cosine similarity; two empty (zero) descriptors are the same frame.
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let (mut dot, mut na, mut nb) = (0f32, 0f32, 0f32);
-    for (x, y) in a.iter().zip(b) {
-        dot += x * y;
-        na += x * x;
-        nb += y * y;
-    }
-    match (na == 0.0, nb == 0.0) {
-        (true, true) => 1.0,
-        (true, false) | (false, true) => 0.0,
-        _ => dot / (na.sqrt() * nb.sqrt()),
-    }
 }
 
 #[cfg(test)]

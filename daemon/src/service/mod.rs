@@ -425,6 +425,7 @@ impl StatsWindow {
             let delta = |f: fn(&CameraStats) -> u64| f(s) - prev.map_or(0, f).min(f(s));
             let fps = delta(|s| s.received) as f64 / elapsed;
             let dropped = delta(|s| s.dropped);
+            let queued = pipeline.workers().stats().queued;
             tracing::info!(
                 camera = %name,
                 state = %s.state,
@@ -448,6 +449,15 @@ impl StatsWindow {
                     "interval_s": (elapsed * 1000.0).round() / 1000.0,
                     "outbox_pending": outbox.pending,
                     "outbox_dropped": outbox.dropped,
+                    // The model stages (zeros without a model).
+                    "analysed": s.analysed,
+                    "encoded": s.encoded,
+                    "retention": (f64::from(s.retention) * 1000.0).round() / 1000.0,
+                    "retention_mean": if s.total_tokens == 0 { 0.0 } else { ((s.kept_tokens as f64 / s.total_tokens as f64) * 1000.0).round() / 1000.0 },
+                    "changing": s.changing,
+                    "events": s.events,
+                    "memory": s.memory,
+                    "queue_depth": queued,
                 }),
             );
             parts.push(match s.state {

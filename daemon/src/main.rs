@@ -130,6 +130,14 @@ struct ConfigArg {
     path: PathBuf,
 }
 
+/// Loads the config or prints why not; the error is the exit code (78).
+fn load_config(path: &std::path::Path) -> Result<config::Config, ExitCode> {
+    config::load(path, &Environment::from_process()).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EX_CONFIG)
+    })
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check {
@@ -154,12 +162,9 @@ fn main() -> ExitCode {
             camera,
             json,
         } => {
-            let config = match config::load(&path, &Environment::from_process()) {
+            let config = match load_config(&path) {
                 Ok(config) => config,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(EX_CONFIG);
-                }
+                Err(code) => return code,
             };
             match glimpse::mqtt::print_history(&config, since, camera.as_deref(), json) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -176,12 +181,9 @@ fn main() -> ExitCode {
             json,
             question,
         } => {
-            let config = match config::load(&path, &Environment::from_process()) {
+            let config = match load_config(&path) {
                 Ok(config) => config,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(EX_CONFIG);
-                }
+                Err(code) => return code,
             };
             let asked = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -253,12 +255,9 @@ fn main() -> ExitCode {
             config: ConfigArg { path },
         } => {
             let logging = service::logging::init();
-            let config = match config::load(&path, &Environment::from_process()) {
+            let config = match load_config(&path) {
                 Ok(config) => config,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(EX_CONFIG);
-                }
+                Err(code) => return code,
             };
             logging.set_level(&config.service.log_level);
             // Tokio only does I/O here (signals, timers, MQTT); model work

@@ -8,5 +8,6 @@ mod cli;
 mod lifecycle;
 mod model;
 mod mqtt;
+mod shapes;
 mod systemd;
 mod util;

@@ -934,8 +934,16 @@ fn a_question_is_answered_by_the_model_from_memory_and_canvas() {
     let mut daemon = Daemon::start(dir.path(), &mqtt, &[]);
     wait_port(port, SECS);
     let mut sub = Sub::start(port, &["-q", "1", "-t", "glimpse/front/answer", "-v"]);
-    // Let a few frames reach the memory.
-    std::thread::sleep(Duration::from_secs(2));
+    // Wait until frames are in memory (the stats say so), however busy
+    // the machine is.
+    let mut stats = Sub::start(port, &["-t", "glimpse/front/stats"]);
+    stats.expect("frames in memory", Duration::from_secs(30), |l| {
+        serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| {
+            v["memory"]
+                .as_array()
+                .is_some_and(|m| m.iter().filter_map(|n| n.as_u64()).sum::<u64>() >= 2)
+        })
+    });
     publish(
         port,
         &[

@@ -11,6 +11,7 @@
 pub mod capture;
 pub mod config;
 pub mod dtd;
+pub mod eval;
 pub mod health;
 pub mod imageops;
 pub mod infer;

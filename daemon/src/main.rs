@@ -98,6 +98,38 @@ enum Command {
         /// The question.
         question: String,
     },
+    /// The accuracy benchmark: run the shapes eval clips through the
+    /// pipeline under several settings and score the answers per task.
+    Eval {
+        /// Ground-truth JSON files, or folders of them.
+        #[arg(default_value = "models/shapes/clips/eval")]
+        clips: Vec<PathBuf>,
+        /// The model folder.
+        #[arg(long, default_value = "models/shapes/model")]
+        model: PathBuf,
+        /// Token thresholds to try, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "0.3,0.5,0.7")]
+        tau: Vec<f32>,
+        /// The pixel gate's threshold for the dropping settings.
+        #[arg(long = "tau-pix", default_value_t = 0.02)]
+        tau_pix: f32,
+        /// References to try: last_kept, previous (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "last_kept,previous")]
+        reference: Vec<String>,
+        /// Memory capacities, e.g. 4,8,24; repeat to compare sizes (the
+        /// first is used for the τ settings, the others at the defaults).
+        #[arg(long, default_values = ["4,8,24", "2,4,8", "2,2,4"])]
+        memory: Vec<String>,
+        /// Leave out the full-token baseline.
+        #[arg(long)]
+        no_full: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Write every prompt's layout here (JSON lines).
+        #[arg(long)]
+        dump: Option<PathBuf>,
+    },
     /// Look at model folders.
     Model {
         #[command(subcommand)]
@@ -251,6 +283,25 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_DATAERR)
             }
         },
+        Command::Eval {
+            clips,
+            model,
+            tau,
+            tau_pix,
+            reference,
+            memory,
+            no_full,
+            json,
+            dump,
+        } => match eval(
+            clips, model, tau, tau_pix, reference, memory, no_full, json, dump,
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EX_DATAERR)
+            }
+        },
         Command::Run {
             config: ConfigArg { path },
         } => {
@@ -350,6 +401,94 @@ fn tune(
     } else {
         print!("{}", report.table());
         eprintln!("wrote {}", png.display());
+    }
+    Ok(())
+}
+
+/// `glimpse eval`: builds the settings, runs the clips, prints the report.
+#[allow(clippy::too_many_arguments)]
+fn eval(
+    clips: Vec<PathBuf>,
+    model: PathBuf,
+    taus: Vec<f32>,
+    tau_pix: f32,
+    references: Vec<String>,
+    memories: Vec<String>,
+    no_full: bool,
+    json: bool,
+    dump: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use glimpse::eval::Setting;
+    let memories = memories
+        .iter()
+        .map(|m| {
+            let sizes: Vec<usize> = m
+                .split(',')
+                .map(|v| v.trim().parse())
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("--memory {m:?}: three numbers, e.g. 4,8,24"))?;
+            <[usize; 3]>::try_from(sizes)
+                .ok()
+                .filter(|s| s.iter().all(|&c| c >= 2))
+                .with_context(|| format!("--memory {m:?}: three capacities of at least 2"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let first = *memories.first().context("--memory: give at least one")?;
+    let defaults = glimpse::dtd::DtdConfig::default();
+    let mut settings = Vec::new();
+    if !no_full {
+        settings.push(Setting::full(first));
+    }
+    for &tau in &taus {
+        for r in &references {
+            let reference = toml::Value::String(r.clone())
+                .try_into()
+                .with_context(|| format!("--reference {r:?}: use last_kept or previous"))?;
+            settings.push(Setting::dropping(tau, tau_pix, reference, first));
+        }
+    }
+    for &m in &memories[1..] {
+        settings.push(Setting::dropping(
+            defaults.tau,
+            tau_pix,
+            defaults.reference,
+            m,
+        ));
+    }
+    let mut files = Vec::new();
+    for path in clips {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect();
+            found.sort();
+            anyhow::ensure!(
+                !found.is_empty(),
+                "{}: no ground-truth .json files",
+                path.display()
+            );
+            files.extend(found);
+        } else {
+            files.push(path);
+        }
+    }
+    let model: glimpse::infer::ModelConfig = toml::from_str(&format!("path = {model:?}"))?;
+    let report = glimpse::eval::run(
+        &glimpse::eval::EvalRequest {
+            clips: files,
+            model,
+            settings,
+            dump,
+        },
+        &mut |step| eprintln!("eval: {step}"),
+    )?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
     }
     Ok(())
 }

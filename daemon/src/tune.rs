@@ -10,15 +10,12 @@
 //! not depend on them), so trying many settings costs little more than one.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
-use crate::capture::{self, CameraConfig, Frame};
+use crate::capture::{self, Frame};
 use crate::dtd::{DtdConfig, Kept, PixelGate, Reference, TokenDropper};
 use crate::infer::{self, ModelConfig};
-use crate::queue;
 use crate::trigger::{SceneTrigger, TriggerConfig};
 use crate::vision::{self, Preprocessor};
 
@@ -121,35 +118,9 @@ pub fn run(request: &TuneRequest) -> anyhow::Result<TuneReport> {
     }
     anyhow::ensure!(!trials.is_empty(), "no setting to try");
 
-    let camera: CameraConfig = toml::from_str(&format!(
-        "fps = {}\nwidth = {size}\nheight = {size}\nsource = {{ kind = \"file\", path = {:?}, realtime = false }}",
-        request.fps,
-        request.clip,
-        size = info.image_size
-    ))?;
-    // A queue big enough never to drop: tuning wants every sampled frame.
-    let (tx, mut frames) = queue::channel(4096);
-    let failure = std::sync::Arc::new(std::sync::Mutex::new(None));
-    let seen = failure.clone();
-    let handle = capture::start(
-        "tune",
-        &camera,
-        tx,
-        Box::new(move |state| {
-            if let capture::CameraState::Failed { error }
-            | capture::CameraState::Retrying { error, .. } = state
-            {
-                *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
-            }
-        }),
-        CancellationToken::new(),
-    )?;
     let mut times = Vec::new();
     let mut sheet = ContactSheet::new(info.grid);
-    while let Some(frame) = next_frame(&mut frames, &handle) {
-        if let Some(error) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            anyhow::bail!("{}: {error}", request.clip.display());
-        }
+    capture::read_clip(&request.clip, request.fps, info.image_size, |frame| {
         times.push(frame.pts.as_secs_f64());
         // Encode once, if any setting's gate lets the frame through.
         let passes: Vec<bool> = trials
@@ -178,11 +149,8 @@ pub fn run(request: &TuneRequest) -> anyhow::Result<TuneReport> {
             first_kept.get_or_insert(kept.mask);
         }
         sheet.add(&frame, first_kept.unwrap_or_default());
-    }
-    handle.join();
-    if let Some(error) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        anyhow::bail!("{}: {error}", request.clip.display());
-    }
+        Ok(())
+    })?;
     anyhow::ensure!(
         !times.is_empty(),
         "{}: no frame could be read",
@@ -219,21 +187,6 @@ pub fn run(request: &TuneRequest) -> anyhow::Result<TuneReport> {
         write_png(path, &report, &sheet)?;
     }
     Ok(report)
-}
-
-fn next_frame(
-    frames: &mut queue::Receiver<Frame>,
-    handle: &capture::CaptureHandle,
-) -> Option<Frame> {
-    loop {
-        if let Some(frame) = frames.try_recv() {
-            return Some(frame);
-        }
-        if handle.is_finished() {
-            return frames.try_recv();
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 impl TuneReport {

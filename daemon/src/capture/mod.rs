@@ -21,6 +21,7 @@
 //! its own supervisor.
 
 mod backoff;
+mod clip;
 mod config;
 #[cfg(feature = "v4l2")]
 pub mod convert;
@@ -40,6 +41,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
+pub use clip::read_clip;
 pub use config::{
     password_env_var, CameraConfig, PixelFormat, RtspTransport, SourceConfig, V4l2Backend,
 };

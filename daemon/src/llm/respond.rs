@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::prompt::{build, Visual};
-use super::{generate, Content, LlmError, Message, Sampling, TextCodec};
+use super::{generate, Content, LlmError, Message, Prompt, Sampling, TextCodec};
 use crate::infer::{Backend, ModelFolder};
 
 /// What the model is asked when the scene changes.
@@ -51,14 +51,9 @@ impl Responder {
         }))
     }
 
-    /// Asks `question` about `context`: each label, then its image, then
-    /// the question, in one user message.
-    pub fn ask(
-        &self,
-        backend: &mut dyn Backend,
-        context: &[Labelled<'_>],
-        question: &str,
-    ) -> Result<Answer, LlmError> {
+    /// The prompt for `question` about `context`: each label, then its
+    /// image, then the question, in one user message.
+    pub fn prompt(&self, context: &[Labelled<'_>], question: &str) -> Result<Prompt, LlmError> {
         let mut content = Vec::with_capacity(2 * context.len() + 1);
         for (label, _) in context {
             content.push(Content::Text {
@@ -74,7 +69,17 @@ impl Responder {
             content,
         }];
         let visuals: Vec<Visual<'_>> = context.iter().map(|(_, v)| *v).collect();
-        let prompt = build(&self.codec, self.image_token, &messages, &visuals)?;
+        build(&self.codec, self.image_token, &messages, &visuals)
+    }
+
+    /// Asks `question` about `context` (see [`Responder::prompt`]).
+    pub fn ask(
+        &self,
+        backend: &mut dyn Backend,
+        context: &[Labelled<'_>],
+        question: &str,
+    ) -> Result<Answer, LlmError> {
+        let prompt = self.prompt(context, question)?;
         let generation = generate(
             backend,
             &prompt,
@@ -86,7 +91,7 @@ impl Responder {
         Ok(Answer {
             text: self.codec.decode(&generation.tokens)?.trim().to_owned(),
             prompt_tokens: generation.prompt_tokens,
-            visual_tokens: visuals.iter().map(|v| v.positions.len()).sum(),
+            visual_tokens: context.iter().map(|(_, v)| v.positions.len()).sum(),
         })
     }
 

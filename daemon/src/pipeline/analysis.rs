@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::capture::{CameraConfig, Frame};
 use crate::dtd::{Kept, PixelGate, TokenDropper};
-use crate::infer::Model;
+use crate::infer::{InferError, Model};
 use crate::llm::{Labelled, Responder, Visual, DESCRIBE};
 use crate::memory::{self, MemoryBank};
 use crate::trigger::{Activity, Decision, Event, EventKind, Evidence, SceneTrigger};
@@ -128,6 +128,41 @@ impl CameraAnalysis {
             activity: Activity::Idle,
             counters: Arc::new(AnalysisCounters::default()),
         }
+    }
+
+    /// Gate → encoder → token dropping → memory, for one sampled frame:
+    /// whether the frame was encoded, and what of it was kept. A frame the
+    /// gate skips keeps nothing and adds nothing to the memory. On an
+    /// encoder failure the gate forgets its reference, so the next frame is
+    /// compared with what the model last saw.
+    pub fn observe(
+        &mut self,
+        frame: &Frame,
+        stages: &ModelStages,
+    ) -> Result<(bool, Kept), InferError> {
+        let info = &stages.model.folder().info;
+        if !self.gate.check(frame).encode {
+            return Ok((
+                false,
+                Kept::nothing(frame.meta(), info.grid, info.grid, info.hidden),
+            ));
+        }
+        self.counters.encoded.fetch_add(1, Ordering::Relaxed);
+        let mut backend = stages.model.backend();
+        let tokens = match vision::encode(backend.as_mut(), &stages.preprocessor, frame) {
+            Ok(tokens) => tokens,
+            Err(e) => {
+                self.gate.reset();
+                return Err(e);
+            }
+        };
+        let kept = self.dropper.drop_unchanged(tokens);
+        // Memory counts encoded frames only.
+        self.memory.push(&kept);
+        for (counter, len) in self.counters.memory_entries.iter().zip(self.memory.lens()) {
+            counter.store(len as u64, Ordering::Relaxed);
+        }
+        Ok((true, kept))
     }
 
     /// Writes the memory snapshot now, if this camera has one.
@@ -255,32 +290,15 @@ pub fn analyse(
     }
     a.next_seq = frame.seq + 1;
     counters.analysed.fetch_add(1, Ordering::Relaxed);
-    let info = stages.model.folder().info.clone();
-    let encoded = a.gate.check(&frame).encode;
-    let kept = if encoded {
-        counters.encoded.fetch_add(1, Ordering::Relaxed);
-        let mut backend = stages.model.backend();
-        match vision::encode(backend.as_mut(), &stages.preprocessor, &frame) {
-            Ok(tokens) => a.dropper.drop_unchanged(tokens),
-            Err(e) => {
-                counters.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(camera = %a.camera, "encoding a frame failed: {e}");
-                // The next frame is compared with what the model last saw.
-                a.gate.reset();
-                return;
-            }
+    let (_, kept) = match a.observe(&frame, stages) {
+        Ok(observed) => observed,
+        Err(e) => {
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(camera = %a.camera, "encoding a frame failed: {e}");
+            return;
         }
-    } else {
-        Kept::nothing(frame.meta(), info.grid, info.grid, info.hidden)
     };
     let retention = kept.retention();
-    if encoded {
-        // Memory counts encoded frames: a skipped frame adds nothing to it.
-        a.memory.push(&kept);
-        for (counter, len) in counters.memory_entries.iter().zip(a.memory.lens()) {
-            counter.store(len as u64, Ordering::Relaxed);
-        }
-    }
     if a.snapshot
         .as_ref()
         .is_some_and(|(_, every)| !every.is_zero() && a.last_snapshot.elapsed() >= *every)

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use tokio_util::sync::CancellationToken;
 
-mod analysis;
+pub mod analysis;
 
 pub use analysis::{AnalysisCounters, CameraAnalysis, EventSink, ModelStages};
 

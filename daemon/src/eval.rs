@@ -1,0 +1,399 @@
+//! `glimpse eval`: the accuracy benchmark on the shapes world ("shapes-
+//! stream", DESIGN §9). Each held-out clip comes with its ground truth (a
+//! JSON file written by `models/shapes/make_clips.py`: the questions asked
+//! at given frames and their answers). The clip runs through the daemon's
+//! own stages (capture → pixel gate → encoder → token dropping → memory →
+//! responder) once per setting, every question is asked where the daemon
+//! would ask it, and the answers are scored per task type, with the tokens
+//! the model was shown.
+//!
+//! Settings: full tokens (every frame encoded, nothing dropped), token
+//! dropping at several τ with both references, and several memory sizes.
+//! Scoring is exact match after trimming and lower-casing, except that a
+//! watch rule is scored on its first word (yes/no) and a time on being
+//! within one second (a frame the memory pooled or evicted can only be
+//! placed roughly).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::capture::{self, CameraConfig, Frame};
+use crate::dtd::{DtdConfig, Reference};
+use crate::infer::{self, ModelConfig};
+use crate::llm::Responder;
+use crate::pipeline::analysis::{CameraAnalysis, ModelStages};
+use crate::vision::Preprocessor;
+
+/// Task types, in the order the report prints them.
+pub const TASKS: [&str; 9] = [
+    "describe",
+    "count",
+    "colour",
+    "where",
+    "when_appeared",
+    "when_left",
+    "last_appeared",
+    "last_left",
+    "rule",
+];
+
+/// One setting to evaluate.
+#[derive(Debug, Clone)]
+pub struct Setting {
+    /// How the report names it.
+    pub name: String,
+    /// Gate and dropping.
+    pub dtd: DtdConfig,
+    /// Memory capacities per level.
+    pub memory: [usize; 3],
+}
+
+impl Setting {
+    /// Every frame encoded, every token kept.
+    pub fn full(memory: [usize; 3]) -> Setting {
+        Setting {
+            name: format!("full tokens, memory {}", show(&memory)),
+            dtd: DtdConfig {
+                tau_pix: 0.0,
+                // Above any cosine: nothing is dropped.
+                tau: 2.0,
+                ..DtdConfig::default()
+            },
+            memory,
+        }
+    }
+
+    /// Dropping at `tau` with `reference`, gate at `tau_pix`.
+    pub fn dropping(tau: f32, tau_pix: f32, reference: Reference, memory: [usize; 3]) -> Setting {
+        let name = match reference {
+            Reference::LastKept => "last_kept",
+            Reference::Previous => "previous",
+        };
+        Setting {
+            name: format!(
+                "tau {tau}, {name}, tau_pix {tau_pix}, memory {}",
+                show(&memory)
+            ),
+            dtd: DtdConfig {
+                tau,
+                tau_pix,
+                reference,
+                ..DtdConfig::default()
+            },
+            memory,
+        }
+    }
+}
+
+fn show(memory: &[usize; 3]) -> String {
+    format!("{}/{}/{}", memory[0], memory[1], memory[2])
+}
+
+/// A clip's ground truth, as `make_clips.py` writes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Truth {
+    /// The video file, relative to the JSON file.
+    pub video: PathBuf,
+    /// Frames per second of the clip (one sampled frame per clip frame).
+    pub fps: f64,
+    /// The questions.
+    pub questions: Vec<TruthQuestion>,
+}
+
+/// A question asked after a given frame.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TruthQuestion {
+    /// Index of the sampled frame after which it is asked.
+    pub frame: usize,
+    /// Task type (one of [`TASKS`]).
+    pub task: String,
+    /// The question as the daemon gets it.
+    pub question: String,
+    /// The right answer.
+    pub answer: String,
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct EvalRequest {
+    /// The ground-truth JSON files.
+    pub clips: Vec<PathBuf>,
+    /// The model.
+    pub model: ModelConfig,
+    /// The settings.
+    pub settings: Vec<Setting>,
+    /// Where to write every prompt's layout (JSON lines), for the parity
+    /// test with the training code.
+    pub dump: Option<PathBuf>,
+}
+
+/// Scores of one setting.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SettingScore {
+    /// The setting's name.
+    pub setting: String,
+    /// Per task: (right, asked).
+    pub tasks: BTreeMap<String, (usize, usize)>,
+    /// Visual tokens kept over the visual tokens of every sampled frame.
+    pub kept_share: f64,
+    /// Share of sampled frames that were encoded.
+    pub encoded_share: f64,
+    /// Mean visual tokens shown per answer.
+    pub visual_per_answer: f64,
+    /// Mean prompt tokens per answer.
+    pub prompt_per_answer: f64,
+    /// Mean visual tokens of all frames up to the question (what showing
+    /// every frame whole would cost).
+    pub window_per_answer: f64,
+}
+
+impl SettingScore {
+    /// Right answers over questions, all tasks.
+    pub fn accuracy(&self) -> f64 {
+        let (right, asked) = self
+            .tasks
+            .values()
+            .fold((0, 0), |(r, a), (r2, a2)| (r + r2, a + a2));
+        right as f64 / asked.max(1) as f64
+    }
+
+    fn task(&self, task: &str) -> Option<f64> {
+        self.tasks
+            .get(task)
+            .map(|(r, a)| *r as f64 / (*a).max(1) as f64)
+    }
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// Clips evaluated.
+    pub clips: usize,
+    /// Questions per setting.
+    pub questions: usize,
+    /// One score per setting, in the request's order.
+    pub settings: Vec<SettingScore>,
+}
+
+/// Is `predicted` right for `truth` on `task`?
+pub fn score(task: &str, predicted: &str, truth: &str) -> bool {
+    let (p, t) = (predicted.trim().to_lowercase(), truth.trim().to_lowercase());
+    if task == "rule" {
+        return p.split_whitespace().next() == t.split_whitespace().next();
+    }
+    if task.starts_with("when_") {
+        let time = |s: &str| -> Option<f64> {
+            let mut words = s.split_whitespace();
+            (words.next() == Some("at"))
+                .then(|| words.next()?.parse().ok())
+                .flatten()
+        };
+        if let (Some(a), Some(b)) = (time(&p), time(&t)) {
+            return (a - b).abs() <= 1.0;
+        }
+    }
+    p == t
+}
+
+/// Runs every clip under every setting; blocking.
+pub fn run(request: &EvalRequest, progress: &mut dyn FnMut(&str)) -> anyhow::Result<EvalReport> {
+    let model = infer::load(&request.model)?;
+    let stages = ModelStages {
+        preprocessor: Preprocessor::from_folder(model.folder())?,
+        responder: Responder::from_folder(model.folder(), 24)?,
+        fingerprint: "eval".to_owned(),
+        model,
+    };
+    let size = stages.model.folder().info.image_size;
+    let grid_tokens = stages.model.folder().info.tokens_per_image();
+    let mut dump = match &request.dump {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let mut scores: Vec<SettingScore> = request
+        .settings
+        .iter()
+        .map(|s| SettingScore {
+            setting: s.name.clone(),
+            ..SettingScore::default()
+        })
+        .collect();
+    let mut sums = vec![[0f64; 6]; request.settings.len()];
+    let mut questions = 0;
+    for json in &request.clips {
+        let truth: Truth = serde_json::from_str(
+            &std::fs::read_to_string(json)
+                .with_context(|| format!("cannot read {}", json.display()))?,
+        )
+        .with_context(|| format!("{}: not a ground-truth file", json.display()))?;
+        let video = json.parent().unwrap_or(Path::new(".")).join(&truth.video);
+        let mut frames: Vec<Frame> = Vec::new();
+        capture::read_clip(&video, truth.fps, size, |f| {
+            frames.push(f);
+            Ok(())
+        })?;
+        questions += truth.questions.len();
+        for (i, setting) in request.settings.iter().enumerate() {
+            progress(&format!("{} · {}", video.display(), setting.name));
+            let camera = camera_for(setting)?;
+            let mut analysis = CameraAnalysis::new("eval", &camera, &stages, None);
+            let mut backend = stages.model.backend();
+            let mut asked = truth.questions.iter().peekable();
+            for (n, frame) in frames.iter().enumerate() {
+                let (encoded, kept) = analysis.observe(frame, &stages)?;
+                let s = &mut sums[i];
+                s[0] += kept.positions.len() as f64;
+                s[1] += kept.mask.len() as f64;
+                s[2] += f64::from(u8::from(encoded));
+                while let Some(q) = asked.next_if(|q| q.frame == n) {
+                    let context = analysis.context();
+                    let labelled = context.labelled();
+                    if let Some(out) = dump.as_mut() {
+                        let prompt = stages.responder.prompt(&labelled, &q.question)?;
+                        let line = serde_json::json!({
+                            "clip": truth.video, "setting": setting.name, "frame": n,
+                            "tau": setting.dtd.tau, "tau_pix": setting.dtd.tau_pix,
+                            "reference": setting.dtd.reference, "similarity": setting.dtd.similarity,
+                            "memory": setting.memory,
+                            "question": q.question,
+                            "labels": context.items.iter().map(|c| &c.label).collect::<Vec<_>>(),
+                            "grids": context.items.iter().map(|c| c.grid).collect::<Vec<_>>(),
+                            "cells": context.items.iter().map(|c| &c.cells).collect::<Vec<_>>(),
+                            "ids": prompt.ids, "positions": prompt.positions,
+                        });
+                        writeln!(out, "{line}")?;
+                    }
+                    let answer = stages
+                        .responder
+                        .ask(backend.as_mut(), &labelled, &q.question)?;
+                    let right = score(&q.task, &answer.text, &q.answer);
+                    let entry = scores[i].tasks.entry(q.task.clone()).or_default();
+                    entry.0 += usize::from(right);
+                    entry.1 += 1;
+                    let s = &mut sums[i];
+                    s[3] += answer.visual_tokens as f64;
+                    s[4] += answer.prompt_tokens as f64;
+                    s[5] += ((n + 1) * grid_tokens) as f64;
+                }
+            }
+            if let Some(q) = asked.next() {
+                anyhow::bail!(
+                    "{}: a question is asked after frame {} but the clip has {} frames",
+                    json.display(),
+                    q.frame,
+                    frames.len()
+                );
+            }
+        }
+    }
+    for (score, s) in scores.iter_mut().zip(&sums) {
+        let answers: usize = score.tasks.values().map(|(_, a)| a).sum();
+        let answers = answers.max(1) as f64;
+        score.kept_share = s[0] / s[1].max(1.0);
+        score.encoded_share = s[2] / (s[1] / grid_tokens as f64).max(1.0);
+        score.visual_per_answer = s[3] / answers;
+        score.prompt_per_answer = s[4] / answers;
+        score.window_per_answer = s[5] / answers;
+    }
+    if let Some(mut out) = dump {
+        out.flush()?;
+    }
+    Ok(EvalReport {
+        clips: request.clips.len(),
+        questions,
+        settings: scores,
+    })
+}
+
+fn camera_for(setting: &Setting) -> anyhow::Result<CameraConfig> {
+    let mut camera: CameraConfig = toml::from_str("source = { kind = \"synthetic\" }")?;
+    camera.dtd = setting.dtd.clone();
+    camera.memory.capacities = setting.memory;
+    Ok(camera)
+}
+
+impl EvalReport {
+    /// The table: accuracy per task, tokens, and each setting against the
+    /// first (full tokens).
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "{} clips, {} questions per setting\n\n",
+            self.clips, self.questions
+        );
+        out += &format!("{:<44} {:>6} {:>8}", "setting", "kept", "encoded");
+        for t in TASKS {
+            out += &format!(" {:>8}", short(t));
+        }
+        out += &format!(" {:>6} {:>9} {:>11}\n", "all", "vs full", "visual/ans");
+        let base = self.settings.first().map(SettingScore::accuracy);
+        for s in &self.settings {
+            out += &format!(
+                "{:<44} {:>5.1}% {:>7.1}%",
+                s.setting,
+                100.0 * s.kept_share,
+                100.0 * s.encoded_share
+            );
+            for t in TASKS {
+                match s.task(t) {
+                    Some(a) => out += &format!(" {:>7.1}%", 100.0 * a),
+                    None => out += &format!(" {:>8}", "-"),
+                }
+            }
+            let vs = base.map_or(f64::NAN, |b| s.accuracy() / b.max(1e-9));
+            out += &format!(
+                " {:>5.1}% {:>8.1}% {:>6.0}/{:<5.0}\n",
+                100.0 * s.accuracy(),
+                100.0 * vs,
+                s.visual_per_answer,
+                s.window_per_answer
+            );
+        }
+        out += "\nkept: visual tokens kept of all sampled frames' tokens; encoded: frames the gate sent to the encoder;\n\
+                vs full: accuracy over the first setting's; visual/ans: visual tokens shown per answer / all tokens of the frames so far.\n";
+        out
+    }
+}
+
+fn short(task: &str) -> &str {
+    match task {
+        "when_appeared" => "when_app",
+        "when_left" => "when_lft",
+        "last_appeared" => "last_app",
+        "last_left" => "last_lft",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scoring_rules() {
+        assert!(score("count", " Two ", "two"));
+        assert!(!score("count", "three", "two"));
+        assert!(score("rule", "yes , there is", "yes"));
+        assert!(!score("rule", "no", "yes"));
+        assert!(score("when_appeared", "at 12.5 s", "at 13.0 s"));
+        assert!(score("when_left", "at 12.0 s", "at 13.0 s"));
+        assert!(!score("when_left", "at 11.5 s", "at 13.0 s"));
+        assert!(!score("when_left", "at s", "at 13.0 s"));
+        assert!(score(
+            "describe",
+            "the red square appeared at the top left",
+            "the red square appeared at the top left"
+        ));
+        assert!(!score(
+            "describe",
+            "the red square appeared",
+            "the red square appeared at the top left"
+        ));
+    }
+}

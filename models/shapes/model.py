@@ -1,0 +1,173 @@
+"""The shapes model: a small ViT-style vision encoder with a connector, and
+a Llama-style decoder-only language model, in the three graphs of the
+onnx-community layout (DESIGN §6).
+
+- Vision: a conv stem (four stride-2 convolutions, 128 px → 8×8), three
+  transformer layers, a two-layer connector into the LM's width. An
+  auxiliary per-patch head (kind and colour of the shape covering the
+  patch) trains the vision side from the renderer's labels; it is not
+  exported.
+- Decoder: RMSNorm, RoPE from the caller's position ids (so dropped tokens
+  keep their full-layout positions), grouped-query attention over an
+  explicit KV cache, SwiGLU MLP. One forward serves training (a padded
+  batch, no past) and export (batch 1, past fed back).
+"""
+
+import math
+
+import torch
+from torch import nn
+
+IMAGE, GRID = 128, 8
+VISION_DIM, VISION_LAYERS, VISION_HEADS = 96, 3, 4
+HIDDEN, LAYERS, HEADS, KV_HEADS = 128, 4, 4, 2
+HEAD_DIM = HIDDEN // HEADS
+INTER = 320
+ROPE_THETA = 10000.0
+MEAN, STD = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
+
+
+class Block(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+
+    def forward(self, x):
+        n, t, d = x.shape
+        h = self.heads
+        q, k, v = self.qkv(self.ln1(x)).view(n, t, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        att = ((q @ k.transpose(-1, -2)) / math.sqrt(d // h)).softmax(-1) @ v
+        x = x + self.proj(att.transpose(1, 2).reshape(n, t, d))
+        return x + self.mlp(self.ln2(x))
+
+
+class Vision(nn.Module):
+    def __init__(self):
+        super().__init__()
+        c = [3, 32, 48, 64, VISION_DIM]
+        stem = []
+        for i in range(4):
+            stem += [nn.Conv2d(c[i], c[i + 1], 3, stride=2, padding=1)]
+            if i < 3:
+                stem += [nn.GELU()]
+        self.stem = nn.Sequential(*stem)
+        self.pos = nn.Parameter(torch.randn(GRID * GRID, VISION_DIM) * 0.02)
+        self.blocks = nn.ModuleList(Block(VISION_DIM, VISION_HEADS) for _ in range(VISION_LAYERS))
+        self.ln = nn.LayerNorm(VISION_DIM)
+        self.connector = nn.Sequential(nn.Linear(VISION_DIM, HIDDEN), nn.GELU(), nn.Linear(HIDDEN, HIDDEN))
+        self.aux_kind = nn.Linear(VISION_DIM, 4)
+        self.aux_colour = nn.Linear(VISION_DIM, 5)
+
+    def trunk(self, pixels):
+        """[N, 3, 128, 128] normalised → [N, 64, VISION_DIM]."""
+        x = self.stem(pixels).flatten(2).transpose(1, 2) + self.pos
+        for b in self.blocks:
+            x = b(x)
+        return self.ln(x)
+
+    def forward(self, pixels):
+        """→ features [N, 64, HIDDEN], kind logits, colour logits."""
+        x = self.trunk(pixels)
+        return self.connector(x), self.aux_kind(x), self.aux_colour(x)
+
+
+class VisionExport(nn.Module):
+    """The exported graph: pixel_values [1, 1, 3, H, W], pixel_attention_mask
+    [1, 1, H, W] → image_features [64, HIDDEN]."""
+
+    def __init__(self, vision):
+        super().__init__()
+        self.vision = vision
+
+    def forward(self, pixel_values, pixel_attention_mask):
+        x = pixel_values[0] * pixel_attention_mask[0].unsqueeze(1).to(pixel_values.dtype)
+        return self.vision.connector(self.vision.trunk(x)).reshape(-1, HIDDEN)
+
+
+class Embed(nn.Module):
+    def __init__(self, vocab):
+        super().__init__()
+        self.table = nn.Embedding(vocab, HIDDEN)
+
+    def forward(self, input_ids):
+        return self.table(input_ids)
+
+
+def rms_norm(x, w):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * w
+
+
+def rotate_half(x):
+    a, b = x[..., : HEAD_DIM // 2], x[..., HEAD_DIM // 2 :]
+    return torch.cat((-b, a), dim=-1)
+
+
+class Decoder(nn.Module):
+    def __init__(self, vocab):
+        super().__init__()
+        L = LAYERS
+        self.q = nn.ModuleList(nn.Linear(HIDDEN, HEADS * HEAD_DIM, bias=False) for _ in range(L))
+        self.k = nn.ModuleList(nn.Linear(HIDDEN, KV_HEADS * HEAD_DIM, bias=False) for _ in range(L))
+        self.v = nn.ModuleList(nn.Linear(HIDDEN, KV_HEADS * HEAD_DIM, bias=False) for _ in range(L))
+        self.o = nn.ModuleList(nn.Linear(HEADS * HEAD_DIM, HIDDEN, bias=False) for _ in range(L))
+        self.up = nn.ModuleList(nn.Linear(HIDDEN, 2 * INTER, bias=False) for _ in range(L))
+        self.down = nn.ModuleList(nn.Linear(INTER, HIDDEN, bias=False) for _ in range(L))
+        self.n1 = nn.ParameterList(nn.Parameter(torch.ones(HIDDEN)) for _ in range(L))
+        self.n2 = nn.ParameterList(nn.Parameter(torch.ones(HIDDEN)) for _ in range(L))
+        self.norm = nn.Parameter(torch.ones(HIDDEN))
+        self.head = nn.Linear(HIDDEN, vocab, bias=False)
+        inv = 1.0 / (ROPE_THETA ** (torch.arange(0, HEAD_DIM, 2, dtype=torch.float32) / HEAD_DIM))
+        self.register_buffer("inv_freq", inv, persistent=False)
+
+    def forward(self, inputs_embeds, attention_mask, position_ids, *past):
+        b, s = inputs_embeds.shape[0], inputs_embeds.shape[1]
+        p = past[0].shape[2]
+        freqs = position_ids.to(torch.float32).unsqueeze(-1) * self.inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1).unsqueeze(1)  # [B, 1, S, hd]
+        cos, sin = emb.cos(), emb.sin()
+        keys = torch.arange(p + s, dtype=torch.long).unsqueeze(0)
+        queries = (torch.arange(s, dtype=torch.long) + p).unsqueeze(1)
+        allowed = (keys <= queries).unsqueeze(0).unsqueeze(0) & attention_mask.bool()[:, None, None, :]
+        bias = torch.where(allowed, torch.zeros((), dtype=torch.float32), torch.full((), -1e9))
+        h = inputs_embeds
+        presents = []
+        rep = HEADS // KV_HEADS
+        for i in range(LAYERS):
+            x = rms_norm(h, self.n1[i])
+            q = self.q[i](x).view(b, s, HEADS, HEAD_DIM).transpose(1, 2)
+            k = self.k[i](x).view(b, s, KV_HEADS, HEAD_DIM).transpose(1, 2)
+            v = self.v[i](x).view(b, s, KV_HEADS, HEAD_DIM).transpose(1, 2)
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
+            k = torch.cat((past[2 * i], k), dim=2)
+            v = torch.cat((past[2 * i + 1], v), dim=2)
+            presents += [k, v]
+            kk = k.repeat_interleave(rep, dim=1)
+            vv = v.repeat_interleave(rep, dim=1)
+            att = (q @ kk.transpose(2, 3)) / math.sqrt(HEAD_DIM) + bias
+            att = att.softmax(-1) @ vv
+            h = h + self.o[i](att.transpose(1, 2).reshape(b, s, HEADS * HEAD_DIM))
+            gate, up = self.up[i](rms_norm(h, self.n2[i])).chunk(2, dim=-1)
+            h = h + self.down[i](nn.functional.silu(gate) * up)
+        return (self.head(rms_norm(h, self.norm)), *presents)
+
+
+class ShapesModel(nn.Module):
+    def __init__(self, vocab):
+        super().__init__()
+        self.vision, self.embed, self.decoder = Vision(), Embed(vocab), Decoder(vocab)
+
+    def empty_past(self, batch):
+        return [torch.zeros(batch, KV_HEADS, 0, HEAD_DIM) for _ in range(2 * LAYERS)]
+
+
+def normalise(frames_uint8):
+    """uint8 [N, H, W, 3] → [N, 3, H, W] as the preprocessor does: rescale by
+    1/255, then (x - mean) / std."""
+    x = torch.from_numpy(frames_uint8).permute(0, 3, 1, 2).float() / 255.0
+    m = torch.tensor(MEAN).view(1, 3, 1, 1)
+    s = torch.tensor(STD).view(1, 3, 1, 1)
+    return (x - m) / s

@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""Trains the shapes model on contexts built exactly as the daemon builds
+them (context.py): frames through the pixel gate, the current encoder,
+token dropping at a random τ and reference, the pyramid memory at a random
+size, the readout with time labels and the canvas, then one question.
+
+    python3 train.py --minutes 90 --out work/   # checkpoints to work/ckpt.pt
+
+Resumes from work/ckpt.pt when it exists. Seeded; CPU only.
+"""
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+import context
+import model as M
+import qa
+import world
+
+CAPACITIES = [(4, 8, 24), (2, 4, 8), (2, 2, 4), (4, 4, 12), (3, 6, 16)]
+
+
+def settings(rng):
+    """A random daemon configuration, so the model holds up under the
+    settings users choose."""
+    full = rng.random() < 0.2
+    return dict(
+        tau_pix=float(rng.choice([0.0, 0.02, 0.02, 0.03])),
+        tau=1.0 if full else float(rng.uniform(0.25, 0.9)),
+        reference=str(rng.choice(["last_kept", "previous"])),
+        similarity="centered",
+        capacities=CAPACITIES[rng.integers(len(CAPACITIES))],
+    )
+
+
+def pick_now(clip, rng):
+    """Half the time just after an event, so "what changed" sees changes as
+    often as the daemon's trigger does."""
+    n = len(clip.frames)
+    events = [i for i in range(1, n) if clip.events[i]]
+    if events and rng.random() < 0.5:
+        return min(n - 1, int(rng.choice(events)) + int(rng.integers(0, 3)))
+    return int(rng.integers(min(6, n - 1), n))
+
+
+def pick_task(rng):
+    names = list(qa.WEIGHTS)
+    w = np.array([qa.WEIGHTS[t] for t in names], float)
+    return names[rng.choice(len(names), p=w / w.sum())]
+
+
+class Examples:
+    """Builds training batches: a few contexts (clip, moment, daemon
+    settings), each asked several questions. The vision encoder runs once,
+    with gradients, on every frame the pixel gate lets through; dropping
+    and the memory decide from the same features, detached, so the context
+    is the one the daemon would build with this encoder."""
+
+    def __init__(self, tok, vocab):
+        self.tok = tok
+        self.image = vocab["<image>"]
+        self.eos = vocab["<end_of_utterance>"]
+
+    def sequence(self, items, question, answer):
+        ids, positions, visual = context.layout(self.tok, self.image, items, question)
+        answer_ids = self.tok.encode(answer, add_special_tokens=False).ids + [self.eos]
+        start = max(positions) + 1
+        sources = items[0][4].shape[1]
+        weights = np.stack([items[k][4][c] for k, c in visual]) if visual else np.zeros((0, sources), np.float32)
+        return dict(
+            ids=ids + answer_ids,
+            positions=positions + list(range(start, start + len(answer_ids))),
+            prompt=len(ids),
+            weights=weights,
+        )
+
+    def contexts(self, net, moments):
+        """`moments`: (clip, now, settings). Returns the vision outputs (with
+        gradients) of every encoded frame, their labels, and per moment the
+        readout items (sources index the encoded frames of that moment,
+        offset into the returned features)."""
+        gated = []
+        for clip, now, cfg in moments:
+            frames = clip.frames[: now + 1]
+            gated.append(context.gate(frames, cfg["tau_pix"], M.GRID) if cfg["tau_pix"] > 0 else list(range(now + 1)))
+        pixels = M.normalise(np.concatenate([clip.frames[g] for (clip, _, _), g in zip(moments, gated)]))
+        feats, kind, colour = net.vision(pixels)
+        labels = np.concatenate([clip.labels[g] for (clip, _, _), g in zip(moments, gated)])
+        detached = feats.detach().numpy()
+        out, offset, kept, total = [], 0, 0, 0
+        for (clip, now, cfg), g in zip(moments, gated):
+            mine = detached[offset : offset + len(g)]
+            memory, encoded, masks = context.build_memory(
+                clip.frames[: now + 1],
+                [clip.pts(i) for i in range(now + 1)],
+                lambda idx, mine=mine, g=g: mine[[g.index(i) for i in idx]],
+                M.GRID,
+                M.HIDDEN,
+                cfg["tau_pix"],
+                cfg["tau"],
+                cfg["reference"],
+                cfg["similarity"],
+                cfg["capacities"],
+                track_sources=True,
+            )
+            out.append((memory.readout(), offset, len(g)))
+            offset += len(g)
+            kept += sum(int(m.sum()) for m in masks)
+            total += (now + 1) * M.GRID * M.GRID
+        return feats, kind, colour, labels, out, kept / max(1, total)
+
+
+def forward_batch(net, examples, moments, questions, rng):
+    """Loss on the answer tokens (+ the vision's auxiliary loss)."""
+    feats, kind, colour, labels, built, kept = examples.contexts(net, moments)
+    labels = torch.from_numpy(labels)
+    aux = nn.functional.cross_entropy(kind.reshape(-1, 4), labels[:, 0].reshape(-1)) + nn.functional.cross_entropy(
+        colour.reshape(-1, 5), labels[:, 1].reshape(-1)
+    )
+    batch = []
+    for (clip, now, _), (items, offset, count) in zip(moments, built):
+        for _ in range(questions):
+            for _ in range(10):
+                pair = qa.ask(clip, now, pick_task(rng), rng)
+                if pair:
+                    break
+            seq = examples.sequence(items, str(pair[0]), pair[1])
+            seq["feats"] = feats[offset : offset + count].reshape(-1, M.HIDDEN)
+            batch.append(seq)
+    longest = max(len(ex["ids"]) for ex in batch)
+    b = len(batch)
+    ids = torch.zeros(b, longest, dtype=torch.long)
+    pos = torch.zeros(b, longest, dtype=torch.long)
+    mask = torch.zeros(b, longest, dtype=torch.long)
+    target = torch.full((b, longest), -100, dtype=torch.long)
+    rows = []
+    for j, ex in enumerate(batch):
+        n = len(ex["ids"])
+        ids[j, :n] = torch.tensor(ex["ids"])
+        pos[j, :n] = torch.tensor(ex["positions"])
+        mask[j, :n] = 1
+        # Token t predicts token t+1: targets are the answer tokens.
+        target[j, ex["prompt"] - 1 : n - 1] = torch.tensor(ex["ids"][ex["prompt"] :])
+        rows.append(torch.from_numpy(ex["weights"]) @ ex["feats"])
+    embeds = net.embed(ids)
+    image = ids == examples.image
+    embeds = embeds.masked_scatter(image.unsqueeze(-1), torch.cat(rows).to(embeds.dtype)) if image.any() else embeds
+    logits = net.decoder(embeds, mask, pos, *net.empty_past(b))[0]
+    lm = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
+    with torch.no_grad():
+        ok = ((logits.argmax(-1) == target) | (target == -100)).all(1).float().mean().item()
+    return lm, aux, ok, kept, float(np.mean([len(e["ids"]) for e in batch])), b
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=90)
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "work"))
+    ap.add_argument("--contexts", type=int, default=8, help="contexts per batch")
+    ap.add_argument("--questions", type=int, default=3, help="questions per context")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    os.makedirs(args.out, exist_ok=True)
+    tok, vocab = qa.make_tokenizer()
+    net = M.ShapesModel(len(vocab))
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01)
+    ckpt = os.path.join(args.out, "ckpt.pt")
+    step = 0
+    if os.path.exists(ckpt):
+        state = torch.load(ckpt, weights_only=False)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        print(f"resumed at step {step}", flush=True)
+    rng = np.random.default_rng(args.seed * 1_000_003 + step)
+    examples = Examples(tok, vocab)
+    deadline = time.time() + args.minutes * 60
+    # Held-out clips use seeds >= 10^9; training seeds stay below.
+    log = open(os.path.join(args.out, "train.log"), "a")
+    started, seen = time.time(), 0
+    stats = []
+    run_steps = 0
+    while time.time() < deadline:
+        moments = []
+        while len(moments) < args.contexts:
+            clip = world.make_clip(int(rng.integers(0, 10**9)), frames=int(rng.integers(12, 33)), activity=float(rng.choice([0.0, 0.5, 1.0, 1.0, 1.5])))
+            for _ in range(2):
+                moments.append((clip, pick_now(clip, rng), settings(rng)))
+        # Cosine over this run's time, after a short warm-up.
+        progress = min(1.0, (time.time() - started) / (args.minutes * 60))
+        lr = args.lr * 0.5 * (1 + np.cos(np.pi * progress)) * min(1.0, (run_steps + 1) / 100)
+        for g in opt.param_groups:
+            g["lr"] = float(lr)
+        lm, aux, ok, kept, length, b = forward_batch(net, examples, moments, args.questions, rng)
+        loss = lm + 0.5 * aux
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        step += 1
+        run_steps += 1
+        seen += b
+        stats.append((lm.item(), aux.item(), ok, kept, length))
+        if step % 25 == 0:
+            s = np.mean(stats, 0)
+            stats = []
+            line = f"step {step} lm {s[0]:.3f} aux {s[1]:.3f} exact {s[2]:.2f} kept {s[3]:.2f} len {s[4]:.0f} lr {lr:.2e} {seen / (time.time() - started):.1f} ex/s"
+            print(line, flush=True)
+            log.write(line + "\n")
+            log.flush()
+        if step % 200 == 0:
+            torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt + ".tmp")
+            os.replace(ckpt + ".tmp", ckpt)
+    torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt + ".tmp")
+    os.replace(ckpt + ".tmp", ckpt)
+    print(f"done at step {step}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

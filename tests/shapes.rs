@@ -1,0 +1,165 @@
+//! The bundled shapes model (models/shapes/) in the daemon: the context the
+//! training code builds equals the one the daemon builds (so training and
+//! serving cannot drift apart), and a shape appearing in a clip becomes an
+//! MQTT event that names its colour and kind.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{free_port, glimpse, kill, repo, wait_exit};
+
+#[test]
+fn training_and_serving_build_the_same_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("prompts.jsonl");
+    let root = repo();
+    // Small memories force evictions and pooling; both references.
+    let out = glimpse()
+        .arg("eval")
+        .arg(root.join("models/shapes/clips/parity.json"))
+        .arg("--model")
+        .arg(root.join("models/shapes/model"))
+        .args([
+            "--no-full",
+            "--tau",
+            "0.5",
+            "--reference",
+            "last_kept,previous",
+        ])
+        .args(["--memory", "2,2,4", "--dump"])
+        .arg(&dump)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "glimpse eval: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prompts = std::fs::read_to_string(&dump).unwrap().lines().count();
+    assert!(prompts >= 8, "{prompts} prompts dumped");
+    let parity = Command::new("python3")
+        .arg(root.join("models/shapes/parity.py"))
+        .arg(root.join("models/shapes/model"))
+        .arg(root.join("models/shapes/clips"))
+        .arg(&dump)
+        .output()
+        .expect("python3 runs (scripts/install-deps)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&parity.stdout),
+        String::from_utf8_lossy(&parity.stderr)
+    );
+    assert!(parity.status.success(), "{report}");
+    assert!(
+        report.contains(&format!("parity: {prompts} prompts checked, 0 different")),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_shape_appearing_in_a_clip_is_named_in_an_mqtt_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let root = repo();
+    let config = dir.path().join("glimpse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[service]
+state_dir = {state:?}
+[mqtt]
+listen = "127.0.0.1:{port}"
+[model]
+path = {model:?}
+threads = 1
+[cameras.door]
+fps = 2
+width = 128
+height = 128
+source = {{ kind = "file", path = {clip:?}, loop = false }}
+rules = ["is there a red shape?"]
+[cameras.door.trigger]
+drop_ratio_below = 0.95
+rearm_drop_ratio_above = 0.98
+"#,
+            state = dir.path().join("state").display().to_string(),
+            model = root.join("models/shapes/model").display().to_string(),
+            clip = root
+                .join("models/shapes/clips/appear.mkv")
+                .display()
+                .to_string(),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("glimpse.log");
+    let mut daemon = glimpse()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    // Subscribe before the clip reaches the square (2.5 s in).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut sub = loop {
+        let mut child = Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-q", "1", "-t", "glimpse/door/event"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub is installed (scripts/install-deps)");
+        std::thread::sleep(Duration::from_millis(200));
+        if child.try_wait().unwrap().is_none() {
+            break child;
+        }
+        assert!(Instant::now() < deadline, "no broker:\n{}", read_log());
+    };
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = sub.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let described = loop {
+        match lines.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => {
+                let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+                seen.push(line);
+                if event["kind"] == "description" {
+                    break event;
+                }
+            }
+            Err(_) => panic!(
+                "no description within 60 s; events: {seen:?}\n{}",
+                read_log()
+            ),
+        }
+    };
+    let text = described["text"].as_str().unwrap();
+    assert!(
+        text.contains("red square") && text.contains("appeared"),
+        "the event names the shape: {described}"
+    );
+    // The watch rule fires on the same change.
+    let alert = lines
+        .recv_timeout(Duration::from_secs(30))
+        .map(|l| serde_json::from_str::<serde_json::Value>(&l).unwrap());
+    assert!(
+        matches!(&alert, Ok(a) if a["kind"] == "alert" && a["reference"] == "is there a red shape?"),
+        "an alert for the rule: {alert:?}"
+    );
+    kill(daemon.id(), "TERM");
+    let status = wait_exit(&mut daemon, Duration::from_secs(15));
+    assert!(status.success(), "{status}\n{}", read_log());
+    let _ = sub.kill();
+    let _ = sub.wait();
+}

@@ -8,5 +8,7 @@ mod cli;
 mod lifecycle;
 mod model;
 mod mqtt;
+#[cfg(feature = "ort")]
+mod onnxruntime;
 mod systemd;
 mod util;

@@ -8,6 +8,8 @@ mod cli;
 mod lifecycle;
 mod model;
 mod mqtt;
+#[cfg(feature = "ort")]
+mod onnxruntime;
 mod shapes;
 mod systemd;
 mod util;

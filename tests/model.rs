@@ -17,10 +17,9 @@ fn test_model() -> PathBuf {
 
 fn load() -> infer::Model {
     infer::load(&ModelConfig {
-        path: test_model(),
-        variant: String::new(),
-        backend: BackendKind::Auto,
+        backend: BackendKind::Tract,
         threads: 1,
+        ..ModelConfig::new(test_model())
     })
     .unwrap()
 }

@@ -93,9 +93,8 @@ fn main() {
     }
     let model = glimpse::infer::load(&glimpse::infer::ModelConfig {
         path: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/test-tiny"),
-        variant: String::new(),
-        backend: Default::default(),
         threads: 1,
+        ..glimpse::infer::ModelConfig::new("")
     })
     .unwrap();
     let mut backend = model.backend();

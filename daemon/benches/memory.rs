@@ -57,9 +57,8 @@ fn kept(k: u64, grid: u32, dim: usize) -> Kept {
 fn main() {
     let model = infer::load(&ModelConfig {
         path: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/test-tiny"),
-        variant: String::new(),
-        backend: Default::default(),
         threads: 1,
+        ..ModelConfig::new("")
     })
     .unwrap();
     let info = model.folder().info.clone();

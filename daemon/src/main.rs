@@ -147,6 +147,13 @@ enum ModelCommand {
         #[arg(long, default_value = "")]
         variant: String,
     },
+    /// Load the config's model as `run` would and run it once: builds and
+    /// caches the TensorRT engines ahead of time (models/build-engines.sh),
+    /// and prints the runtime and its timings.
+    Warmup {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 /// The config file, shared by every subcommand that reads one.
@@ -266,6 +273,26 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_DATAERR)
             }
         },
+        Command::Model {
+            command:
+                ModelCommand::Warmup {
+                    config: ConfigArg { path },
+                },
+        } => {
+            let logging = service::logging::init();
+            let config = match load_config(&path) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            logging.set_level(&config.service.log_level);
+            match warmup(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(EX_CONFIG)
+                }
+            }
+        }
         Command::Tune {
             clip,
             model,
@@ -363,12 +390,7 @@ fn tune(
     let model = match (model, loaded.as_ref().and_then(|c| c.model.clone())) {
         (Some(path), from_config) => glimpse::infer::ModelConfig {
             path,
-            ..from_config.unwrap_or(glimpse::infer::ModelConfig {
-                path: PathBuf::new(),
-                variant: String::new(),
-                backend: Default::default(),
-                threads: 2,
-            })
+            ..from_config.unwrap_or(glimpse::infer::ModelConfig::new(PathBuf::new()))
         },
         (None, Some(m)) => m,
         (None, None) => {
@@ -489,6 +511,60 @@ fn eval(
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.table());
+    }
+    Ok(())
+}
+
+/// `glimpse model warmup`: one frame and one short answer, timed.
+fn warmup(config: &config::Config) -> anyhow::Result<()> {
+    use glimpse::llm::{self, Prompt, Sampling};
+    use std::time::Instant;
+    let Some(model_config) = &config.model else {
+        anyhow::bail!("the config has no [model] table");
+    };
+    let started = Instant::now();
+    let model = glimpse::infer::load_in(model_config, config.service.state_dir())?;
+    println!("runtime        {}", model.runtime());
+    println!("load           {:.1} s", started.elapsed().as_secs_f64());
+    let mut backend = model.backend();
+    let info = backend.info().clone();
+    let side = info.image_size as usize;
+    let pixels = vec![0.0f32; 3 * side * side];
+    for pass in ["first", "second"] {
+        let encoding = Instant::now();
+        let visual = backend.encode_image(&pixels)?;
+        let encoded = encoding.elapsed();
+        let mut ids = vec![1i64; 4];
+        ids.extend(std::iter::repeat_n(
+            info.image_token_id,
+            info.tokens_per_image(),
+        ));
+        ids.extend([1i64; 4]);
+        let prompt = Prompt {
+            positions: (0..ids.len() as i64).collect(),
+            ids,
+            visual,
+        };
+        let sampling = Sampling {
+            max_new_tokens: 8,
+            ..Sampling::default()
+        };
+        let g = llm::generate(
+            backend.as_mut(),
+            &prompt,
+            &sampling,
+            &[],
+            false,
+            &mut |_| true,
+        )?;
+        println!(
+            "{pass:<6} run     encoder {:.0} ms, prefill {} tokens {:.0} ms, {} tokens decoded in {:.0} ms",
+            encoded.as_secs_f64() * 1e3,
+            g.prompt_tokens,
+            g.prefill.as_secs_f64() * 1e3,
+            g.tokens.len(),
+            g.decode.as_secs_f64() * 1e3
+        );
     }
     Ok(())
 }

@@ -12,17 +12,23 @@
 //! - `decode`: embeddings at given positions, on top of a [`KvCache`] →
 //!   the last position's logits, with the cache extended.
 //!
-//! Backends so far: `tract` (pure Rust, any CPU).
+//! Backends: `tract` (pure Rust, any CPU) and, with the `ort` cargo
+//! feature, `ort` (ONNX Runtime loaded at run time: CPU, CUDA, TensorRT).
+//! [`load`] picks one from `model.backend` and says which and why.
 
 mod folder;
+#[cfg(feature = "ort")]
+mod ort;
 mod tract;
 
 use std::any::Any;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "ort")]
+pub use self::ort::{engine_cache_key, OrtModel};
 pub use folder::{GraphInfo, ModelFolder, ModelInfo, TensorInfo, GRAPHS};
 pub use tract::TractModel;
 
@@ -58,6 +64,18 @@ pub enum InferError {
     /// The inputs do not fit the model.
     #[error("{0}")]
     Input(String),
+    /// The ONNX Runtime library is missing, unloadable or not built in.
+    #[error("ONNX Runtime: {0}")]
+    Runtime(String),
+    /// A GPU execution provider is required (`model.require_gpu`) but
+    /// cannot be registered.
+    #[error("execution provider {provider} cannot be used: {reason} (model.require_gpu = true)")]
+    Provider {
+        /// The provider as the config names it (`tensorrt`, `cuda`).
+        provider: Provider,
+        /// ONNX Runtime's explanation.
+        reason: String,
+    },
 }
 
 /// The attention cache of one generation: keys and values of every layer
@@ -114,7 +132,15 @@ pub trait Backend: Send {
 #[derive(Clone)]
 pub struct Model {
     folder: Arc<ModelFolder>,
-    plans: Arc<TractModel>,
+    plans: Plans,
+}
+
+/// The compiled graphs, in the chosen runtime.
+#[derive(Clone)]
+enum Plans {
+    Tract(Arc<TractModel>),
+    #[cfg(feature = "ort")]
+    Ort(Arc<OrtModel>),
 }
 
 impl Model {
@@ -125,7 +151,21 @@ impl Model {
 
     /// A backend for one worker (cheap: the plans are shared).
     pub fn backend(&self) -> Box<dyn Backend> {
-        Box::new(self.plans.backend())
+        match &self.plans {
+            Plans::Tract(plans) => Box::new(plans.backend()),
+            #[cfg(feature = "ort")]
+            Plans::Ort(plans) => Box::new(plans.backend()),
+        }
+    }
+
+    /// What runs the graphs, for logs and reports: `tract`, or `ort` with
+    /// its execution providers in order (`ort (tensorrt, cpu)`).
+    pub fn runtime(&self) -> String {
+        match &self.plans {
+            Plans::Tract(_) => "tract".to_owned(),
+            #[cfg(feature = "ort")]
+            Plans::Ort(plans) => plans.describe(),
+        }
     }
 }
 
@@ -139,16 +179,100 @@ pub struct ModelConfig {
     /// ... as the folder's `onnx/` files are named. Default: "".
     #[serde(default)]
     pub variant: String,
-    /// `auto` or `tract`. Default: auto (tract).
+    /// `auto`, `tract` or `ort`. Default: auto (ort when its library is
+    /// found, else tract).
     #[serde(default)]
     pub backend: BackendKind,
     /// Threads one model call may use (matrix products). Default: 2.
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// The ONNX Runtime library (`libonnxruntime.so`) of the ort backend.
+    /// Default: `$ORT_DYLIB_PATH`, else `libonnxruntime.so` in /usr/lib,
+    /// /usr/local/lib or next to the glimpse binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ort_library: Option<PathBuf>,
+    /// ONNX Runtime execution providers to try, in order: `tensorrt`,
+    /// `cuda`, `cpu`. Default: all three.
+    #[serde(default = "default_providers")]
+    pub providers: Vec<Provider>,
+    /// Refuse to start unless every GPU provider listed registers (never
+    /// fall back to the CPU silently). Default: false.
+    #[serde(default)]
+    pub require_gpu: bool,
+    /// Longest context (prompt + answer) in tokens; sizes the TensorRT
+    /// shape profiles of the decoder. Default: 2048.
+    #[serde(default = "default_max_context")]
+    pub max_context: usize,
+    /// TensorRT builds fp16 engines. Default: true.
+    #[serde(default = "default_true")]
+    pub tensorrt_fp16: bool,
 }
 
 fn default_threads() -> usize {
     2
+}
+
+fn default_providers() -> Vec<Provider> {
+    vec![Provider::Tensorrt, Provider::Cuda, Provider::Cpu]
+}
+
+fn default_max_context() -> usize {
+    2048
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl ModelConfig {
+    /// The model at `path` with every other key at its default.
+    pub fn new(path: impl Into<PathBuf>) -> ModelConfig {
+        ModelConfig {
+            path: path.into(),
+            variant: String::new(),
+            backend: BackendKind::Auto,
+            threads: default_threads(),
+            ort_library: None,
+            providers: default_providers(),
+            require_gpu: false,
+            max_context: default_max_context(),
+            tensorrt_fp16: true,
+        }
+    }
+}
+
+/// An ONNX Runtime execution provider, as the config names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    /// NVIDIA TensorRT: fp16 engines compiled once and cached.
+    Tensorrt,
+    /// NVIDIA CUDA (cuDNN).
+    Cuda,
+    /// ONNX Runtime's own CPU kernels.
+    Cpu,
+}
+
+impl Provider {
+    /// The config's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Tensorrt => "tensorrt",
+            Provider::Cuda => "cuda",
+            Provider::Cpu => "cpu",
+        }
+    }
+
+    /// Runs on a GPU.
+    pub fn is_gpu(self) -> bool {
+        self != Provider::Cpu
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Which runtime runs the graphs.
@@ -160,6 +284,8 @@ pub enum BackendKind {
     Auto,
     /// tract, pure Rust on the CPU.
     Tract,
+    /// ONNX Runtime (the `ort` cargo feature), with `model.providers`.
+    Ort,
 }
 
 impl ModelConfig {
@@ -184,31 +310,170 @@ impl ModelConfig {
                 ),
             );
         }
+        if self.providers.is_empty() {
+            problems.push(
+                format!("{key}.providers"),
+                "must list at least one of \"tensorrt\", \"cuda\", \"cpu\"",
+            );
+        }
+        for (i, p) in self.providers.iter().enumerate() {
+            if self.providers[..i].contains(p) {
+                problems.push(format!("{key}.providers"), format!("lists {p} twice"));
+            }
+        }
+        if self.require_gpu && !self.providers.iter().any(|p| p.is_gpu()) {
+            problems.push(
+                format!("{key}.require_gpu"),
+                "needs \"tensorrt\" or \"cuda\" in providers",
+            );
+        }
+        if self.require_gpu && self.backend == BackendKind::Tract {
+            problems.push(
+                format!("{key}.require_gpu"),
+                "needs backend = \"ort\" or \"auto\" (tract runs on the CPU only)",
+            );
+        }
+        if !cfg!(feature = "ort") && self.backend == BackendKind::Ort {
+            problems.push(
+                format!("{key}.backend"),
+                "\"ort\" needs glimpse built with the `ort` cargo feature",
+            );
+        }
+        if !(16..=1 << 20).contains(&self.max_context) {
+            problems.push(
+                format!("{key}.max_context"),
+                format!("must be between 16 and 1048576, got {}", self.max_context),
+            );
+        }
     }
 }
 
-/// Opens, checks and compiles the model of `config`. Slow (seconds): call
+/// Opens, checks and compiles the model of `config`, without a state
+/// directory (TensorRT engines are then not cached). Slow (seconds): call
 /// it off the async runtime.
 pub fn load(config: &ModelConfig) -> Result<Model, InferError> {
+    load_in(config, None)
+}
+
+/// Opens, checks and compiles the model of `config`; TensorRT engines are
+/// cached under `state_dir/engines/`. Slow (seconds, minutes for a first
+/// TensorRT build): call it off the async runtime.
+pub fn load_in(config: &ModelConfig, state_dir: Option<&Path>) -> Result<Model, InferError> {
     let folder = ModelFolder::open(&config.path, &config.variant)?;
+    let (plans, reason) = match choose(config) {
+        Choice::Tract(reason) => (compile_tract(config, &folder)?, reason),
+        #[cfg(feature = "ort")]
+        Choice::Ort(library, reason) => {
+            let compiled = OrtModel::compile(&folder, config, &library, state_dir);
+            match compiled {
+                Ok(plans) => (Plans::Ort(Arc::new(plans)), reason),
+                // auto falls back on a library that does not load, never
+                // on a provider the config requires.
+                Err(InferError::Runtime(why))
+                    if config.backend == BackendKind::Auto && !config.require_gpu =>
+                {
+                    tracing::warn!(
+                        library = %library.display(),
+                        "ONNX Runtime cannot be used, falling back to tract: {why}"
+                    );
+                    (
+                        compile_tract(config, &folder)?,
+                        format!("auto: ONNX Runtime failed ({why})"),
+                    )
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Choice::Refuse(why) => return Err(InferError::Runtime(why)),
+    };
+    let model = Model {
+        folder: Arc::new(folder),
+        plans,
+    };
+    #[cfg(not(feature = "ort"))]
+    let _ = state_dir;
+    tracing::info!(
+        model = %config.path.display(),
+        backend = %model.runtime(),
+        reason = %reason,
+        "model loaded"
+    );
+    Ok(model)
+}
+
+/// Which runtime `load` uses, and why.
+enum Choice {
+    Tract(String),
+    #[cfg(feature = "ort")]
+    Ort(PathBuf, String),
+    Refuse(String),
+}
+
+fn choose(config: &ModelConfig) -> Choice {
+    if config.backend == BackendKind::Tract {
+        return Choice::Tract("configured".to_owned());
+    }
+    #[cfg(feature = "ort")]
+    let found = self::ort::find_library(config.ort_library.as_deref());
+    #[cfg(not(feature = "ort"))]
+    let found: Result<std::convert::Infallible, String> =
+        Err("glimpse was built without the `ort` cargo feature".to_owned());
+    match found {
+        #[cfg(feature = "ort")]
+        Ok((library, from)) => {
+            let reason = match config.backend {
+                BackendKind::Ort => format!("configured, library from {from}"),
+                _ => format!("auto: ONNX Runtime found (from {from})"),
+            };
+            Choice::Ort(library, reason)
+        }
+        Err(why) if config.backend == BackendKind::Ort || config.require_gpu => Choice::Refuse(why),
+        Err(why) => Choice::Tract(format!("auto: {why}")),
+    }
+}
+
+fn compile_tract(config: &ModelConfig, folder: &ModelFolder) -> Result<Plans, InferError> {
     if config.threads > 1 {
         // Process-wide in tract; the last loaded model decides.
         tract_linalg::multithread::set_default_executor(
             tract_linalg::multithread::Executor::multithread(config.threads),
         );
     }
-    let plans = TractModel::compile(&folder)?;
-    tracing::info!(
-        model = %config.path.display(),
-        backend = "tract",
-        reason = match config.backend {
-            BackendKind::Auto => "auto: tract is the backend built in",
-            BackendKind::Tract => "configured",
-        },
-        "model loaded"
-    );
-    Ok(Model {
-        folder: Arc::new(folder),
-        plans: Arc::new(plans),
-    })
+    Ok(Plans::Tract(Arc::new(TractModel::compile(folder)?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> String {
+        let config: ModelConfig = toml::from_str(&format!("path = \"m\"\n{text}")).unwrap();
+        let mut problems = Problems::default();
+        config.validate("model", &mut problems);
+        problems.to_string()
+    }
+
+    #[test]
+    fn provider_keys_are_checked_with_their_defaults() {
+        let config: ModelConfig = toml::from_str("path = \"m\"").unwrap();
+        assert_eq!(config, ModelConfig::new("m"));
+        assert_eq!(
+            config.providers,
+            [Provider::Tensorrt, Provider::Cuda, Provider::Cpu]
+        );
+        assert_eq!(problems(""), "0 problems:");
+        assert_eq!(
+            problems("providers = [\"cpu\"]\nrequire_gpu = true"),
+            "model.require_gpu: needs \"tensorrt\" or \"cuda\" in providers"
+        );
+        assert_eq!(
+            problems("backend = \"tract\"\nrequire_gpu = true"),
+            "model.require_gpu: needs backend = \"ort\" or \"auto\" (tract runs on the CPU only)"
+        );
+        assert_eq!(
+            problems("providers = [\"cuda\", \"cuda\"]\nmax_context = 8"),
+            "2 problems:\n  model.providers: lists cuda twice\n  model.max_context: must be between 16 and 1048576, got 8"
+        );
+        assert!(toml::from_str::<ModelConfig>("path = \"m\"\nproviders = [\"npu\"]").is_err());
+    }
 }

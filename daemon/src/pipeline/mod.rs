@@ -164,7 +164,7 @@ impl Pipeline {
         events: mpsc::Sender<Event>,
     ) -> Result<Pipeline, PipelineError> {
         let model = match &config.model {
-            Some(m) => Some((m.clone(), load_model(m).await?)),
+            Some(m) => Some((m.clone(), load_model(m, config.service.state_dir()).await?)),
             None => None,
         };
         let workers = config.workers.build(heartbeats)?;
@@ -353,7 +353,7 @@ impl Pipeline {
         // folder leaves the running model in place.
         if config.model.as_ref() != self.model.as_ref().map(|(c, _)| c) {
             self.model = match &config.model {
-                Some(m) => Some((m.clone(), load_model(m).await?)),
+                Some(m) => Some((m.clone(), load_model(m, self.state_dir.as_deref()).await?)),
                 None => None,
             };
             changes.model_reloaded = true;
@@ -436,10 +436,14 @@ impl Pipeline {
 const MAX_ANSWER_TOKENS: usize = 48;
 
 /// Loads a model and what its stages need, on a blocking thread (seconds).
-async fn load_model(config: &ModelConfig) -> Result<Arc<ModelStages>, PipelineError> {
+async fn load_model(
+    config: &ModelConfig,
+    state_dir: Option<&std::path::Path>,
+) -> Result<Arc<ModelStages>, PipelineError> {
     let config = config.clone();
+    let state_dir = state_dir.map(|d| d.to_owned());
     tokio::task::spawn_blocking(move || -> Result<Arc<ModelStages>, PipelineError> {
-        let model = infer::load(&config)?;
+        let model = infer::load_in(&config, state_dir.as_deref())?;
         let preprocessor = Preprocessor::from_folder(model.folder())?;
         let responder = Responder::from_folder(model.folder(), MAX_ANSWER_TOKENS)?;
         let info = &model.folder().info;

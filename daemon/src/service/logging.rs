@@ -68,11 +68,16 @@ impl Logging {
 /// The embedded broker (rumqttd) logs every connection at INFO and normal
 /// disconnects at ERROR; its failures that matter (a taken port) glimpse
 /// detects itself. It stays silent unless the filter names it, e.g.
-/// `log_level = "info,rumqttd=info"`.
+/// `log_level = "info,rumqttd=info"`. Likewise the `ort` crate logs each
+/// provider it registers per session at INFO; glimpse logs the outcome
+/// once, so `ort` shows warnings only unless named.
 fn with_quiet_broker(level: &str) -> String {
-    if level.contains("rumqttd") {
-        level.to_owned()
-    } else {
-        format!("{level},rumqttd=off")
+    let mut filter = level.to_owned();
+    if !level.contains("rumqttd") {
+        filter.push_str(",rumqttd=off");
     }
+    if !level.split(',').any(|d| d.starts_with("ort")) {
+        filter.push_str(",ort=warn");
+    }
+    filter
 }

@@ -102,9 +102,10 @@ fn ort_gives_the_tokens_and_logits_of_tract_on_the_test_model() {
     ort_matches_tract(&repo().join("models/test-tiny"));
 }
 
-// The demo model: once models/shapes is merged, add
-// `#[test] fn ort_gives_the_tokens_and_logits_of_tract_on_the_demo_model()`
-// calling `ort_matches_tract(&repo().join("models/shapes/model"))`.
+#[test]
+fn ort_gives_the_tokens_and_logits_of_tract_on_the_demo_model() {
+    ort_matches_tract(&repo().join("models/shapes/model"));
+}
 
 /// A config with one synthetic camera and `model` as the [model] table.
 fn write_config(dir: &Path, model: &str) -> PathBuf {

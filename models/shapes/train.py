@@ -2,11 +2,13 @@
 """Trains the shapes model on contexts built exactly as the daemon builds
 them (context.py): frames through the pixel gate, the current encoder,
 token dropping at a random τ and reference, the pyramid memory at a random
-size, the readout with time labels and the canvas, then one question.
+size, the readout with time labels and the canvas, then questions about it.
 
-    python3 train.py --minutes 90 --out work/   # checkpoints to work/ckpt.pt
+    python3 train.py --minutes 80 --out work/   # checkpoints to work/ckpt.pt
 
-Resumes from work/ckpt.pt when it exists. Seeded; CPU only.
+Resumes from work/ckpt.pt when it exists (weights and optimiser; the
+learning-rate schedule starts again over the new run's minutes). Seeded;
+CPU only.
 """
 
 import argparse

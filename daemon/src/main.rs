@@ -169,6 +169,17 @@ struct ConfigArg {
     path: PathBuf,
 }
 
+/// Success, or the error (with its causes) printed and `code`.
+fn exit_code(result: anyhow::Result<()>, code: u8) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
 /// Loads the config or prints why not; the error is the exit code (78).
 fn load_config(path: &std::path::Path) -> Result<config::Config, ExitCode> {
     config::load(path, &Environment::from_process()).map_err(|e| {
@@ -285,13 +296,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             logging.set_level(&config.service.log_level);
-            match warmup(&config) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(EX_CONFIG)
-                }
-            }
+            exit_code(warmup(&config), EX_CONFIG)
         }
         Command::Tune {
             clip,
@@ -303,13 +308,10 @@ fn main() -> ExitCode {
             fps,
             json,
             png,
-        } => match tune(clip, model, config, tau, tau_pix, reference, fps, json, png) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(EX_DATAERR)
-            }
-        },
+        } => exit_code(
+            tune(clip, model, config, tau, tau_pix, reference, fps, json, png),
+            EX_DATAERR,
+        ),
         Command::Eval {
             clips,
             model,
@@ -320,15 +322,12 @@ fn main() -> ExitCode {
             no_full,
             json,
             dump,
-        } => match eval(
-            clips, model, tau, tau_pix, reference, memory, no_full, json, dump,
-        ) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(EX_DATAERR)
-            }
-        },
+        } => exit_code(
+            eval(
+                clips, model, tau, tau_pix, reference, memory, no_full, json, dump,
+            ),
+            EX_DATAERR,
+        ),
         Command::Run {
             config: ConfigArg { path },
         } => {
@@ -497,7 +496,7 @@ fn eval(
             files.push(path);
         }
     }
-    let model: glimpse::infer::ModelConfig = toml::from_str(&format!("path = {model:?}"))?;
+    let model = glimpse::infer::ModelConfig::new(model);
     let report = glimpse::eval::run(
         &glimpse::eval::EvalRequest {
             clips: files,

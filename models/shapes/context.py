@@ -178,11 +178,18 @@ class Memory:
         return items
 
 
-def build_memory(frames, pts, encode, grid, dim, tau_pix=0.02, tau=0.5, reference="last_kept", similarity="centered", capacities=(4, 8, 24), track_sources=False):
+def gated(frames, tau_pix, grid):
+    """Indices of the frames that reach the encoder (all when tau_pix is 0)."""
+    return gate(frames, tau_pix, grid) if tau_pix > 0 else list(range(len(frames)))
+
+
+def build_memory(frames, pts, encode, grid, dim, tau_pix=0.02, tau=0.5, reference="last_kept", similarity="centered", capacities=(4, 8, 24), track_sources=False, encoded=None):
     """Runs gate → encoder → dropping → memory over a clip, as the daemon
     does for one camera. `encode(indices)` returns features [len, grid², D]
-    for the given frame indices. Returns (memory, encoded indices, masks)."""
-    encoded = gate(frames, tau_pix, grid) if tau_pix > 0 else list(range(len(frames)))
+    for the given frame indices; `encoded`, when given, is the gate's
+    decision already made (`gated`). Returns (memory, encoded indices, masks)."""
+    if encoded is None:
+        encoded = gated(frames, tau_pix, grid)
     features = encode(encoded)
     n = grid * grid
     memory = Memory(grid, dim, capacities, sources=len(encoded) * n if track_sources else 0)

@@ -89,7 +89,7 @@ class Examples:
         gated = []
         for clip, now, cfg in moments:
             frames = clip.frames[: now + 1]
-            gated.append(context.gate(frames, cfg["tau_pix"], M.GRID) if cfg["tau_pix"] > 0 else list(range(now + 1)))
+            gated.append(context.gated(frames, cfg["tau_pix"], M.GRID))
         pixels = M.normalise(np.concatenate([clip.frames[g] for (clip, _, _), g in zip(moments, gated)]))
         feats, kind, colour = net.vision(pixels)
         labels = np.concatenate([clip.labels[g] for (clip, _, _), g in zip(moments, gated)])
@@ -100,7 +100,7 @@ class Examples:
             memory, encoded, masks = context.build_memory(
                 clip.frames[: now + 1],
                 [clip.pts(i) for i in range(now + 1)],
-                lambda idx, mine=mine, g=g: mine[[g.index(i) for i in idx]],
+                lambda idx, mine=mine: mine,
                 M.GRID,
                 M.HIDDEN,
                 cfg["tau_pix"],
@@ -109,6 +109,7 @@ class Examples:
                 cfg["similarity"],
                 cfg["capacities"],
                 track_sources=True,
+                encoded=g,
             )
             out.append((memory.readout(), offset, len(g)))
             offset += len(g)

@@ -459,7 +459,7 @@ fn kept_tokens_keep_their_full_layout_positions_in_the_prompt() {
             tokens: &[],
         },
     ];
-    let prompt = llm::build_prompt(&text, image, &messages, &visuals).unwrap();
+    let prompt = llm::build_prompt(&text, &folder.info, &messages, &visuals).unwrap();
     // "<|im_start|>" "User" ":" then the first image at 3..67, the second
     // (nothing kept) at 67..131, then the text.
     let first_image: Vec<i64> = prompt
@@ -481,6 +481,70 @@ fn kept_tokens_keep_their_full_layout_positions_in_the_prompt() {
         prompt.positions.windows(2).all(|w| w[1] > w[0]),
         "positions only grow"
     );
-    let mismatch = llm::build_prompt(&text, image, &messages, &visuals[..1]);
+    let mismatch = llm::build_prompt(&text, &folder.info, &messages, &visuals[..1]);
     assert!(mismatch.is_err(), "two images in the chat, one given");
+}
+
+#[test]
+fn smolvlm_models_get_their_image_markers_around_each_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_model(dir.path());
+    let config_file = model.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_file).unwrap()).unwrap();
+    // A real SmolVLM folder: no glimpse section.
+    config.as_object_mut().unwrap().remove("glimpse");
+    std::fs::write(&config_file, config.to_string()).unwrap();
+    let folder = ModelFolder::open(&model, "").unwrap();
+    let text = TextCodec::from_folder(&folder).unwrap();
+    let around = text.token_id("<fake_token_around_image>").unwrap();
+    let global = text.token_id("<global-img>").unwrap();
+    assert_eq!(folder.info.image_before, vec![around, global]);
+    assert_eq!(folder.info.image_after, vec![around]);
+    assert!(folder.to_string().contains("image markers"), "{folder}");
+
+    let hidden = folder.info.hidden;
+    let kept = [1u32, 62];
+    let tokens = vec![0.5f32; kept.len() * hidden];
+    let visual = llm::Visual {
+        grid: 64,
+        positions: &kept,
+        tokens: &tokens,
+    };
+    let messages = [Message {
+        role: "user".into(),
+        content: vec![Content::Image, Content::Image],
+    }];
+    let prompt = llm::build_prompt(&text, &folder.info, &messages, &[visual, visual]).unwrap();
+    let image = folder.info.image_token_id;
+    // Each image: <fake><global> at p, p+1, its grid at p+2.., <fake> after.
+    let first = prompt.ids.iter().position(|&i| i == around).unwrap();
+    let p = prompt.positions[first];
+    let expected_ids = [
+        around, global, image, image, around, around, global, image, image, around,
+    ];
+    let expected_positions = [
+        p,
+        p + 1,
+        p + 3,
+        p + 64,
+        p + 66,
+        p + 67,
+        p + 68,
+        p + 70,
+        p + 131,
+        p + 133,
+    ];
+    assert_eq!(&prompt.ids[first..first + 10], &expected_ids);
+    assert_eq!(&prompt.positions[first..first + 10], &expected_positions);
+
+    // A smolvlm config whose tokenizer lacks the markers is refused, saying how to opt out.
+    let tokenizer = model.join("tokenizer.json");
+    let renamed = std::fs::read_to_string(&tokenizer)
+        .unwrap()
+        .replace("<global-img>", "<global-image>");
+    std::fs::write(&tokenizer, renamed).unwrap();
+    let message = refusal(&model, "");
+    assert!(message.contains("<global-img>"), "{message}");
+    assert!(message.contains("wrap_images"), "{message}");
 }

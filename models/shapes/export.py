@@ -86,7 +86,8 @@ def main():
             "rope_theta": M.ROPE_THETA,
             "max_position_embeddings": 4096,
         },
-        "glimpse": {"trained_steps": int(state["step"]), "recipe": "models/shapes/README.md"},
+        # Trained without SmolVLM's <fake_token_around_image> markers.
+        "glimpse": {"wrap_images": False, "trained_steps": int(state["step"]), "recipe": "models/shapes/README.md"},
     }
     generation = {"bos_token_id": vocab["<|im_start|>"], "eos_token_id": [vocab["<end_of_utterance>"]], "max_new_tokens": 24}
     preprocessor = {

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Quick per-task accuracy of a checkpoint on fresh held-out clips, in
-torch (greedy decoding), to watch training. The benchmark that counts is
-`glimpse eval` (the daemon's own pipeline on the committed clips).
+torch (greedy decoding), to watch training, then the end-to-end test's
+case: one shape appearing in a still scene, is its colour and kind named?
+The benchmark that counts is `glimpse eval` (the daemon's own pipeline on
+the committed clips).
 
-    python3 monitor.py work/ckpt.pt [examples per task]
+    python3 monitor.py work/ckpt.pt [examples per task] [appearances]
 """
 
 import sys
@@ -11,6 +13,7 @@ import sys
 import numpy as np
 import torch
 
+import make_clips
 import model as M
 import qa
 import train
@@ -66,6 +69,25 @@ def main():
                 if not ok and len(shown) < 2:
                     shown.append(f"{pair[0]!r}: {answer!r} (want {pair[1]!r})")
             print(f"{task:14s} {right}/{n}  " + " | ".join(shown), flush=True)
+        appearances(net, ex, cfg, int(sys.argv[3]) if len(sys.argv) > 3 else 30)
+
+
+def appearances(net, ex, cfg, n):
+    """Scripted single appearances (as in clips/appear.mkv): how often the
+    description names the colour, the kind, and is right word for word."""
+    rng = np.random.default_rng(5)
+    right = {"colour": 0, "kind": 0, "exact": 0}
+    for t in range(n):
+        kind, colour = str(rng.choice(world.KINDS)), str(rng.choice(list(world.COLOURS)))
+        r = float(rng.uniform(11, 16))
+        x, y = rng.uniform(r + 2, world.SIZE - r - 2, 2)
+        clip = make_clips.scripted(100 + t, 8, {5: [("appear", world.Shape(kind, colour, float(x), float(y), r))]})
+        feats, _, _, _, built, _ = ex.contexts(net, [(clip, 5, cfg)])
+        answer = greedy(net, built[0][0], feats.reshape(-1, M.HIDDEN), ex, "what changed ?")
+        right["colour"] += colour in answer
+        right["kind"] += kind in answer
+        right["exact"] += answer == qa.describe(clip, 5)
+    print("appearances   " + "  ".join(f"{k} {v}/{n}" for k, v in right.items()), flush=True)
 
 
 if __name__ == "__main__":

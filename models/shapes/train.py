@@ -118,13 +118,50 @@ class Examples:
         return feats, kind, colour, labels, out, kept / max(1, total)
 
 
+# Most patches are background: weighting the shapes' patches up keeps the
+# kind head from settling for "none" (kind is the hard part; colour is
+# nearly free).
+KIND_WEIGHTS = torch.tensor([1.0, 4.0, 4.0, 4.0])
+
+
+def aux_loss(kind, colour, labels):
+    """The vision's per-patch loss: kind (weighted to shapes) and colour."""
+    labels = torch.from_numpy(labels)
+    return nn.functional.cross_entropy(kind.reshape(-1, 4), labels[:, 0].reshape(-1), weight=KIND_WEIGHTS) + nn.functional.cross_entropy(
+        colour.reshape(-1, 5), labels[:, 1].reshape(-1)
+    )
+
+
+def train_vision(net, steps, lr, rng, log):
+    """Trains the vision side alone on the per-patch labels, on single
+    frames (fast: no language model). The joint training's batches see
+    too few frames for the encoder to learn kinds well (60% of shape
+    patches after 3400 joint steps, against 94% after 600 steps of this)."""
+    opt = torch.optim.AdamW(net.vision.parameters(), lr=lr, weight_decay=0.01)
+    for step in range(steps):
+        if step % 400 == 0:  # a fresh pool of frames, so it cannot memorise them
+            clips = [world.make_clip(int(rng.integers(0, 10**9)), frames=12, activity=1.5) for _ in range(400)]
+            frames = np.concatenate([c.frames for c in clips])
+            labels = np.concatenate([c.labels for c in clips])
+        pick = rng.integers(0, len(frames), 64)
+        _, kind, colour = net.vision(M.normalise(frames[pick]))
+        loss = aux_loss(kind, colour, labels[pick])
+        for g in opt.param_groups:
+            g["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 100 == 99:
+            line = f"vision step {step + 1} aux {loss.item():.4f}"
+            print(line, flush=True)
+            log.write(line + "\n")
+            log.flush()
+
+
 def forward_batch(net, examples, moments, questions, rng):
     """Loss on the answer tokens (+ the vision's auxiliary loss)."""
     feats, kind, colour, labels, built, kept = examples.contexts(net, moments)
-    labels = torch.from_numpy(labels)
-    aux = nn.functional.cross_entropy(kind.reshape(-1, 4), labels[:, 0].reshape(-1)) + nn.functional.cross_entropy(
-        colour.reshape(-1, 5), labels[:, 1].reshape(-1)
-    )
+    aux = aux_loss(kind, colour, labels)
     batch = []
     for (clip, now, _), (items, offset, count) in zip(moments, built):
         for _ in range(questions):
@@ -169,6 +206,8 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--vision-steps", type=int, default=0, help="first train the vision side alone for this many steps")
+    ap.add_argument("--vision-lr", type=float, default=5e-4)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -186,9 +225,11 @@ def main():
         print(f"resumed at step {step}", flush=True)
     rng = np.random.default_rng(args.seed * 1_000_003 + step)
     examples = Examples(tok, vocab)
-    deadline = time.time() + args.minutes * 60
     # Held-out clips use seeds >= 10^9; training seeds stay below.
     log = open(os.path.join(args.out, "train.log"), "a")
+    if args.vision_steps:
+        train_vision(net, args.vision_steps, args.vision_lr, rng, log)
+    deadline = time.time() + args.minutes * 60
     started, seen = time.time(), 0
     stats = []
     run_steps = 0

@@ -232,6 +232,8 @@ def main():
             "rope_theta": ROPE_THETA,
             "max_position_embeddings": 4096,
         },
+        # Images go in bare; tests/model.rs turns SmolVLM's markers on in a copy.
+        "glimpse": {"wrap_images": False},
     }
     generation = {"bos_token_id": vocab["<|im_start|>"], "eos_token_id": [vocab["<end_of_utterance>"]], "max_new_tokens": 32}
     preprocessor = {

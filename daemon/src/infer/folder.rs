@@ -73,6 +73,12 @@ pub struct ModelInfo {
     pub vocab: usize,
     /// The `<image>` placeholder token.
     pub image_token_id: i64,
+    /// Tokens the model's processor puts before each image's tokens
+    /// (SmolVLM: `<fake_token_around_image><global-img>`); empty for
+    /// models trained without them, such as ours.
+    pub image_before: Vec<i64>,
+    /// Tokens it puts after them (SmolVLM: `<fake_token_around_image>`).
+    pub image_after: Vec<i64>,
 }
 
 impl ModelInfo {
@@ -146,8 +152,10 @@ impl ModelFolder {
         if !tokenizer.is_file() {
             return Err(broken(&tokenizer, "missing".into()));
         }
-        let info =
+        let mut info =
             read_info(&config).map_err(|reason| broken(&path.join("config.json"), reason))?;
+        (info.image_before, info.image_after) =
+            image_markers(&config, &tokenizer).map_err(|reason| broken(&tokenizer, reason))?;
 
         let graphs = GRAPHS.map(|g| path.join("onnx").join(format!("{g}{variant}.onnx")));
         let mut infos: Vec<GraphInfo> = Vec::new();
@@ -224,7 +232,43 @@ fn read_info(config: &Value) -> Result<ModelInfo, String> {
         image_token_id: config["image_token_id"]
             .as_i64()
             .ok_or("image_token_id is missing")?,
+        image_before: Vec::new(),
+        image_after: Vec::new(),
     })
+}
+
+/// The tokens around each image, as SmolVLM's processor writes them
+/// (transformers' `SmolVLMProcessor` expands every `<image>` of the chat to
+/// `<fake_token_around_image><global-img>` + the image tokens +
+/// `<fake_token_around_image>` when images are not split). Models of type
+/// smolvlm or idefics3 get them unless their config.json says
+/// `"glimpse": {"wrap_images": false}` (our models, trained without).
+fn image_markers(config: &Value, tokenizer: &Path) -> Result<(Vec<i64>, Vec<i64>), String> {
+    let wraps = matches!(config["model_type"].as_str(), Some("smolvlm" | "idefics3"));
+    if !wraps || config["glimpse"]["wrap_images"] == Value::Bool(false) {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let text = std::fs::read_to_string(tokenizer).map_err(|e| format!("cannot read: {e}"))?;
+    let json: Value = serde_json::from_str(&text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let id = |token: &str| -> Result<i64, String> {
+        json["added_tokens"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["content"] == token)
+            .and_then(|t| t["id"].as_i64())
+            .or_else(|| json["model"]["vocab"][token].as_i64())
+            .ok_or_else(|| {
+                format!(
+                    "config.json's model_type {:?} puts {token} around every image, but the \
+                     tokenizer has no such token; if the model was trained without these \
+                     markers, add \"glimpse\": {{\"wrap_images\": false}} to config.json",
+                    config["model_type"].as_str().unwrap_or_default()
+                )
+            })
+    };
+    let around = id("<fake_token_around_image>")?;
+    Ok((vec![around, id("<global-img>")?], vec![around]))
 }
 
 /// The graph suffixes present, for a helpful message.
@@ -466,6 +510,13 @@ impl fmt::Display for ModelFolder {
             i.hidden, i.layers, i.heads, i.kv_heads, i.head_dim, i.vocab
         )?;
         writeln!(f, "image token    {}", i.image_token_id)?;
+        if !i.image_before.is_empty() || !i.image_after.is_empty() {
+            writeln!(
+                f,
+                "image markers  {:?} before and {:?} after each image's tokens",
+                i.image_before, i.image_after
+            )?;
+        }
         let special: BTreeMap<String, String> =
             ["bos_token", "eos_token", "unk_token", "pad_token"]
                 .iter()

@@ -701,6 +701,8 @@ mod tests {
             head_dim: 16,
             vocab: 10,
             image_token_id: 3,
+            image_before: Vec::new(),
+            image_after: Vec::new(),
         };
         let [min, opt, max] = profiles("vision_encoder", &info, 256);
         assert_eq!(

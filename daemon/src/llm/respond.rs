@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::prompt::{build, Visual};
 use super::{generate, Content, LlmError, Message, Prompt, Sampling, TextCodec};
-use crate::infer::{Backend, ModelFolder};
+use crate::infer::{Backend, ModelFolder, ModelInfo};
 
 /// What the model is asked when the scene changes.
 pub const DESCRIBE: &str = "what changed ?";
@@ -16,7 +16,7 @@ pub const DESCRIBE: &str = "what changed ?";
 pub struct Responder {
     codec: TextCodec,
     stop: Vec<i64>,
-    image_token: i64,
+    info: ModelInfo,
     sampling: Sampling,
 }
 
@@ -43,7 +43,7 @@ impl Responder {
         Ok(Arc::new(Responder {
             codec: TextCodec::from_folder(folder)?,
             stop: folder.stop_token_ids(),
-            image_token: folder.info.image_token_id,
+            info: folder.info.clone(),
             sampling: Sampling {
                 max_new_tokens,
                 ..Sampling::default()
@@ -69,7 +69,7 @@ impl Responder {
             content,
         }];
         let visuals: Vec<Visual<'_>> = context.iter().map(|(_, v)| *v).collect();
-        build(&self.codec, self.image_token, &messages, &visuals)
+        build(&self.codec, &self.info, &messages, &visuals)
     }
 
     /// Asks `question` about `context` (see [`Responder::prompt`]).

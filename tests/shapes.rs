@@ -145,9 +145,10 @@ rearm_drop_ratio_above = 0.98
             ),
         }
     };
-    // The demo model names the colour and the event reliably; the kind of
-    // a shape only about half the time (models/shapes/README.md), so the
-    // test asks for a kind, not for the right one.
+    // The demo model names the colour and the event reliably, but not the
+    // kind of a shape (it calls every shape a triangle; see
+    // models/shapes/README.md), so the test asks for a kind, not for the
+    // right one.
     let text = described["text"].as_str().unwrap();
     assert!(
         text.starts_with("the red ")

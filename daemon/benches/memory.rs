@@ -28,7 +28,7 @@ fn rss_mib() -> f64 {
 /// is 17%), every 10th frame a bigger change.
 fn kept(k: u64, grid: u32, dim: usize) -> Kept {
     let n = grid * grid;
-    let share = if k % 10 == 0 { 50 } else { 15 };
+    let share = if k.is_multiple_of(10) { 50 } else { 15 };
     let positions: Vec<u32> = (0..n)
         .filter(|p| (p * 7 + k as u32 * 13) % 100 < share)
         .collect();

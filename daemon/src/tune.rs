@@ -246,7 +246,7 @@ impl ContactSheet {
 
     fn add(&mut self, frame: &Frame, mask: Vec<bool>) {
         self.seen += 1;
-        if (self.seen - 1) % self.every != 0 {
+        if !(self.seen - 1).is_multiple_of(self.every) {
             return;
         }
         self.tiles.push((

@@ -25,6 +25,7 @@ HEAD_DIM = HIDDEN // HEADS
 INTER = 320
 ROPE_THETA = 10000.0
 MEAN, STD = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
+AUX_SCALE = 16.0  # the auxiliary heads' logit scale (cosine heads)
 
 
 class Block(nn.Module):
@@ -58,8 +59,12 @@ class Vision(nn.Module):
         self.blocks = nn.ModuleList(Block(VISION_DIM, VISION_HEADS) for _ in range(VISION_LAYERS))
         self.ln = nn.LayerNorm(VISION_DIM)
         self.connector = nn.Sequential(nn.Linear(VISION_DIM, HIDDEN), nn.GELU(), nn.Linear(HIDDEN, HIDDEN))
-        self.aux_kind = nn.Linear(VISION_DIM, 4)
-        self.aux_colour = nn.Linear(VISION_DIM, 5)
+        # On the connector's output: with the heads on the trunk (before
+        # the connector), kinds were 99% linearly separable in the LM's
+        # input but with a tenth of the margin of colours, and the LM never
+        # learned to read them (models/shapes/README.md). Bias-free: cosine.
+        self.aux_kind = nn.Linear(HIDDEN, 4, bias=False)
+        self.aux_colour = nn.Linear(HIDDEN, 5, bias=False)
 
     def trunk(self, pixels):
         """[N, 3, 128, 128] normalised → [N, 64, VISION_DIM]."""
@@ -70,8 +75,15 @@ class Vision(nn.Module):
 
     def forward(self, pixels):
         """→ features [N, 64, HIDDEN], kind logits, colour logits."""
-        x = self.trunk(pixels)
-        return self.connector(x), self.aux_kind(x), self.aux_colour(x)
+        feats = self.connector(self.trunk(pixels))
+        # Cosine heads: a class scores by the angle between the feature and
+        # its direction, so kind and colour must each take a large share of
+        # the feature's direction, which is what the decoder's normalised
+        # attention sees.
+        unit = nn.functional.normalize(feats, dim=-1)
+        kind = AUX_SCALE * unit @ nn.functional.normalize(self.aux_kind.weight, dim=-1).T
+        colour = AUX_SCALE * unit @ nn.functional.normalize(self.aux_colour.weight, dim=-1).T
+        return feats, kind, colour
 
 
 class VisionExport(nn.Module):

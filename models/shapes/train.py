@@ -219,10 +219,17 @@ def main():
     step = 0
     if os.path.exists(ckpt):
         state = torch.load(ckpt, weights_only=False)
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
+        ours = net.state_dict()
+        fits = {k: v for k, v in state["model"].items() if k in ours and ours[k].shape == v.shape}
+        net.load_state_dict(fits, strict=False)
         step = state["step"]
-        print(f"resumed at step {step}", flush=True)
+        if len(fits) == len(state["model"]) == len(ours):
+            opt.load_state_dict(state["opt"])
+            print(f"resumed at step {step}", flush=True)
+        else:
+            # An architecture change (e.g. the auxiliary heads moved): keep
+            # what still fits and start the optimiser afresh.
+            print(f"resumed at step {step}; new: {sorted(set(ours) - set(fits))}", flush=True)
     rng = np.random.default_rng(args.seed * 1_000_003 + step)
     examples = Examples(tok, vocab)
     # Held-out clips use seeds >= 10^9; training seeds stay below.

@@ -211,7 +211,7 @@ fn read_info(config: &Value) -> Result<ModelInfo, String> {
     let image_size = num(vision, "image_size", "vision_config.")? as u32;
     let patch_size = num(vision, "patch_size", "vision_config.")? as u32;
     let scale_factor = config["scale_factor"].as_u64().unwrap_or(1).max(1) as u32;
-    if patch_size == 0 || image_size % (patch_size * scale_factor) != 0 {
+    if patch_size == 0 || !image_size.is_multiple_of(patch_size * scale_factor) {
         return Err(format!(
             "vision_config.image_size {image_size} is not a multiple of patch_size {patch_size} x scale_factor {scale_factor}"
         ));

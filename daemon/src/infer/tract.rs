@@ -4,6 +4,11 @@
 //! and past lengths are resolved per run), optimised for this machine once,
 //! and kept as an `Arc` plan that every worker runs. The KV cache is a list
 //! of tract tensors handed back to the decoder at every step.
+//!
+//! tract-transformers can rewrite the decoder to keep the cache in the
+//! plan's state (`transformers_detect_all`). `examples/tract_kv.rs` measured
+//! it on both bundled models: same logits, gapped position ids honoured, but
+//! no faster (decode 1.00x, prefill 0.8x), so the cache stays explicit.
 
 use std::path::Path;
 use std::sync::Arc;

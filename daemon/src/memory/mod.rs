@@ -106,9 +106,9 @@ impl MemoryBank {
         }
         let k = self.encoded;
         self.encoded += 1;
-        let level = if k % 8 == 0 {
+        let level = if k.is_multiple_of(8) {
             0
-        } else if k % 4 == 0 {
+        } else if k.is_multiple_of(4) {
             1
         } else {
             2

@@ -446,15 +446,7 @@ async fn load_model(
         let model = infer::load_in(&config, state_dir.as_deref())?;
         let preprocessor = Preprocessor::from_folder(model.folder())?;
         let responder = Responder::from_folder(model.folder(), MAX_ANSWER_TOKENS)?;
-        let info = &model.folder().info;
-        let fingerprint = format!(
-            "{} grid {} hidden {} vocab {} image token {}",
-            model.folder().path.display(),
-            info.grid,
-            info.hidden,
-            info.vocab,
-            info.image_token_id
-        );
+        let fingerprint = model_fingerprint(model.folder());
         Ok(Arc::new(ModelStages {
             fingerprint,
             model,
@@ -469,6 +461,36 @@ async fn load_model(
 }
 
 /// Writes a camera's memory snapshot (blocking file I/O, off the runtime).
+/// What the tokens in a memory snapshot depend on: the folder, its sizes
+/// and ids, and the vision encoder's file (size and modification time, so
+/// new weights in the same folder set the old snapshot aside without
+/// hashing hundreds of MB at every start).
+fn model_fingerprint(folder: &infer::ModelFolder) -> String {
+    let info = &folder.info;
+    let vision = &folder.graphs[0];
+    let (bytes, modified) = std::fs::metadata(&vision.file)
+        .map(|m| {
+            let modified = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            (m.len(), modified)
+        })
+        .unwrap_or_default();
+    format!(
+        "{} grid {} hidden {} vocab {} image token {} vision {} bytes (+{} external) modified {}",
+        folder.path.display(),
+        info.grid,
+        info.hidden,
+        info.vocab,
+        info.image_token_id,
+        bytes,
+        vision.external_bytes,
+        modified
+    )
+}
+
 async fn save_memory(state: Option<Arc<Mutex<CameraAnalysis>>>, fingerprint: Option<String>) {
     let (Some(state), Some(fingerprint)) = (state, fingerprint) else {
         return;
@@ -581,6 +603,31 @@ async fn run_camera(
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn new_vision_weights_in_the_same_folder_change_the_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/test-tiny");
+        let model = dir.path().join("model");
+        std::fs::create_dir_all(model.join("onnx")).unwrap();
+        for sub in ["", "onnx"] {
+            for entry in std::fs::read_dir(source.join(sub)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_file() {
+                    std::fs::copy(&path, model.join(sub).join(path.file_name().unwrap())).unwrap();
+                }
+            }
+        }
+        let open = || infer::ModelFolder::open(&model, "").unwrap();
+        let before = model_fingerprint(&open());
+        assert_eq!(before, model_fingerprint(&open()), "stable across loads");
+        // Same bytes written again later, as a copy of new weights would be.
+        let vision = model.join("onnx/vision_encoder.onnx");
+        let file = std::fs::File::options().write(true).open(&vision).unwrap();
+        file.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
+            .unwrap();
+        assert_ne!(before, model_fingerprint(&open()));
+    }
 
     fn config(text: &str) -> Config {
         let env = crate::config::Environment {

@@ -460,7 +460,6 @@ async fn load_model(
     })?
 }
 
-/// Writes a camera's memory snapshot (blocking file I/O, off the runtime).
 /// What the tokens in a memory snapshot depend on: the folder, its sizes
 /// and ids, and the vision encoder's file (size and modification time, so
 /// new weights in the same folder set the old snapshot aside without
@@ -491,6 +490,7 @@ fn model_fingerprint(folder: &infer::ModelFolder) -> String {
     )
 }
 
+/// Writes a camera's memory snapshot (blocking file I/O, off the runtime).
 async fn save_memory(state: Option<Arc<Mutex<CameraAnalysis>>>, fingerprint: Option<String>) {
     let (Some(state), Some(fingerprint)) = (state, fingerprint) else {
         return;

@@ -77,31 +77,7 @@ pub fn wait_exit(
     }
 }
 
-/// The CPU `libonnxruntime.so` of the `onnxruntime` pip wheel (installed by
-/// scripts/install-deps from models/testing/requirements.txt).
+/// The CPU `libonnxruntime.so` of the `onnxruntime` pip wheel.
 pub fn ort_library() -> PathBuf {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))",
-        ])
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "python3 -c 'import onnxruntime' (pip install -r models/testing/requirements.txt)"
-    );
-    let capi = Path::new(String::from_utf8_lossy(&out.stdout).trim()).join("capi");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(&capi)
-        .expect("the wheel's capi folder")
-        .filter_map(|e| Some(e.ok()?.path()))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so"))
-        })
-        .collect();
-    found.sort();
-    found
-        .pop()
-        .unwrap_or_else(|| panic!("no libonnxruntime.so* in {}", capi.display()))
+    crate::ort_wheel::wheel_library().unwrap_or_else(|e| panic!("{e}"))
 }

@@ -9,7 +9,6 @@
 //! Without the library only tract runs. Prints a table; nothing is asserted.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use glimpse::infer::{self, BackendKind, ModelConfig, Provider};
@@ -28,30 +27,15 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+#[path = "../../tests/ort_wheel.rs"]
+mod ort_wheel;
+
 /// `ORT_DYLIB_PATH`, else the library of the onnxruntime pip wheel.
 fn ort_library() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         return Some(path.into());
     }
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())?;
-    let capi = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("capi");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(capi)
-        .ok()?
-        .filter_map(|e| Some(e.ok()?.path()))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so"))
-        })
-        .collect();
-    found.sort();
-    found.pop()
+    ort_wheel::wheel_library().ok()
 }
 
 fn providers() -> Vec<Provider> {
@@ -110,20 +94,11 @@ fn measure(config: &ModelConfig) -> (String, Figures, usize) {
         max_new_tokens: 32,
         ..Sampling::default()
     };
-    // One warm-up generation (first-run allocations), then three timed.
-    llm::generate(
-        backend.as_mut(),
-        &prompt,
-        &sampling,
-        &[],
-        false,
-        &mut |_| true,
-    )
-    .unwrap();
     let mut prefill = Duration::ZERO;
     let mut decode = Duration::ZERO;
     let mut decoded = 0;
-    for _ in 0..3 {
+    // One warm-up generation (first-run allocations), then three timed.
+    for round in 0..4 {
         let g = llm::generate(
             backend.as_mut(),
             &prompt,
@@ -133,6 +108,9 @@ fn measure(config: &ModelConfig) -> (String, Figures, usize) {
             &mut |_| true,
         )
         .unwrap();
+        if round == 0 {
+            continue;
+        }
         prefill += g.prefill;
         decode += g.decode;
         // The first token comes from the prefill; the rest are decode steps.

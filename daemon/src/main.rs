@@ -188,6 +188,17 @@ fn load_config(path: &std::path::Path) -> Result<config::Config, ExitCode> {
     })
 }
 
+/// The logger, then the config, whose `service.log_level` it takes: for
+/// the subcommands that log as the daemon does.
+fn start_logging(
+    path: &std::path::Path,
+) -> Result<(service::logging::Logging, config::Config), ExitCode> {
+    let logging = service::logging::init();
+    let config = load_config(path)?;
+    logging.set_level(&config.service.log_level);
+    Ok((logging, config))
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check {
@@ -290,12 +301,10 @@ fn main() -> ExitCode {
                     config: ConfigArg { path },
                 },
         } => {
-            let logging = service::logging::init();
-            let config = match load_config(&path) {
-                Ok(config) => config,
+            let (_logging, config) = match start_logging(&path) {
+                Ok(started) => started,
                 Err(code) => return code,
             };
-            logging.set_level(&config.service.log_level);
             exit_code(warmup(&config), EX_CONFIG)
         }
         Command::Tune {
@@ -331,12 +340,10 @@ fn main() -> ExitCode {
         Command::Run {
             config: ConfigArg { path },
         } => {
-            let logging = service::logging::init();
-            let config = match load_config(&path) {
-                Ok(config) => config,
+            let (logging, config) = match start_logging(&path) {
+                Ok(started) => started,
                 Err(code) => return code,
             };
-            logging.set_level(&config.service.log_level);
             // Tokio only does I/O here (signals, timers, MQTT); model work
             // has its own threads, so two runtime threads are plenty.
             let runtime = tokio::runtime::Builder::new_multi_thread()

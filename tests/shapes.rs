@@ -1,7 +1,8 @@
 //! The bundled shapes model (models/shapes/) in the daemon: the context the
 //! training code builds equals the one the daemon builds (so training and
 //! serving cannot drift apart), and a shape appearing in a clip becomes an
-//! MQTT event that names its colour (and a kind).
+//! MQTT event that names its colour and kind, with an alert from the watch
+//! rule that matches it.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -78,6 +79,7 @@ threads = 1
 fps = 2
 width = 128
 height = 128
+rules = ["is there a red shape?"]
 source = {{ kind = "file", path = {clip:?}, loop = false }}
 [cameras.door.trigger]
 drop_ratio_below = 0.95
@@ -129,34 +131,43 @@ rearm_drop_ratio_above = 0.98
             }
         }
     });
+    // The square's appearance fires the trigger: a description, and the
+    // watch rule asked at the same firing, which matches. (The test does not
+    // check that a rule about another colour stays quiet: the demo model
+    // answers rules 69% right, a false yes is its commonest mistake, and in
+    // this clip it says yes to "is there a blue shape?"; see
+    // models/shapes/README.md.)
     let mut seen = Vec::new();
-    let described = loop {
+    let mut described = None;
+    let mut alert = None;
+    while described.is_none() || alert.is_none() {
         match lines.recv_timeout(Duration::from_secs(60)) {
             Ok(line) => {
                 let event: serde_json::Value = serde_json::from_str(&line).unwrap();
                 seen.push(line);
-                if event["kind"] == "description" {
-                    break event;
+                match event["kind"].as_str() {
+                    Some("description") => described = Some(event),
+                    Some("alert") => alert = Some(event),
+                    _ => {}
                 }
             }
             Err(_) => panic!(
-                "no description within 60 s; events: {seen:?}\n{}",
+                "no description and alert within 60 s; events: {seen:?}\n{}",
                 read_log()
             ),
         }
-    };
-    // The demo model names the colour and the event reliably, but not the
-    // kind of a shape (it calls every shape a triangle; see
-    // models/shapes/README.md), so the test asks for a kind, not for the
-    // right one.
-    let text = described["text"].as_str().unwrap();
+    }
+    let described = described.unwrap();
     assert!(
-        text.starts_with("the red ")
-            && ["circle", "square", "triangle"]
-                .iter()
-                .any(|k| text.contains(&format!("red {k} appeared"))),
-        "the event names the shape: {described}"
+        described["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("the red square appeared"),
+        "the event names the shape's colour and kind: {described}"
     );
+    let alert = alert.unwrap();
+    assert_eq!(alert["text"], "is there a red shape? yes", "{alert}");
+    assert_eq!(alert["reference"], "is there a red shape?", "{alert}");
     kill(daemon.0.id(), "TERM");
     let status = wait_exit(&mut daemon.0, Duration::from_secs(15));
     assert!(status.success(), "{status}\n{}", read_log());

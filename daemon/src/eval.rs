@@ -29,7 +29,7 @@ use crate::pipeline::analysis::{CameraAnalysis, ModelStages};
 use crate::vision::Preprocessor;
 
 /// Task types, in the order the report prints them.
-pub const TASKS: [&str; 9] = [
+pub const TASKS: [&str; 10] = [
     "describe",
     "count",
     "colour",
@@ -39,6 +39,7 @@ pub const TASKS: [&str; 9] = [
     "last_appeared",
     "last_left",
     "rule",
+    "kind",
 ];
 
 /// One setting to evaluate.
@@ -228,11 +229,14 @@ pub fn run(request: &EvalRequest, progress: &mut dyn FnMut(&str)) -> anyhow::Res
     let mut sums = vec![[0f64; 6]; request.settings.len()];
     let mut questions = 0;
     for json in &request.clips {
-        let truth: Truth = serde_json::from_str(
+        let mut truth: Truth = serde_json::from_str(
             &std::fs::read_to_string(json)
                 .with_context(|| format!("cannot read {}", json.display()))?,
         )
         .with_context(|| format!("{}: not a ground-truth file", json.display()))?;
+        // The frames are walked once; questions may come in any order
+        // (stable: those about one frame keep theirs).
+        truth.questions.sort_by_key(|q| q.frame);
         let video = json.parent().unwrap_or(Path::new(".")).join(&truth.video);
         let mut frames: Vec<Frame> = Vec::new();
         capture::read_clip(&video, truth.fps, size, |f| {

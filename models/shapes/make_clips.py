@@ -58,16 +58,19 @@ def decode_video(path, size=world.SIZE):
     return np.frombuffer(raw, np.uint8).reshape(-1, size, size, 3)
 
 
-def questions(clip, rng, every=5, tasks=qa.TASKS, after_events=True):
+def questions(clip, rng, every=5, tasks=qa.TASKS, after_events=True, later=None):
     """Questions at a few points of the clip: every `every` frames and just
-    after each event; each applicable task once per point."""
+    after each event; each applicable task once per point. With `later` (a
+    random stream of their own), then the tasks added since the clips were
+    first made (qa.LATER_TASKS), so the older questions stay the same."""
     points = set(range(6, len(clip.frames), every))
     if after_events:
         points |= {min(len(clip.frames) - 1, i + 1) for i, e in enumerate(clip.events) if e and i > 0}
     out = []
     for n in sorted(points):
-        for task in tasks:
-            pair = qa.ask(clip, n, task, rng)
+        asks = [(task, rng) for task in tasks] + [(task, later) for task in (qa.LATER_TASKS if later is not None else [])]
+        for task, stream in asks:
+            pair = qa.ask(clip, n, task, stream)
             if pair:
                 out.append({"frame": n, "task": task, "question": str(pair[0]), "answer": pair[1]})
     return out
@@ -132,11 +135,11 @@ def write(clip, out, name, rng, **ask):
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "clips")
     os.makedirs(os.path.join(out, "eval"), exist_ok=True)
-    rng = np.random.default_rng(7)
+    rng, later = np.random.default_rng(7), np.random.default_rng(8)
     total = 0
     for k in range(EVAL_CLIPS):
         clip = world.make_clip(EVAL_SEED + k, frames=EVAL_FRAMES, offset=0.0, activity=1.0)
-        total += len(write(clip, os.path.join(out, "eval"), f"eval-{k + 1:02d}", rng)["questions"])
+        total += len(write(clip, os.path.join(out, "eval"), f"eval-{k + 1:02d}", rng, later=later)["questions"])
     demo = {
         6: [("appear", Shape("square", "red", 30, 30, 14))],
         16: [("appear", Shape("circle", "blue", 98, 96, 14))],

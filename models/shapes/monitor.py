@@ -51,7 +51,7 @@ def main():
     rng = np.random.default_rng(12345)
     cfg = dict(tau_pix=0.02, tau=0.5, reference="last_kept", similarity="centered", capacities=(4, 8, 24))
     with torch.no_grad():
-        for task in qa.TASKS:
+        for task in qa.TASKS + qa.LATER_TASKS:
             right, shown = 0, []
             k = 0
             while k < n:

@@ -6,6 +6,9 @@ Task types (the accuracy benchmark reports each):
 - count, colour, where: about now
 - when_appeared, when_left, last_appeared, last_left: about the past
 - rule: watch rules, "is there a red shape ? answer yes or no ."
+- kind: "what shape is the red one ?" (added after the others: the eval
+  clips ask it from a random stream of its own, so the older questions
+  stayed as they were)
 """
 
 import numpy as np
@@ -15,8 +18,20 @@ from world import COLOURS, FPS, KINDS, where
 WINDOW_S = 2.0  # "what changed" covers the last two seconds
 NUMBERS = ["zero", "one", "two", "three", "four"]
 TASKS = ["describe", "count", "colour", "where", "when_appeared", "when_left", "last_appeared", "last_left", "rule"]
+LATER_TASKS = ["kind"]
 # How often each task is drawn in training.
-WEIGHTS = {"describe": 4, "count": 1, "colour": 1, "where": 1, "when_appeared": 1.5, "when_left": 1.5, "last_appeared": 1, "last_left": 1, "rule": 3}
+WEIGHTS = {
+    "describe": 4,
+    "count": 1,
+    "colour": 1,
+    "where": 1,
+    "when_appeared": 1.5,
+    "when_left": 1.5,
+    "last_appeared": 1,
+    "last_left": 1,
+    "rule": 3,
+    "kind": 2,
+}
 
 SPECIAL = ["<unk>", "<|im_start|>", "<end_of_utterance>", "<image>", "<fake_token_around_image>", "<global-img>"]
 WORDS = (
@@ -113,6 +128,13 @@ def ask(clip, now, task, rng):
             return None
         k = rng.choice(kinds)
         return f"what colour is the {k} ?", next(s["colour"] for s in scene if s["kind"] == k)
+    if task == "kind":
+        # The kind asked for directly: the decoder must read it from the
+        # shape's tokens, found by colour (colours are unique).
+        if not scene:
+            return None
+        s = scene[rng.integers(len(scene))]
+        return f"what shape is the {s['colour']} one ?", s["kind"]
     if task == "where":
         if not scene:
             return None

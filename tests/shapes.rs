@@ -58,6 +58,43 @@ fn training_and_serving_build_the_same_context() {
     );
 }
 
+/// The eval walks a clip's frames once; a ground-truth file whose questions
+/// are not in frame order (as when questions are added to a clip later)
+/// must give the same report as the ordered file.
+#[test]
+fn eval_takes_questions_in_any_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo();
+    let clips = root.join("models/shapes/clips");
+    let mut truth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(clips.join("parity.json")).unwrap()).unwrap();
+    truth["video"] = clips.join("parity.mkv").display().to_string().into();
+    truth["questions"].as_array_mut().unwrap().reverse();
+    let reversed = dir.path().join("reversed.json");
+    std::fs::write(&reversed, truth.to_string()).unwrap();
+    let report = |json: &std::path::Path| {
+        let out = glimpse()
+            .arg("eval")
+            .arg(json)
+            .arg("--model")
+            .arg(root.join("models/shapes/model"))
+            .args(["--no-full", "--tau", "0.5", "--reference", "last_kept"])
+            .args(["--memory", "2,2,4", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "glimpse eval {}: {}",
+            json.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let ordered = report(&clips.join("parity.json"));
+    assert_eq!(ordered["questions"], 8, "{ordered}");
+    assert_eq!(report(&reversed), ordered);
+}
+
 #[test]
 fn a_shape_appearing_in_a_clip_is_named_in_an_mqtt_event() {
     let dir = tempfile::tempdir().unwrap();

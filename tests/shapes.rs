@@ -5,6 +5,7 @@
 //! rule that matches it.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,27 +16,15 @@ fn training_and_serving_build_the_same_context() {
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("prompts.jsonl");
     let root = repo();
-    // Small memories force evictions and pooling; both references.
-    let out = glimpse()
-        .arg("eval")
-        .arg(root.join("models/shapes/clips/parity.json"))
-        .arg("--model")
-        .arg(root.join("models/shapes/model"))
-        .args([
-            "--no-full",
-            "--tau",
-            "0.5",
+    // Both references; the small memory forces evictions and pooling.
+    eval_on_the_shapes_model(
+        &root.join("models/shapes/clips/parity.json"),
+        &[
             "--reference",
             "last_kept,previous",
-        ])
-        .args(["--memory", "2,2,4", "--dump"])
-        .arg(&dump)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "glimpse eval: {}",
-        String::from_utf8_lossy(&out.stderr)
+            "--dump",
+            dump.to_str().unwrap(),
+        ],
     );
     let prompts = std::fs::read_to_string(&dump).unwrap().lines().count();
     assert!(prompts >= 8, "{prompts} prompts dumped");
@@ -72,23 +61,9 @@ fn eval_takes_questions_in_any_order() {
     truth["questions"].as_array_mut().unwrap().reverse();
     let reversed = dir.path().join("reversed.json");
     std::fs::write(&reversed, truth.to_string()).unwrap();
-    let report = |json: &std::path::Path| {
-        let out = glimpse()
-            .arg("eval")
-            .arg(json)
-            .arg("--model")
-            .arg(root.join("models/shapes/model"))
-            .args(["--no-full", "--tau", "0.5", "--reference", "last_kept"])
-            .args(["--memory", "2,2,4", "--json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "glimpse eval {}: {}",
-            json.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    let report = |json: &Path| {
+        let out = eval_on_the_shapes_model(json, &["--reference", "last_kept", "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&out).unwrap()
     };
     let ordered = report(&clips.join("parity.json"));
     assert_eq!(ordered["questions"], 8, "{ordered}");
@@ -208,6 +183,28 @@ rearm_drop_ratio_above = 0.98
     kill(daemon.0.id(), "TERM");
     let status = wait_exit(&mut daemon.0, Duration::from_secs(15));
     assert!(status.success(), "{status}\n{}", read_log());
+}
+
+/// `glimpse eval JSON` on the bundled model, dropping at τ 0.5 only (no
+/// full-token baseline) with a small memory (evictions and pooling), plus
+/// `args`; its stdout, once it succeeded.
+fn eval_on_the_shapes_model(json: &Path, args: &[&str]) -> Vec<u8> {
+    let out = glimpse()
+        .arg("eval")
+        .arg(json)
+        .arg("--model")
+        .arg(repo().join("models/shapes/model"))
+        .args(["--no-full", "--tau", "0.5", "--memory", "2,2,4"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "glimpse eval {}: {}",
+        json.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 /// A child process killed when the test ends, passed or not.

@@ -58,24 +58,27 @@ def single_event_clip(rng):
     the decoder such a clean view of one shape."""
     frames = int(rng.integers(8, 17))
     at = int(rng.integers(3, frames - 1))
+
+    def still_shape(shapes):
+        # The random world's shape (colour unique, size, place, tint), kept
+        # still; None when it would overlap one already there.
+        s = world._new_shape(rng, {o.colour for o in shapes})
+        s.vx = s.vy = 0.0
+        return None if world._overlaps(s, shapes) else s
+
     shapes = []
     for _ in range(int(rng.integers(0, 3))):
-        colour = str(rng.choice([c for c in world.COLOURS if c not in {s.colour for s in shapes}]))
-        r = float(rng.uniform(10, 17))
-        s = world.Shape(str(rng.choice(world.KINDS)), colour, *map(float, rng.uniform(r + 2, world.SIZE - r - 2, 2)), r)
-        if not world._overlaps(s, shapes):
+        s = still_shape(shapes)
+        if s:
             shapes.append(s)
     script = {0: [("appear", s) for s in shapes]}
     if shapes and rng.random() < 0.35:
         script[at] = [("leave", shapes[int(rng.integers(len(shapes)))].colour)]
     else:
-        colour = str(rng.choice([c for c in world.COLOURS if c not in {s.colour for s in shapes}]))
-        r = float(rng.uniform(10, 17))
-        for _ in range(10):
-            s = world.Shape(str(rng.choice(world.KINDS)), colour, *map(float, rng.uniform(r + 2, world.SIZE - r - 2, 2)), r)
-            if not world._overlaps(s, shapes):
-                break
-        script[at] = [("appear", s)]
+        new = None
+        while new is None:
+            new = still_shape(shapes)
+        script[at] = [("appear", new)]
     clip = make_clips.scripted(int(rng.integers(0, 10**9)), frames, script)
     # Shapes present from the start are scenery, not events.
     clip.events[0] = []

@@ -6,6 +6,12 @@
 //! The service pings systemd's watchdog only while no beat is older than the
 //! stall timeout, so a stalled pipeline gets restarted by systemd instead of
 //! sitting there looking alive. Beats are atomics: beating costs nothing.
+//!
+//! A model worker installs its beat for its thread ([`Beat::install`]), so
+//! that code deep inside a long job (one generated token, one watch rule)
+//! can say "still making progress" with [`progress`] without knowing which
+//! stage it runs in: a job of many model calls beats per call, not only
+//! when it ends.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -131,6 +137,42 @@ impl Beat {
     }
 }
 
+impl Beat {
+    /// Makes [`progress`] on this thread beat this heartbeat, until the
+    /// returned guard is dropped.
+    pub fn install(&self) -> Installed {
+        let clock = (self.last_ms.clone(), self.registry.clone());
+        CURRENT.with(|c| *c.borrow_mut() = Some(clock));
+        Installed(())
+    }
+}
+
+/// Keeps a [`Beat`] installed on its thread; see [`Beat::install`].
+pub struct Installed(());
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        CURRENT.with(|c| *c.borrow_mut() = None);
+    }
+}
+
+thread_local! {
+    // The beat of the stage that owns this thread, if it installed one.
+    static CURRENT: std::cell::RefCell<Option<(Arc<AtomicU64>, Arc<Inner>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Records progress for the stage that owns the calling thread (a model
+/// worker); does nothing on a thread without an installed beat. Cheap
+/// enough to call per generated token.
+pub fn progress() {
+    CURRENT.with(|c| {
+        if let Some((last_ms, registry)) = &*c.borrow() {
+            last_ms.store(registry.now_ms(), Ordering::Relaxed);
+        }
+    });
+}
+
 impl Drop for Beat {
     fn drop(&mut self) {
         self.registry.lock().retain(|e| e.id != self.id);
@@ -155,5 +197,22 @@ mod tests {
         drop(quiet);
         assert!(beats.stalled(Duration::from_millis(30)).is_empty());
         assert_eq!(beats.len(), 1);
+    }
+
+    #[test]
+    fn progress_beats_the_beat_installed_on_this_thread_only() {
+        let beats = Heartbeats::new();
+        let worker = beats.register("worker 0");
+        std::thread::sleep(Duration::from_millis(60));
+        progress(); // nothing installed yet: no effect
+        assert_eq!(beats.stalled(Duration::from_millis(30)).len(), 1);
+        let installed = worker.install();
+        progress();
+        assert!(beats.stalled(Duration::from_millis(30)).is_empty());
+        std::thread::spawn(progress).join().unwrap();
+        drop(installed);
+        std::thread::sleep(Duration::from_millis(60));
+        progress(); // uninstalled: no effect
+        assert_eq!(beats.stalled(Duration::from_millis(30)).len(), 1);
     }
 }

@@ -12,6 +12,8 @@ pub mod capture;
 pub mod config;
 pub mod dtd;
 pub mod eval;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod health;
 pub mod imageops;
 pub mod infer;

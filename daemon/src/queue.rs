@@ -4,8 +4,10 @@
 //! the consumer is slow, the newest frame is worth more than the oldest one.
 //! So `send` never blocks; when the queue is full it evicts the oldest item
 //! and counts it. The producer is a plain OS thread (GStreamer, V4L2, the
-//! synthetic source); the consumer is one async task. The drop counter is
-//! shared so that the stats can read it from anywhere.
+//! synthetic source); the consumer is a model worker taking the next frame
+//! ([`Receiver::try_recv`]), woken by the [`Receiver::on_arrival`] callback,
+//! or an async task ([`Receiver::recv`]). The drop counter is shared so
+//! that the stats can read it from anywhere.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +25,7 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         }),
         capacity: capacity.max(1),
         arrived: Notify::new(),
+        on_arrival: Mutex::new(None),
         dropped: Arc::new(AtomicU64::new(0)),
     });
     (
@@ -38,8 +41,13 @@ struct Shared<T> {
     state: Mutex<State<T>>,
     capacity: usize,
     arrived: Notify,
+    // Called after each item is queued; a std mutex, held only to clone it.
+    on_arrival: Mutex<Option<Arrival>>,
     dropped: Arc<AtomicU64>,
 }
+
+/// A callback run on the producer's thread after each item is queued.
+pub type Arrival = Arc<dyn Fn() + Send + Sync>;
 
 struct State<T> {
     items: VecDeque<T>,
@@ -87,6 +95,15 @@ impl<T> Sender<T> {
         state.items.push_back(item);
         drop(state);
         self.shared.arrived.notify_one();
+        let on_arrival = self
+            .shared
+            .on_arrival
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(callback) = on_arrival {
+            callback();
+        }
         outcome
     }
 
@@ -141,6 +158,16 @@ impl<T> Receiver<T> {
     /// The next item if one is queued now.
     pub fn try_recv(&mut self) -> Option<T> {
         self.shared.lock().items.pop_front()
+    }
+
+    /// Runs `callback` on the producer's thread after each item is queued
+    /// from now on (it replaces the previous one).
+    pub fn on_arrival(&self, callback: Arrival) {
+        *self
+            .shared
+            .on_arrival
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(callback);
     }
 
     /// Items dropped so far because the queue was full.

@@ -144,6 +144,7 @@ pub fn encode(
 ) -> Result<FrameTokens, InferError> {
     let pixels = pre.pixel_values(&frame.rgb, frame.width, frame.height)?;
     let features = backend.encode_image(&pixels)?;
+    crate::health::progress();
     let info = backend.info();
     Ok(FrameTokens {
         meta: frame.meta(),

@@ -126,6 +126,9 @@ pub fn generate(
     let embeds = prompt_embeddings(backend, prompt)?;
     let mut cache = backend.new_cache();
     let mut logits = backend.decode(&mut cache, &embeds, &prompt.positions)?;
+    // A model worker's heartbeat means progress per model call, so a long
+    // answer is not taken for a stalled worker.
+    crate::health::progress();
     let prefill = started.elapsed();
     let decoding = Instant::now();
     let mut sampler = Sampler::new(sampling);
@@ -158,6 +161,7 @@ pub fn generate(
         }
         let embed = backend.embed(&[token])?;
         logits = backend.decode(&mut cache, &embed, &[position])?;
+        crate::health::progress();
         position += 1;
     }
     generation.decode = decoding.elapsed();

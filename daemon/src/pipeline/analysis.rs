@@ -1,16 +1,18 @@
 //! The model stages of one camera, wired: pixel gate → vision encoder →
 //! token dropping → memory → trigger → responder → events.
 //!
-//! The camera task hands each sampled frame to the worker pool as an
-//! `Encode` job ([`analyse`]); a trigger queues a `Proactive` job
-//! ([`respond`]) that asks the model and sends the events. The per-camera
-//! state (the gate's and the dropper's references, the trigger) sits behind
-//! a mutex that only this camera's jobs take, so cameras run in parallel on
-//! several workers while each camera's frames are analysed in order.
+//! A model worker takes a camera's next frame and runs [`analyse`] on it; a
+//! trigger queues a `Proactive` job ([`respond`]) that asks the model and
+//! sends the events. The per-camera state (the gate's and the dropper's
+//! references, the trigger, the memory) belongs to the camera
+//! (`pipeline::camera`), behind a mutex that only its own jobs take, so
+//! cameras run in parallel on several workers while each camera's frames
+//! are analysed in order. A state is built for one model: its tokens and
+//! memory mean nothing to another (see `docs/architecture.md`, "Reload").
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
@@ -50,6 +52,10 @@ pub struct CameraAnalysis {
     /// Rules added at run time (over MQTT), asked after the config's.
     pub runtime_rules: Vec<String>,
     memory: MemoryBank,
+    /// The model this state was built for; its memory is saved under it.
+    fingerprint: String,
+    /// The next rule to ask when a camera has more rules than one job asks.
+    rule_cursor: usize,
     snapshot: Option<(PathBuf, Duration)>,
     last_snapshot: Instant,
     next_seq: u64,
@@ -122,6 +128,8 @@ impl CameraAnalysis {
             rules: config.rules.clone(),
             runtime_rules: Vec::new(),
             memory,
+            fingerprint: stages.fingerprint.clone(),
+            rule_cursor: 0,
             snapshot: snapshot.map(|p| (p, Duration::from_secs(config.memory.snapshot_interval_s))),
             last_snapshot: Instant::now(),
             next_seq: 0,
@@ -165,10 +173,16 @@ impl CameraAnalysis {
         Ok((true, kept))
     }
 
-    /// Writes the memory snapshot now, if this camera has one.
-    pub fn save_memory(&mut self, fingerprint: &str) {
+    /// The fingerprint of the model this state was built for.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Writes the memory snapshot now, under the model it was made with,
+    /// if this camera has one.
+    pub fn save_memory(&mut self) {
         if let Some((path, _)) = &self.snapshot {
-            match memory::save_snapshot(path, &self.memory, fingerprint) {
+            match memory::save_snapshot(path, &self.memory, &self.fingerprint) {
                 Ok(()) => {
                     tracing::debug!(camera = %self.camera, path = %path.display(), "memory snapshot written")
                 }
@@ -178,6 +192,29 @@ impl CameraAnalysis {
             }
         }
         self.last_snapshot = Instant::now();
+    }
+
+    /// The rules the next proactive job asks: the config's, then those set
+    /// at run time, at most [`MAX_RULES_PER_JOB`], going round when there
+    /// are more.
+    fn next_rules(&mut self) -> Vec<String> {
+        let mut all = self.rules.clone();
+        all.extend(
+            self.runtime_rules
+                .iter()
+                .filter(|r| !self.rules.contains(r))
+                .cloned(),
+        );
+        if all.len() <= MAX_RULES_PER_JOB {
+            return all;
+        }
+        let start = self.rule_cursor % all.len();
+        self.rule_cursor = (start + MAX_RULES_PER_JOB) % all.len();
+        all.into_iter()
+            .cycle()
+            .skip(start)
+            .take(MAX_RULES_PER_JOB)
+            .collect()
     }
 
     /// The memory readout as the model's context, copied so that the
@@ -272,17 +309,21 @@ fn set_aside(path: Option<&std::path::Path>, error: &memory::SnapshotError) {
     }
 }
 
-/// Analyses one frame (an `Encode` job, on a worker thread).
+/// Most watch rules one proactive job asks. Each rule is a model call of
+/// up to a second on a small CPU, and up to 64 rules can be set over MQTT:
+/// a bounded job keeps answers and frames flowing; the rest are asked at the
+/// next trigger, round-robin.
+pub const MAX_RULES_PER_JOB: usize = 8;
+
+/// Analyses one frame (on a worker thread, with the camera's state locked:
+/// frames of one camera are analysed one at a time and in order).
 pub fn analyse(
     frame: Frame,
-    state: &Mutex<CameraAnalysis>,
+    a: &mut CameraAnalysis,
     stages: &Arc<ModelStages>,
     pool: &Submitter,
     events: &EventSink,
 ) {
-    // Held for the whole frame: frames of one camera are analysed one at a
-    // time and in order; other cameras take their own locks.
-    let mut a = state.lock().unwrap_or_else(|p| p.into_inner());
     let counters = a.counters.clone();
     if frame.seq < a.next_seq && !frame.discont {
         counters.stale.fetch_add(1, Ordering::Relaxed);
@@ -303,7 +344,7 @@ pub fn analyse(
         .as_ref()
         .is_some_and(|(_, every)| !every.is_zero() && a.last_snapshot.elapsed() >= *every)
     {
-        a.save_memory(&stages.fingerprint);
+        a.save_memory();
     }
     // Frames the gate skipped count as all dropped: the retention curve
     // covers every sampled frame.
@@ -326,14 +367,7 @@ pub fn analyse(
         Ordering::Relaxed,
     );
     let rules = if decision.ask_rules {
-        let mut rules = a.rules.clone();
-        rules.extend(
-            a.runtime_rules
-                .iter()
-                .filter(|r| !a.rules.contains(r))
-                .cloned(),
-        );
-        rules
+        a.next_rules()
     } else {
         Vec::new()
     };
@@ -342,7 +376,6 @@ pub fn analyse(
     }
     let camera = a.camera.clone();
     let context = a.context();
-    drop(a);
     let job_stages = stages.clone();
     let sink = events.clone();
     let captured = frame.wall_time;
@@ -402,6 +435,9 @@ fn respond(
         }
     }
     for rule in rules {
+        // One model call per rule: a worker beat per rule, so a long job
+        // still counts as progress.
+        crate::health::progress();
         match stages
             .responder
             .check_rule(backend.as_mut(), &labelled, rule)
@@ -437,17 +473,14 @@ fn respond(
     }
 }
 
-/// Answers a question about a camera from its memory and canvas (an
-/// `Answer` job, on a worker thread).
+/// Answers a question about a camera from a copy of its memory and canvas
+/// (an `Answer` job, on a worker thread; the camera goes on meanwhile).
 pub fn answer(
     camera: &str,
-    state: &Mutex<CameraAnalysis>,
+    context: &Context,
     stages: &ModelStages,
     question: &str,
 ) -> Result<Event, String> {
-    // The lock is held only to copy the context: the camera goes on while
-    // the model answers.
-    let context = state.lock().unwrap_or_else(|p| p.into_inner()).context();
     let labelled = context.labelled();
     let mut backend = stages.model.backend();
     let answer = stages

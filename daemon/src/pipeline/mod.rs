@@ -1,23 +1,23 @@
 //! The pipeline: the one place that builds stages and wires them together.
 //!
-//! Per camera (DESIGN §2): capture (its own thread) → drop-oldest queue →
-//! the camera task (async; hands frames on to the model stages as they
-//! arrive) ; one model worker pool serves every camera. Stages never know
-//! about each other: they exchange plain data (`capture::Frame`) through
-//! channels created here.
+//! Per camera (DESIGN §2, `docs/architecture.md`): capture (its own thread)
+//! → the camera's drop-oldest frame queue → a model worker, which takes the
+//! camera's next frame when the camera's turn comes and runs the model
+//! stages on it ([`analysis`]): pixel gate, vision encoder, token dropping,
+//! memory, trigger; a trigger queues a `Proactive` job that asks the model
+//! and sends [`Event`]s to the event sink. A camera is one owned unit
+//! ([`camera::Camera`]); one worker pool serves every camera and lives as
+//! long as the pipeline.
 //!
-//! With a model, the camera task hands every frame to the worker pool as an
-//! `Encode` job that runs the model stages ([`analysis`]): pixel gate,
-//! vision encoder, token dropping, trigger; a trigger queues a `Proactive`
-//! job that asks the model and sends [`Event`]s to the event sink.
-//!
-//! The pipeline also applies a reloaded config: cameras that were removed
+//! The pipeline also applies a reloaded config: the pool is resized in
+//! place, a new model is swapped in for every camera at once (it was loaded
+//! beforehand, off the hot path: [`load_model`]), cameras that were removed
 //! or changed are stopped, new or changed ones started, untouched ones keep
-//! running, and the worker pool is rebuilt only when its settings changed.
+//! running.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -25,21 +25,20 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub mod analysis;
+pub mod camera;
 
 pub use analysis::{AnalysisCounters, CameraAnalysis, EventSink, ModelStages};
 
-use crate::capture::{self, CameraConfig, CameraState, CaptureError, CaptureHandle, Frame};
+use crate::capture::{self, CameraConfig, CameraState, CaptureError, CaptureHandle};
 use crate::config::Config;
-use crate::health::{Beat, Heartbeats};
+use crate::health::Heartbeats;
 use crate::infer::{self, InferError, ModelConfig};
 use crate::llm::{LlmError, Responder};
 use crate::queue;
 use crate::trigger::Event;
 use crate::vision::Preprocessor;
-use crate::workers::{Priority, Submitter, WorkerError, WorkerPool, WorkersConfig};
-
-/// How often an idle camera task beats its heartbeat.
-const IDLE_BEAT: Duration = Duration::from_millis(500);
+use crate::workers::{Priority, WorkerError, WorkerPool};
+use camera::{Camera, CameraLane, Current};
 
 /// Why the pipeline could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -61,40 +60,23 @@ pub enum PipelineError {
 /// The running pipeline.
 pub struct Pipeline {
     cameras: BTreeMap<String, RunningCamera>,
-    /// The loaded model and the config it came from; the model stages run
-    /// it on the worker pool.
-    model: Option<(ModelConfig, Arc<ModelStages>)>,
-    /// Where the model stages send events.
-    events: EventSink,
+    /// The config of the loaded model; the model itself is in `current`.
+    model_config: Option<ModelConfig>,
+    /// What every camera's jobs read when they start.
+    current: Arc<Current>,
     /// Where memory snapshots go.
     state_dir: Option<std::path::PathBuf>,
     /// Watch rules added at run time, by camera.
     runtime_rules: BTreeMap<String, Vec<String>>,
     workers: WorkerPool,
-    workers_config: WorkersConfig,
-    heartbeats: Heartbeats,
+    workers_config: crate::workers::WorkersConfig,
     shutdown_timeout: Duration,
 }
 
 struct RunningCamera {
-    config: CameraConfig,
+    unit: Arc<Camera>,
     cancel: CancellationToken,
     capture: CaptureHandle,
-    task: tokio::task::JoinHandle<()>,
-    received: Arc<AtomicU64>,
-    dropped: Arc<AtomicU64>,
-    analysis: Option<Arc<AnalysisCounters>>,
-    /// The camera's model-stage state, for its memory snapshot.
-    analysis_state: Option<Arc<Mutex<CameraAnalysis>>>,
-    // Written by the capture thread on each change, read by the stats: a
-    // std mutex around a small value, never held across an await.
-    state: Arc<Mutex<CameraState>>,
-}
-
-impl RunningCamera {
-    fn state(&self) -> CameraState {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
 }
 
 /// One camera's counters since it started.
@@ -106,10 +88,12 @@ pub struct CameraStats {
     pub produced: u64,
     /// Frames kept by sampling.
     pub sampled: u64,
-    /// Frames that reached the pipeline.
+    /// Frames a model worker took from the camera's queue.
     pub received: u64,
-    /// Frames dropped because the pipeline was behind.
+    /// Frames the camera's queue dropped because the workers were behind.
     pub dropped: u64,
+    /// Frames waiting in the camera's queue now.
+    pub pending: u64,
     /// Sessions reopened after failures, ends of stream or loops.
     pub reconnects: u64,
     /// What the camera is doing now.
@@ -141,7 +125,7 @@ pub struct Changes {
     pub stopped: Vec<String>,
     /// Cameras restarted with new settings.
     pub restarted: Vec<String>,
-    /// Whether the worker pool was rebuilt.
+    /// Whether the worker pool was resized or its queues changed.
     pub workers_rebuilt: bool,
     /// Whether the model was loaded again (or dropped).
     pub model_reloaded: bool,
@@ -156,27 +140,26 @@ impl Changes {
 
 impl Pipeline {
     /// Builds and starts every stage of `config`; events go to `events`.
-    /// Must run inside the tokio runtime (camera tasks are spawned on it);
-    /// loads the model off it.
+    /// Must run inside the tokio runtime; loads the model off it.
     pub async fn build(
         config: &Config,
         heartbeats: &Heartbeats,
         events: mpsc::Sender<Event>,
     ) -> Result<Pipeline, PipelineError> {
         let model = match &config.model {
-            Some(m) => Some((m.clone(), load_model(m, config.service.state_dir()).await?)),
+            Some(m) => Some(load_model(m, config.service.state_dir()).await?),
             None => None,
         };
         let workers = config.workers.build(heartbeats)?;
+        let current = Arc::new(Current::new(model, workers.submitter(), events));
         let mut pipeline = Pipeline {
-            model,
-            events,
+            model_config: config.model.clone(),
+            current,
             state_dir: config.service.state_dir().map(|d| d.to_owned()),
             runtime_rules: BTreeMap::new(),
             cameras: BTreeMap::new(),
             workers,
             workers_config: config.workers.clone(),
-            heartbeats: heartbeats.clone(),
             shutdown_timeout: Duration::from_millis(config.service.shutdown_timeout_ms),
         };
         for (name, camera) in config.cameras.iter().filter(|(_, c)| c.enabled) {
@@ -192,41 +175,27 @@ impl Pipeline {
         config: &CameraConfig,
     ) -> Result<RunningCamera, CaptureError> {
         let (tx, rx) = queue::channel(config.queue_capacity);
+        let waker = self.workers.waker();
+        rx.on_arrival(Arc::new(move || waker.wake()));
+        let snapshot = self
+            .state_dir
+            .as_ref()
+            .map(|d| d.join("memory").join(format!("{name}.mem")));
+        let unit = Arc::new(Camera::new(
+            name,
+            config,
+            rx,
+            self.current.clone(),
+            snapshot,
+        ));
+        unit.set_runtime_rules(self.runtime_rules.get(name).cloned().unwrap_or_default());
         let cancel = CancellationToken::new();
-        let dropped = rx.dropped();
-        let state = Arc::new(Mutex::new(CameraState::Starting));
-        let shared = state.clone();
+        let shared = unit.state.clone();
         let report = Box::new(move |new: &CameraState| {
             *shared.lock().unwrap_or_else(|p| p.into_inner()) = new.clone();
         });
         let capture = capture::start(name, config, tx, report, cancel.clone())?;
-        let received = Arc::new(AtomicU64::new(0));
-        let beat = self.heartbeats.register(format!("camera {name}"));
-        let analysis = self.model.as_ref().map(|(_, stages)| {
-            let snapshot = self
-                .state_dir
-                .as_ref()
-                .map(|d| d.join("memory").join(format!("{name}.mem")));
-            let mut state = CameraAnalysis::new(name, config, stages, snapshot);
-            state.runtime_rules = self.runtime_rules.get(name).cloned().unwrap_or_default();
-            let counters = state.counters.clone();
-            let wiring = Analysis {
-                state: Arc::new(Mutex::new(state)),
-                stages: stages.clone(),
-                pool: self.workers.submitter(),
-                events: self.events.clone(),
-            };
-            (wiring, counters)
-        });
-        let (wiring, counters) = analysis.map_or((None, None), |(w, c)| (Some(w), Some(c)));
-        let analysis_state = wiring.as_ref().map(|w| w.state.clone());
-        let task = tokio::spawn(run_camera(
-            rx,
-            received.clone(),
-            beat,
-            cancel.clone(),
-            wiring,
-        ));
+        self.workers.add_lane(Arc::new(CameraLane(unit.clone())));
         tracing::debug!(
             camera = name,
             fps = config.fps,
@@ -234,21 +203,15 @@ impl Pipeline {
             "camera started"
         );
         Ok(RunningCamera {
-            config: config.clone(),
+            unit,
             cancel,
             capture,
-            task,
-            received,
-            dropped,
-            analysis: counters,
-            analysis_state,
-            state,
         })
     }
 
     /// The loaded model, if the config names one.
-    pub fn model(&self) -> Option<&infer::Model> {
-        self.model.as_ref().map(|(_, m)| &m.model)
+    pub fn model(&self) -> Option<Arc<ModelStages>> {
+        self.current.model()
     }
 
     /// Queues `question` about `camera` for the model, ahead of every other
@@ -262,18 +225,17 @@ impl Pipeline {
             .cameras
             .get(camera)
             .ok_or_else(|| format!("camera {camera:?} is not running"))?;
-        let (Some(state), Some((_, stages))) = (&running.analysis_state, &self.model) else {
+        if self.current.model().is_none() {
             return Err("no model is configured to answer questions".to_owned());
-        };
-        let (state, stages) = (state.clone(), stages.clone());
+        }
+        let unit = running.unit.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let camera = camera.to_owned();
         self.workers
             .submit(
                 Priority::Answer,
                 Box::new(move || {
                     // The asker may have given up; nothing to do then.
-                    let _ = tx.send(analysis::answer(&camera, &state, &stages, &question));
+                    let _ = tx.send(unit.answer(&question));
                 }),
             )
             .map_err(|e| e.to_string())?;
@@ -281,15 +243,13 @@ impl Pipeline {
     }
 
     /// Sets the watch rules added at run time (over MQTT), by camera; they
-    /// are asked after the config's rules.
+    /// are asked after the config's. Takes only short locks (a camera's
+    /// rule list), never one a running frame holds.
     pub fn set_runtime_rules(&mut self, rules: BTreeMap<String, Vec<String>>) {
         for (name, running) in &self.cameras {
-            if let Some(state) = &running.analysis_state {
-                state
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .runtime_rules = rules.get(name).cloned().unwrap_or_default();
-            }
+            running
+                .unit
+                .set_runtime_rules(rules.get(name).cloned().unwrap_or_default());
         }
         self.runtime_rules = rules;
     }
@@ -309,19 +269,19 @@ impl Pipeline {
         self.cameras
             .iter()
             .map(|(name, c)| {
+                let unit = &c.unit;
                 let a = |f: fn(&AnalysisCounters) -> &AtomicU64| {
-                    c.analysis
-                        .as_ref()
-                        .map_or(0, |x| f(x).load(Ordering::Relaxed))
+                    f(&unit.counters).load(Ordering::Relaxed)
                 };
                 CameraStats {
                     camera: name.clone(),
                     produced: c.capture.counters.produced.load(Ordering::Relaxed),
                     sampled: c.capture.counters.sampled.load(Ordering::Relaxed),
-                    received: c.received.load(Ordering::Relaxed),
-                    dropped: c.dropped.load(Ordering::Relaxed),
+                    received: unit.received.load(Ordering::Relaxed),
+                    dropped: unit.dropped.load(Ordering::Relaxed),
+                    pending: unit.pending() as u64,
                     reconnects: c.capture.counters.reconnects.load(Ordering::Relaxed),
-                    state: c.state(),
+                    state: unit.capture_state(),
                     analysed: a(|x| &x.analysed),
                     encoded: a(|x| &x.encoded),
                     kept_tokens: a(|x| &x.kept_tokens),
@@ -339,31 +299,54 @@ impl Pipeline {
             .collect()
     }
 
+    /// True when `config` names another model than the running one: it has
+    /// to be loaded ([`load_model`]) before [`Pipeline::apply`].
+    pub fn model_changed(&self, config: &Config) -> bool {
+        config.model != self.model_config
+    }
+
+    /// Loads what `config` needs (the model, when it changed) and applies
+    /// it: [`load_model`] then [`Pipeline::apply`] in one call, for callers
+    /// that may wait for the load.
+    pub async fn reload(&mut self, config: &Config) -> Result<Changes, PipelineError> {
+        let loaded = match &config.model {
+            Some(m) if self.model_changed(config) => {
+                Some(load_model(m, self.state_dir.as_deref()).await?)
+            }
+            _ => None,
+        };
+        self.apply(config, loaded).await
+    }
+
     /// Applies a new config, keeping whatever it did not change running.
-    /// Cameras that failed or ended are started again even if unchanged:
-    /// a reload is how a user says "try again".
-    pub async fn apply(&mut self, config: &Config) -> Result<Changes, PipelineError> {
+    /// `loaded` is the model of `config`, loaded beforehand when
+    /// [`Pipeline::model_changed`] said so (ignored otherwise). Cameras that
+    /// failed or ended are started again even if unchanged: a reload is how
+    /// a user says "try again".
+    pub async fn apply(
+        &mut self,
+        config: &Config,
+        loaded: Option<Arc<ModelStages>>,
+    ) -> Result<Changes, PipelineError> {
         let mut changes = Changes::default();
         self.shutdown_timeout = Duration::from_millis(config.service.shutdown_timeout_ms);
-        // Memory is saved under the model that made it, even if the model
-        // changes now.
-        let previous_fingerprint = self.fingerprint();
 
-        // The new model is loaded before the old one is let go, so a broken
-        // folder leaves the running model in place.
-        if config.model.as_ref() != self.model.as_ref().map(|(c, _)| c) {
-            self.model = match &config.model {
-                Some(m) => Some((m.clone(), load_model(m, self.state_dir.as_deref()).await?)),
-                None => None,
+        if self.model_changed(config) {
+            let model = match (&config.model, loaded) {
+                (None, _) => None,
+                (Some(_), Some(model)) => Some(model),
+                (Some(m), None) => Some(load_model(m, self.state_dir.as_deref()).await?),
             };
+            // Every camera's next job sees the new model; each camera saves
+            // the old model's memory and restores the new one's then.
+            self.current.set_model(model);
+            self.model_config = config.model.clone();
             changes.model_reloaded = true;
         }
 
         if config.workers != self.workers_config {
-            let new = config.workers.build(&self.heartbeats)?;
-            let old = std::mem::replace(&mut self.workers, new);
+            self.workers.resize(&config.workers)?;
             self.workers_config = config.workers.clone();
-            stop_workers(old, self.shutdown_timeout).await;
             changes.workers_rebuilt = true;
         }
 
@@ -374,20 +357,21 @@ impl Pipeline {
             .iter()
             .filter(|(name, running)| {
                 let gave_up = matches!(
-                    running.state(),
+                    running.unit.capture_state(),
                     CameraState::Failed { .. } | CameraState::Ended
                 );
-                gave_up || wanted.get(name).is_none_or(|c| **c != running.config)
+                gave_up || wanted.get(name).is_none_or(|c| **c != running.unit.config)
             })
             .map(|(name, _)| name.clone())
             .collect();
         for name in obsolete {
-            if let Some(mut running) = self.cameras.remove(&name) {
-                let state = running.analysis_state.take();
+            if let Some(running) = self.cameras.remove(&name) {
+                self.workers.remove_lane(&name);
+                let unit = running.unit.clone();
                 stop_camera(&name, running, self.shutdown_timeout).await;
                 // Saved before the camera restarts, so it comes back with
                 // its memory (a reload does not forget).
-                save_memory(state, previous_fingerprint.clone()).await;
+                save_memory(unit).await;
             }
             if wanted.contains_key(&name) {
                 changes.restarted.push(name);
@@ -407,42 +391,44 @@ impl Pipeline {
         Ok(changes)
     }
 
-    /// Stops capture, lets the camera tasks drain, stops the workers (they
-    /// finish the queued frames), then writes the memory snapshots.
+    /// Stops capture, lets the workers finish every frame already taken
+    /// and the responses those trigger (events go to the sink meanwhile:
+    /// keep reading it), then writes the memory snapshots. Bounded by
+    /// `service.shutdown_timeout_ms` per step.
     pub async fn shutdown(mut self) {
         let timeout = self.shutdown_timeout;
         let cameras = std::mem::take(&mut self.cameras);
         for running in cameras.values() {
             running.cancel.cancel();
         }
-        let mut states = Vec::new();
-        for (name, mut running) in cameras {
-            states.push(running.analysis_state.take());
+        let mut units = Vec::new();
+        for (name, running) in cameras {
+            units.push(running.unit.clone());
             stop_camera(&name, running, timeout).await;
         }
-        let fingerprint = self.fingerprint();
         stop_workers(self.workers, timeout).await;
-        for state in states {
-            save_memory(state, fingerprint.clone()).await;
+        for unit in units {
+            save_memory(unit).await;
         }
-    }
-
-    fn fingerprint(&self) -> Option<String> {
-        self.model.as_ref().map(|(_, m)| m.fingerprint.clone())
     }
 }
 
 /// Most tokens a description or rule answer may take.
 const MAX_ANSWER_TOKENS: usize = 48;
 
-/// Loads a model and what its stages need, on a blocking thread (seconds).
-async fn load_model(
+/// Loads a model and what its stages need, on a blocking thread (seconds;
+/// minutes for a first TensorRT engine build). Does not touch a running
+/// pipeline, so the service runs it in the background while the old model
+/// serves.
+pub async fn load_model(
     config: &ModelConfig,
     state_dir: Option<&std::path::Path>,
 ) -> Result<Arc<ModelStages>, PipelineError> {
     let config = config.clone();
     let state_dir = state_dir.map(|d| d.to_owned());
     tokio::task::spawn_blocking(move || -> Result<Arc<ModelStages>, PipelineError> {
+        #[cfg(feature = "fault-injection")]
+        crate::faults::slow_model_load();
         let model = infer::load_in(&config, state_dir.as_deref())?;
         let preprocessor = Preprocessor::from_folder(model.folder())?;
         let responder = Responder::from_folder(model.folder(), MAX_ANSWER_TOKENS)?;
@@ -491,38 +477,14 @@ fn model_fingerprint(folder: &infer::ModelFolder) -> String {
 }
 
 /// Writes a camera's memory snapshot (blocking file I/O, off the runtime).
-async fn save_memory(state: Option<Arc<Mutex<CameraAnalysis>>>, fingerprint: Option<String>) {
-    let (Some(state), Some(fingerprint)) = (state, fingerprint) else {
-        return;
-    };
-    let saved = tokio::task::spawn_blocking(move || {
-        state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .save_memory(&fingerprint);
-    })
-    .await;
-    if let Err(e) = saved {
+async fn save_memory(camera: Arc<Camera>) {
+    if let Err(e) = tokio::task::spawn_blocking(move || camera.save_memory()).await {
         tracing::warn!("saving a memory snapshot failed: {e}");
     }
 }
 
-/// The wiring of one camera's model stages.
-struct Analysis {
-    state: Arc<Mutex<CameraAnalysis>>,
-    stages: Arc<ModelStages>,
-    pool: Submitter,
-    events: EventSink,
-}
-
 async fn stop_camera(name: &str, running: RunningCamera, timeout: Duration) {
     running.cancel.cancel();
-    if tokio::time::timeout(timeout, running.task).await.is_err() {
-        tracing::warn!(
-            camera = name,
-            "camera task did not stop in time; abandoning it"
-        );
-    }
     let capture = running.capture;
     let joined = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + timeout;
@@ -549,53 +511,6 @@ async fn stop_workers(workers: WorkerPool, timeout: Duration) {
             "model workers still busy at shutdown; abandoning them"
         ),
         Err(e) => tracing::error!("stopping the model workers failed: {e}"),
-    }
-}
-
-/// One camera's consumer: takes frames off the queue as they arrive. The
-/// model stages (pixel gate, encoder, token dropping, memory) attach here.
-async fn run_camera(
-    mut frames: queue::Receiver<Frame>,
-    received: Arc<AtomicU64>,
-    beat: Beat,
-    cancel: CancellationToken,
-    analysis: Option<Analysis>,
-) {
-    let mut expected_seq = 0;
-    loop {
-        let frame = tokio::select! {
-            _ = cancel.cancelled() => break,
-            frame = tokio::time::timeout(IDLE_BEAT, frames.recv()) => frame,
-        };
-        beat.beat();
-        match frame {
-            Ok(Some(frame)) => {
-                received.fetch_add(1, Ordering::Relaxed);
-                if frame.seq != expected_seq {
-                    tracing::debug!(camera = %frame.camera, skipped = frame.seq - expected_seq, "pipeline behind: frames dropped");
-                }
-                expected_seq = frame.seq + 1;
-                if let Some(a) = &analysis {
-                    let (state, stages, pool, events) = (
-                        a.state.clone(),
-                        a.stages.clone(),
-                        a.pool.clone(),
-                        a.events.clone(),
-                    );
-                    // Encoding jobs are frames: the pool drops the oldest when
-                    // behind, like the capture queue.
-                    let job =
-                        Box::new(move || analysis::analyse(frame, &state, &stages, &pool, &events));
-                    if let Err(e) = a.pool.submit(Priority::Encode, job) {
-                        tracing::debug!("frame not analysed: {e}");
-                    }
-                }
-            }
-            // The source ended: nothing more will come.
-            Ok(None) => break,
-            // No frame for a while: still alive, keep waiting.
-            Err(_) => {}
-        }
     }
 }
 
@@ -662,7 +577,7 @@ source = { kind = "synthetic", frame_rate = 20 }
 
         let changed = TWO.replace("[cameras.b]\nfps = 20", "[cameras.b]\nfps = 10")
             + "[cameras.c]\nsource = { kind = \"synthetic\" }\n";
-        let changes = pipeline.apply(&config(&changed)).await.unwrap();
+        let changes = pipeline.reload(&config(&changed)).await.unwrap();
         assert_eq!(changes.restarted, vec!["b"]);
         assert_eq!(changes.started, vec!["c"]);
         assert!(changes.stopped.is_empty() && !changes.workers_rebuilt);
@@ -673,7 +588,7 @@ source = { kind = "synthetic", frame_rate = 20 }
         );
 
         let changes = pipeline
-            .apply(&config(
+            .reload(&config(
                 &(TWO.replace("[cameras.b]", "[cameras.b]\nenabled = false")
                     + "[workers]\nthreads = 2\n"),
             ))
@@ -700,7 +615,7 @@ source = { kind = "synthetic", frame_rate = 20 }
             assert!(Instant::now() < deadline, "{:?}", pipeline.stats());
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let changes = pipeline.apply(&config(text)).await.unwrap();
+        let changes = pipeline.reload(&config(text)).await.unwrap();
         assert_eq!(changes.restarted, vec!["gone"]);
         pipeline.shutdown().await;
     }

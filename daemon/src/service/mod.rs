@@ -3,11 +3,15 @@
 //! [`run`] is the daemon's main loop. It builds the pipeline, tells systemd
 //! it is ready, and then only reacts: SIGTERM/SIGINT stop it, SIGHUP
 //! reloads the config (an invalid one is refused and the old one keeps
-//! running), a timer pings the watchdog while every stage's heartbeat is
-//! fresh, and another logs statistics and publishes them over MQTT. The
+//! running; a new model loads in the background while the old one serves),
+//! events go into the durable outbox, questions go to the model, and a
+//! timer logs statistics and publishes them over MQTT. The watchdog pings
+//! come from a task of their own ([`watchdog`]) that looks only at the
+//! stages' heartbeats, so nothing the loop waits for can stop them. The
 //! MQTT stage starts first (embedded broker, outbox) and stops last, so
-//! that `offline` and the last events get out. All of it runs on tokio;
-//! nothing here touches a frame or a model.
+//! that `offline` and the last events get out. The order of a stop is in
+//! `docs/architecture.md` ("Stop"). All of it runs on tokio; nothing here
+//! touches a frame or a model.
 
 mod config;
 pub mod logging;
@@ -15,12 +19,16 @@ mod notify;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::ServiceConfig;
 pub use notify::Notifier;
@@ -29,20 +37,11 @@ use crate::capture::CameraState;
 use crate::config::{self as cfg, Config, Environment};
 use crate::health::Heartbeats;
 use crate::mqtt::{Activity, Mqtt, MqttHandle, Question};
-use crate::pipeline::{CameraStats, Pipeline};
-use crate::workers::Priority;
-
-/// Environment variable that makes a model worker hang after this many
-/// milliseconds, to check that the watchdog restarts a stalled daemon.
-pub const STALL_FAULT_ENV: &str = "GLIMPSE_DEBUG_STALL_AFTER_MS";
+use crate::pipeline::{self, CameraStats, ModelStages, Pipeline, PipelineError};
+use crate::trigger::Event;
 
 /// Events waiting between the model workers and the service.
 const EVENT_QUEUE: usize = 64;
-
-/// Environment variable that makes every camera publish a numbered test
-/// event every this many milliseconds, to exercise the MQTT path end to
-/// end without a model.
-pub const TEST_EVENTS_ENV: &str = "GLIMPSE_DEBUG_EVENT_EVERY_MS";
 
 /// What a signal asks the service to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +75,13 @@ impl Signals {
     }
 }
 
+/// A reload waiting for its model to load in the background.
+struct PendingReload {
+    config: Config,
+    load: JoinHandle<Result<Arc<ModelStages>, PipelineError>>,
+    started: Instant,
+}
+
 /// Runs the daemon until SIGTERM or SIGINT. `config` was loaded from
 /// `config_path`, which is read again on SIGHUP.
 pub async fn run(
@@ -107,15 +113,28 @@ pub async fn run(
     let heartbeats = Heartbeats::new();
     // Bounded: a burst of events makes the workers wait rather than grow
     // memory; events are never dropped.
-    let (events_tx, mut produced) = tokio::sync::mpsc::channel(EVENT_QUEUE);
-    let mut pipeline = Pipeline::build(&config, &heartbeats, events_tx)
+    let (events_tx, mut produced) = mpsc::channel(EVENT_QUEUE);
+    let mut pipeline = Pipeline::build(&config, &heartbeats, events_tx.clone())
         .await
         .context("cannot start the pipeline")?;
-    let stall_release = inject_stall_fault(&pipeline);
     let events = mqtt.handle.clone();
     // Questions from MQTT; answered by the model stages (see below).
     let mut questions = mqtt.take_questions();
-    let test_events = inject_test_events(&events, &pipeline);
+    // Question tasks, awaited at stop so that no answer is left behind.
+    let answering = TaskTracker::new();
+    // Stops the producers that are not cameras (test events) first at stop.
+    let producers = CancellationToken::new();
+    #[cfg(feature = "fault-injection")]
+    let stall_release = crate::faults::stall(&pipeline);
+    #[cfg(feature = "fault-injection")]
+    let test_events = crate::faults::test_events(
+        events_tx.clone(),
+        pipeline.cameras().map(str::to_owned).collect(),
+        producers.clone(),
+    );
+    // Only the pipeline's jobs (and the test events) hold the sink now, so
+    // the channel closes once they are all gone.
+    drop(events_tx);
     let connect_wait = Duration::from_millis(config.mqtt.connect_wait_ms);
     if !events.wait_connected(connect_wait).await {
         tracing::warn!(broker = %config.mqtt.broker, "MQTT broker not reached yet; events wait in the outbox");
@@ -130,7 +149,7 @@ pub async fn run(
         "glimpse is running"
     );
     let model = pipeline.model().map_or("no model".to_owned(), |m| {
-        format!("model {}", m.folder().path.display())
+        format!("model {}", m.model.folder().path.display())
     });
     notifier.ready(&format!(
         "running {} camera(s): {}; {model}",
@@ -138,15 +157,22 @@ pub async fn run(
         cameras.join(", ")
     ));
 
-    let watchdog = notifier.watchdog_period();
-    // systemd recommends pinging at half the period.
-    let mut watchdog_tick =
-        tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |p| p / 2));
+    let stall_timeout = Arc::new(AtomicU64::new(config.service.stall_timeout_ms));
+    let stalled = Arc::new(AtomicBool::new(false));
+    let pings = CancellationToken::new();
+    let watchdog_task = notifier.watchdog_period().map(|period| {
+        tokio::spawn(watchdog(
+            heartbeats.clone(),
+            period,
+            stall_timeout.clone(),
+            stalled.clone(),
+            pings.clone(),
+        ))
+    });
     let mut stats_tick =
         tokio::time::interval(Duration::from_secs(config.service.stats_interval_s));
     stats_tick.tick().await; // the first tick is immediate; skip it
     let mut stats = StatsWindow::new(&pipeline);
-    let mut stalled = false;
     // Activity (idle/changing) is read from the pipeline every second and
     // published when it changes.
     let mut activity_tick = tokio::time::interval(Duration::from_secs(1));
@@ -154,63 +180,46 @@ pub async fn run(
     // Watch rules set over MQTT reach the model stages.
     let mut rules = events.rules();
     pipeline.set_runtime_rules(rules.borrow_and_update().clone());
+    let mut pending: Option<PendingReload> = None;
+    // A SIGHUP that came while a model was loading: reload again after.
+    let mut pending_again = false;
+    let reload_again = tokio::sync::Notify::new();
 
     let reason = loop {
-        tokio::select! {
-            action = signals.next() => match action {
-                Action::Shutdown(why) => break why,
-                Action::Reload => {
-                    let old_mqtt = config.mqtt.clone();
-                    let old_cameras = enabled(&config);
-                    reload(&config_path, &mut config, &mut pipeline, &logging, &notifier).await;
-                    if config.mqtt != old_mqtt || enabled(&config) != old_cameras {
-                        events.reconfigure(&config.mqtt, enabled(&config));
-                    }
-                    stats_tick = tokio::time::interval(Duration::from_secs(config.service.stats_interval_s));
-                    stats_tick.tick().await;
-                }
-            },
-            _ = watchdog_tick.tick(), if watchdog.is_some() => {
-                let stalls = heartbeats.stalled(Duration::from_millis(config.service.stall_timeout_ms));
-                match stalls.first() {
-                    None => {
-                        if stalled {
-                            tracing::info!("pipeline made progress again; watchdog pings resume");
-                            stalled = false;
-                        }
-                        notifier.watchdog();
-                    }
-                    Some(worst) if !stalled => {
-                        stalled = true;
-                        let line = format!(
-                            "pipeline stalled: {} has made no progress for {:.1} s; withholding watchdog pings so that systemd restarts glimpse",
-                            worst.stage, worst.silent_for.as_secs_f64()
+        let action = tokio::select! {
+            action = signals.next() => action,
+            () = reload_again.notified() => Action::Reload,
+            loaded = model_loaded(&mut pending) => {
+                let Some(reload) = pending.take() else { continue };
+                match loaded {
+                    Ok(model) => {
+                        tracing::info!(
+                            load_s = format_args!("{:.1}", reload.started.elapsed().as_secs_f64()),
+                            "the new model is loaded; switching every camera to it"
                         );
-                        tracing::error!(stalled = stalls.len(), "{line}");
-                        notifier.status(&line);
+                        apply(&mut config, reload.config, Some(model), &mut pipeline, &logging, &notifier, &events, &stall_timeout).await;
+                        stats_tick = restart_stats_tick(&config).await;
                     }
-                    Some(_) => {}
+                    Err(e) => {
+                        let status = format!("reload refused, still running the previous config: {e}");
+                        tracing::error!("{status}");
+                        notifier.ready(&status);
+                    }
                 }
+                continue;
             }
             Some(event) = produced.recv() => {
-                tracing::info!(
-                    camera = %event.camera,
-                    kind = ?event.kind,
-                    latency_ms = event.latency_ms,
-                    at_s = format_args!("{:.1}", event.end_s),
-                    "event: {}", event.text
-                );
-                // Into the durable outbox; the MQTT driver publishes it.
-                if let Err(e) = events.publish_event(event).await {
-                    tracing::error!("an event could not be stored for MQTT: {e}");
-                }
+                store_event(&events, event).await;
+                continue;
             }
             Some(question) = next_question(&mut questions) => {
-                ask(&pipeline, &events, question);
+                ask(&pipeline, &events, question, &answering);
+                continue;
             }
             Ok(()) = rules.changed() => {
                 let current = rules.borrow_and_update().clone();
                 pipeline.set_runtime_rules(current);
+                continue;
             }
             _ = activity_tick.tick() => {
                 for s in pipeline.stats() {
@@ -219,52 +228,244 @@ pub async fn run(
                         events.set_activity(&s.camera, activity);
                     }
                 }
+                continue;
             }
             _ = stats_tick.tick() => {
                 let line = stats.report(&pipeline, &events);
-                if !stalled {
+                if !stalled.load(Ordering::Relaxed) {
                     notifier.status(&line);
+                }
+                continue;
+            }
+        };
+        match action {
+            Action::Shutdown(why) => break why,
+            Action::Reload if pending.is_some() => {
+                tracing::info!(
+                    "SIGHUP received while a model loads; reloading again once it is done"
+                );
+                // Fires once the pending load has been applied or refused.
+                pending_again = true;
+            }
+            Action::Reload => {
+                notifier.reloading();
+                tracing::info!(config = %config_path.display(), "SIGHUP received; reloading the config");
+                let new = match read_config(&config_path, &config) {
+                    Ok(new) => new,
+                    Err(status) => {
+                        notifier.ready(&status);
+                        continue;
+                    }
+                };
+                match new.model.clone().filter(|_| pipeline.model_changed(&new)) {
+                    Some(model) => {
+                        pending = Some(start_model_load(new, model, &state_dir, &notifier))
+                    }
+                    None => {
+                        apply(
+                            &mut config,
+                            new,
+                            None,
+                            &mut pipeline,
+                            &logging,
+                            &notifier,
+                            &events,
+                            &stall_timeout,
+                        )
+                        .await;
+                        stats_tick = restart_stats_tick(&config).await;
+                    }
                 }
             }
         }
+        if pending.is_none() && std::mem::take(&mut pending_again) {
+            reload_again.notify_one();
+        }
     };
 
+    // The stop, in order (docs/architecture.md, "Stop"): nothing produced
+    // is lost, and the watchdog pings go on until the end.
     tracing::info!("{reason} received; shutting down");
     notifier.stopping();
+    let stopping = Instant::now();
+    producers.cancel();
+    #[cfg(feature = "fault-injection")]
     stall_release.store(true, Ordering::Relaxed);
-    if let Some(task) = test_events {
-        task.abort();
+    // Capture stops, the workers finish what is queued; the events that
+    // work makes keep going into the outbox meanwhile.
+    let shutdown = pipeline.shutdown();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(event) = produced.recv() => store_event(&events, event).await,
+        }
     }
-    pipeline.shutdown().await;
+    #[cfg(feature = "fault-injection")]
+    if let Some(task) = test_events {
+        let _ = task.await;
+    }
+    // Every sender is gone now but a worker abandoned as stuck: take what
+    // is left without waiting for those.
+    while let Ok(event) = produced.try_recv() {
+        store_event(&events, event).await;
+    }
+    // Questions already handed to the model have their answers (or
+    // errors) by now; their tasks publish them into the outbox.
+    answering.close();
+    if tokio::time::timeout(
+        Duration::from_millis(config.service.shutdown_timeout_ms),
+        answering.wait(),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("some questions were not answered before the stop");
+    }
+    tracing::debug!(
+        elapsed_ms = stopping.elapsed().as_millis() as u64,
+        "pipeline stopped; every event is in the outbox"
+    );
+    // The outbox is flushed to the broker within mqtt.drain_timeout_ms;
+    // what is left is sent at the next start.
     mqtt.shutdown().await;
+    pings.cancel();
+    if let Some(task) = watchdog_task {
+        let _ = task.await;
+    }
     tracing::info!("glimpse stopped");
     Ok(())
 }
 
-/// Re-reads the config; applies it if valid, keeps the old one otherwise.
-async fn reload(
-    path: &Path,
+/// Puts an event into the durable outbox; the MQTT driver publishes it.
+async fn store_event(mqtt: &MqttHandle, event: Event) {
+    tracing::info!(
+        camera = %event.camera,
+        kind = ?event.kind,
+        latency_ms = event.latency_ms,
+        at_s = format_args!("{:.1}", event.end_s),
+        "event: {}", event.text
+    );
+    if let Err(e) = mqtt.publish_event(event).await {
+        tracing::error!("an event could not be stored for MQTT: {e}");
+    }
+}
+
+/// Pings systemd's watchdog at half its period while every stage's
+/// heartbeat is fresh; withholds the pings (and says why) while one is
+/// stalled, so that systemd restarts a stuck daemon. A task of its own:
+/// a reload or a slow stop in the service loop never delays a ping.
+async fn watchdog(
+    heartbeats: Heartbeats,
+    period: Duration,
+    stall_timeout_ms: Arc<AtomicU64>,
+    stalled: Arc<AtomicBool>,
+    stop: CancellationToken,
+) {
+    let notifier = Notifier;
+    // systemd recommends pinging at half the period.
+    let mut tick = tokio::time::interval(period / 2);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let timeout = Duration::from_millis(stall_timeout_ms.load(Ordering::Relaxed));
+        let stalls = heartbeats.stalled(timeout);
+        match stalls.first() {
+            None => {
+                if stalled.swap(false, Ordering::Relaxed) {
+                    tracing::info!("pipeline made progress again; watchdog pings resume");
+                }
+                notifier.watchdog();
+            }
+            Some(worst) if !stalled.swap(true, Ordering::Relaxed) => {
+                let line = format!(
+                    "pipeline stalled: {} has made no progress for {:.1} s; withholding watchdog pings so that systemd restarts glimpse",
+                    worst.stage,
+                    worst.silent_for.as_secs_f64()
+                );
+                tracing::error!(stalled = stalls.len(), "{line}");
+                notifier.status(&line);
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Reads the config again for a reload; an invalid one is refused (the
+/// error is logged, and the returned line is the STATUS to show).
+fn read_config(path: &Path, running: &Config) -> Result<Config, String> {
+    match cfg::load(path, &Environment::from_process()) {
+        Ok(new) => {
+            if new.service.state_dir != running.service.state_dir {
+                tracing::warn!("service.state_dir changes take effect at the next restart");
+            }
+            Ok(new)
+        }
+        Err(e) => {
+            tracing::error!("reload refused, still running the previous config: {e}");
+            Err("reload refused (see the log); still running the previous config".to_owned())
+        }
+    }
+}
+
+/// Starts loading `model` (the one `config` names), in the background: the
+/// old model serves and the watchdog pings go on until it is ready.
+fn start_model_load(
+    config: Config,
+    model: crate::infer::ModelConfig,
+    state_dir: &Path,
+    notifier: &Notifier,
+) -> PendingReload {
+    tracing::info!(model = %model.path.display(), "loading the new model in the background; the previous model serves meanwhile");
+    notifier.status("reloading: loading the new model; the previous model serves meanwhile");
+    let state_dir = state_dir.to_owned();
+    let load = tokio::spawn(async move { pipeline::load_model(&model, Some(&state_dir)).await });
+    PendingReload {
+        config,
+        load,
+        started: Instant::now(),
+    }
+}
+
+/// The outcome of the pending model load; never resolves without one.
+async fn model_loaded(
+    pending: &mut Option<PendingReload>,
+) -> Result<Arc<ModelStages>, PipelineError> {
+    match pending {
+        Some(reload) => match (&mut reload.load).await {
+            Ok(loaded) => loaded,
+            Err(e) => Err(PipelineError::Model(crate::infer::InferError::Input(
+                format!("the model loader stopped: {e}"),
+            ))),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn restart_stats_tick(config: &Config) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(Duration::from_secs(config.service.stats_interval_s));
+    tick.tick().await;
+    tick
+}
+
+/// Applies a valid new config (its model, if changed, is `loaded`), tells
+/// MQTT what changed for it, and says READY with what happened.
+#[allow(clippy::too_many_arguments)]
+async fn apply(
     config: &mut Config,
+    new: Config,
+    loaded: Option<Arc<ModelStages>>,
     pipeline: &mut Pipeline,
     logging: &logging::Logging,
     notifier: &Notifier,
+    mqtt: &MqttHandle,
+    stall_timeout: &AtomicU64,
 ) {
-    notifier.reloading();
-    tracing::info!(config = %path.display(), "SIGHUP received; reloading the config");
-    let new = match cfg::load(path, &Environment::from_process()) {
-        Ok(new) => new,
-        Err(e) => {
-            tracing::error!("reload refused, still running the previous config: {e}");
-            notifier.ready("reload refused (see the log); still running the previous config");
-            return;
-        }
-    };
-    if new.service.state_dir != config.service.state_dir {
-        tracing::warn!("service.state_dir changes take effect at the next restart");
-    }
     logging.set_level(&new.service.log_level);
-    let outcome = pipeline.apply(&new).await;
-    let status = match outcome {
+    stall_timeout.store(new.service.stall_timeout_ms, Ordering::Relaxed);
+    let status = match pipeline.apply(&new, loaded).await {
         Ok(changes) if changes.is_empty() => "config reloaded; nothing to restart".to_owned(),
         Ok(changes) => {
             let mut status = format!(
@@ -272,7 +473,7 @@ async fn reload(
                 changes.started, changes.restarted, changes.stopped
             );
             if changes.workers_rebuilt {
-                status.push_str("; model workers rebuilt");
+                status.push_str("; model workers resized");
             }
             if changes.model_reloaded {
                 status.push_str("; model reloaded");
@@ -285,44 +486,22 @@ async fn reload(
         }
     };
     tracing::info!("{status}");
+    let enabled = |c: &Config| -> Vec<String> {
+        c.cameras
+            .iter()
+            .filter(|(_, c)| c.enabled)
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    if new.mqtt != config.mqtt || enabled(&new) != enabled(config) {
+        mqtt.reconfigure(&new.mqtt, enabled(&new));
+    }
     *config = new;
     notifier.ready(&status);
 }
 
-/// Hangs a model worker after [`STALL_FAULT_ENV`] milliseconds, if set.
-/// Returns the flag that releases it at shutdown.
-fn inject_stall_fault(pipeline: &Pipeline) -> Arc<AtomicBool> {
-    let release = Arc::new(AtomicBool::new(false));
-    let Some(after) = std::env::var(STALL_FAULT_ENV)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    else {
-        return release;
-    };
-    tracing::warn!("{STALL_FAULT_ENV} is set: a model worker will hang after {after} ms");
-    let flag = release.clone();
-    let submitted = pipeline.workers().submit(
-        Priority::Answer,
-        Box::new(move || {
-            std::thread::sleep(Duration::from_millis(after));
-            tracing::warn!("fault injection: this model worker now hangs");
-            while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }),
-    );
-    if let Err(e) = submitted {
-        tracing::warn!("cannot inject the stall fault: {e}");
-    }
-    release
-}
-
-/// Answers every question with an error until a responder (the model
-/// stages) exists: askers learn why instead of waiting forever.
 /// The next question, or never when questions are not taken.
-async fn next_question(
-    questions: &mut Option<tokio::sync::mpsc::Receiver<Question>>,
-) -> Option<Question> {
+async fn next_question(questions: &mut Option<mpsc::Receiver<Question>>) -> Option<Question> {
     match questions {
         Some(q) => q.recv().await,
         None => std::future::pending().await,
@@ -332,12 +511,13 @@ async fn next_question(
 /// How long an asker waits for the model before an error answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Hands a question to the model; a task publishes the answer (or an
-/// error answer) when it comes, so the service loop never waits.
-fn ask(pipeline: &Pipeline, mqtt: &MqttHandle, question: Question) {
+/// Hands a question to the model; a task (tracked, awaited at stop)
+/// publishes the answer (or an error answer) when it comes, so the service
+/// loop never waits.
+fn ask(pipeline: &Pipeline, mqtt: &MqttHandle, question: Question, tasks: &TaskTracker) {
     let pending = pipeline.ask(&question.camera, question.text.clone());
     let mqtt = mqtt.clone();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let outcome = match pending {
             Err(why) => Err(why),
             Ok(rx) => match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
@@ -358,38 +538,6 @@ fn ask(pipeline: &Pipeline, mqtt: &MqttHandle, question: Question) {
             tracing::error!("cannot answer question {}: {e}", question.id);
         }
     });
-}
-
-/// Publishes numbered test events if [`TEST_EVENTS_ENV`] is set.
-fn inject_test_events(
-    mqtt: &MqttHandle,
-    pipeline: &Pipeline,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let every = std::env::var(TEST_EVENTS_ENV)
-        .ok()?
-        .parse::<u64>()
-        .ok()
-        .filter(|ms| *ms > 0)?;
-    tracing::warn!("{TEST_EVENTS_ENV} is set: publishing a test event every {every} ms");
-    let cameras: Vec<String> = pipeline.cameras().map(str::to_owned).collect();
-    let mqtt = mqtt.clone();
-    Some(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(every));
-        for n in 0u64.. {
-            tick.tick().await;
-            for camera in &cameras {
-                let event = crate::trigger::Event::new(
-                    camera,
-                    crate::trigger::EventKind::Description,
-                    format!("test event {n}"),
-                    (Duration::ZERO, Duration::ZERO),
-                );
-                if let Err(e) = mqtt.publish_event(event).await {
-                    tracing::error!("test event: {e}");
-                }
-            }
-        }
-    }))
 }
 
 /// Turns cumulative camera counters into per-interval rates.
@@ -423,13 +571,15 @@ impl StatsWindow {
         for (name, s) in &now {
             let prev = self.last.get(name);
             let delta = |f: fn(&CameraStats) -> u64| f(s) - prev.map_or(0, f).min(f(s));
-            let fps = delta(|s| s.received) as f64 / elapsed;
+            let fps = delta(|s| s.sampled) as f64 / elapsed;
+            let analysed_fps = delta(|s| s.analysed) as f64 / elapsed;
             let dropped = delta(|s| s.dropped);
             let queued = pipeline.workers().stats().queued;
             tracing::info!(
                 camera = %name,
                 state = %s.state,
                 fps = format_args!("{fps:.2}"),
+                analysed_fps = format_args!("{analysed_fps:.2}"),
                 dropped,
                 received = s.received,
                 reconnects = s.reconnects,
@@ -442,6 +592,7 @@ impl StatsWindow {
                     "camera": name,
                     "state": s.state.to_string(),
                     "fps": (fps * 100.0).round() / 100.0,
+                    "analysed_fps": (analysed_fps * 100.0).round() / 100.0,
                     "received": s.received,
                     "dropped": s.dropped,
                     "dropped_interval": dropped,
@@ -458,15 +609,18 @@ impl StatsWindow {
                     "events": s.events,
                     "memory": s.memory,
                     "queue_depth": queued,
+                    "pending": s.pending,
                 }),
             );
             parts.push(match s.state {
-                CameraState::Up => format!("{name}: {fps:.1} fps, {dropped} dropped"),
+                CameraState::Up => {
+                    format!("{name}: {fps:.1} fps, {analysed_fps:.1} analysed, {dropped} dropped")
+                }
                 ref other => format!("{name}: {other}"),
             });
         }
         let workers = pipeline.workers().stats();
-        tracing::debug!(queued = ?workers.queued, completed = workers.completed, dropped = workers.dropped, "model worker stats");
+        tracing::debug!(queued = ?workers.queued, completed = workers.completed, panicked = workers.panicked, "model worker stats");
         self.since = Instant::now();
         self.last = now;
         parts.join("; ")

@@ -1,0 +1,248 @@
+//! A camera as one owned unit: its frame queue, its analysis state, its
+//! memory, its watch rules and its counters.
+//!
+//! The capture thread puts frames into the camera's bounded drop-oldest
+//! queue (drops counted here, where they happen) and wakes the worker pool.
+//! The camera is a [`Lane`] of the pool: a free model worker takes the
+//! camera's oldest waiting frame and analyses it, one frame of a camera at a
+//! time, cameras in turn. So when the encoder is slower than the cameras,
+//! each camera's own queue fills and drops its own oldest frames, and a
+//! fast camera cannot push a slow one out.
+//!
+//! Every job reads the model through [`Current`] when it starts, and the
+//! camera rebuilds its analysis state when the model has changed (saving
+//! the old memory under the old model first): a reload that swaps the
+//! model rewires every camera by construction.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use crate::capture::{CameraConfig, CameraState, Frame};
+use crate::queue;
+use crate::trigger::Event;
+use crate::workers::{Job, Lane, Submitter};
+
+use super::analysis::{self, AnalysisCounters, CameraAnalysis, EventSink, ModelStages};
+
+/// What every camera's jobs reach when they start: the model of the moment,
+/// the worker pool and the event sink. The pipeline swaps the model in
+/// place on a reload; nothing holds on to an old one past its job.
+pub struct Current {
+    // A std RwLock: read once per job (a pointer copy), written on reload.
+    model: RwLock<Option<Arc<ModelStages>>>,
+    /// Queues follow-up jobs (a trigger's response) on the pool.
+    pub pool: Submitter,
+    /// Where events go.
+    pub events: EventSink,
+}
+
+impl Current {
+    /// Wiring with `model` (none: frames are only counted).
+    pub fn new(model: Option<Arc<ModelStages>>, pool: Submitter, events: EventSink) -> Current {
+        Current {
+            model: RwLock::new(model),
+            pool,
+            events,
+        }
+    }
+
+    /// The model jobs use from now on.
+    pub fn model(&self) -> Option<Arc<ModelStages>> {
+        self.model.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Swaps the model: jobs that start after this see `model`.
+    pub fn set_model(&self, model: Option<Arc<ModelStages>>) {
+        *self.model.write().unwrap_or_else(|p| p.into_inner()) = model;
+    }
+}
+
+/// One camera.
+pub struct Camera {
+    name: String,
+    /// The settings it runs with.
+    pub config: CameraConfig,
+    current: Arc<Current>,
+    // Std mutexes throughout: each is held for a push, a pop or one frame's
+    // analysis, never across an await.
+    frames: Mutex<queue::Receiver<Frame>>,
+    /// True while one of this camera's jobs runs.
+    busy: AtomicBool,
+    /// The analysis state, built for the model of the last job.
+    analysis: Mutex<Option<CameraAnalysis>>,
+    /// Watch rules set at run time (over MQTT).
+    rules: Mutex<Vec<String>>,
+    snapshot: Option<PathBuf>,
+    /// Frames taken off the queue by a worker.
+    pub received: AtomicU64,
+    /// Frames the queue dropped because the workers were behind.
+    pub dropped: Arc<AtomicU64>,
+    /// The model stages' counters; they outlive a change of model.
+    pub counters: Arc<AnalysisCounters>,
+    /// What the capture thread says it is doing.
+    pub state: Arc<Mutex<CameraState>>,
+}
+
+impl Camera {
+    /// A camera that takes its frames from `frames`; its memory snapshot is
+    /// `snapshot` (a file in the state directory).
+    pub fn new(
+        name: &str,
+        config: &CameraConfig,
+        frames: queue::Receiver<Frame>,
+        current: Arc<Current>,
+        snapshot: Option<PathBuf>,
+    ) -> Camera {
+        Camera {
+            name: name.to_owned(),
+            config: config.clone(),
+            current,
+            dropped: frames.dropped(),
+            frames: Mutex::new(frames),
+            busy: AtomicBool::new(false),
+            analysis: Mutex::new(None),
+            rules: Mutex::new(Vec::new()),
+            snapshot,
+            received: AtomicU64::new(0),
+            counters: Arc::new(AnalysisCounters::default()),
+            state: Arc::new(Mutex::new(CameraState::Starting)),
+        }
+    }
+
+    /// The camera's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the capture thread last reported.
+    pub fn capture_state(&self) -> CameraState {
+        lock(&self.state).clone()
+    }
+
+    /// Sets the watch rules added at run time.
+    pub fn set_runtime_rules(&self, rules: Vec<String>) {
+        *lock(&self.rules) = rules;
+    }
+
+    /// Frames waiting for a worker.
+    pub fn pending(&self) -> usize {
+        lock(&self.frames).len()
+    }
+
+    /// Analyses one frame with the model of the moment (on a worker).
+    fn analyse(&self, frame: Frame) {
+        let Some(stages) = self.current.model() else {
+            return; // No model: frames are only counted.
+        };
+        let mut slot = lock(&self.analysis);
+        let state = self.state_for(&mut slot, &stages);
+        state.runtime_rules = lock(&self.rules).clone();
+        analysis::analyse(
+            frame,
+            state,
+            &stages,
+            &self.current.pool,
+            &self.current.events,
+        );
+    }
+
+    /// Answers `question` from the camera's memory with the model of the
+    /// moment (on a worker).
+    pub fn answer(&self, question: &str) -> Result<Event, String> {
+        let stages = self
+            .current
+            .model()
+            .ok_or_else(|| "no model is configured to answer questions".to_owned())?;
+        // The lock is held only to copy the context: the camera goes on
+        // while the model answers.
+        let context = {
+            let mut slot = lock(&self.analysis);
+            self.state_for(&mut slot, &stages).context()
+        };
+        analysis::answer(&self.name, &context, &stages, question)
+    }
+
+    /// The analysis state for `stages`' model: the one in `slot` if it was
+    /// built for that model, else a new one (the old one's memory is saved
+    /// under its own model first, and the new one restores the snapshot of
+    /// the new model if there is one).
+    fn state_for<'a>(
+        &self,
+        slot: &'a mut Option<CameraAnalysis>,
+        stages: &ModelStages,
+    ) -> &'a mut CameraAnalysis {
+        if slot
+            .as_ref()
+            .is_some_and(|a| a.fingerprint() != stages.fingerprint)
+        {
+            if let Some(mut old) = slot.take() {
+                old.save_memory();
+                tracing::info!(
+                    camera = %self.name,
+                    "the model changed: the memory of the previous model was saved; starting from the new model's"
+                );
+            }
+        }
+        slot.get_or_insert_with(|| {
+            let mut state =
+                CameraAnalysis::new(&self.name, &self.config, stages, self.snapshot.clone());
+            state.counters = self.counters.clone();
+            state
+        })
+    }
+
+    /// Writes the memory snapshot, under the model it was made with. Waits
+    /// for a job of this camera that is running (blocking: off the runtime).
+    pub fn save_memory(&self) {
+        if let Some(state) = lock(&self.analysis).as_mut() {
+            state.save_memory();
+        }
+    }
+}
+
+/// A camera as the worker pool sees it.
+pub struct CameraLane(pub Arc<Camera>);
+
+impl Lane for CameraLane {
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    fn take(&self) -> Option<Job> {
+        let camera = &self.0;
+        if camera.busy.swap(true, Ordering::AcqRel) {
+            return None; // one job per camera at a time
+        }
+        let Some(frame) = lock(&camera.frames).try_recv() else {
+            camera.busy.store(false, Ordering::Release);
+            return None;
+        };
+        camera.received.fetch_add(1, Ordering::Relaxed);
+        let camera = camera.clone();
+        Some(Box::new(move || {
+            // Cleared even if the analysis panics (the worker survives it).
+            let _idle = NotBusy(&camera.busy);
+            camera.analyse(frame);
+        }))
+    }
+
+    fn pending(&self) -> usize {
+        self.0.pending()
+    }
+}
+
+/// Clears a camera's busy flag when dropped.
+struct NotBusy<'a>(&'a AtomicBool);
+
+impl Drop for NotBusy<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every value behind these locks stays valid whatever panicked while
+    // it was held (a frame's analysis is all-or-nothing for what matters).
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}

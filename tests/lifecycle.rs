@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 use crate::util::{glimpse, kill, wait_exit};
 
 /// A notify socket as systemd offers it, collecting every datagram.
-struct NotifySocket {
-    path: PathBuf,
+pub(crate) struct NotifySocket {
+    pub(crate) path: PathBuf,
     messages: mpsc::Receiver<(Instant, String)>,
 }
 
 impl NotifySocket {
-    fn bind(dir: &Path) -> NotifySocket {
+    pub(crate) fn bind(dir: &Path) -> NotifySocket {
         let path = dir.join("notify.sock");
         let socket = UnixDatagram::bind(&path).unwrap();
         let (tx, messages) = mpsc::channel();
@@ -35,7 +35,7 @@ impl NotifySocket {
 
     /// Waits for a datagram containing `needle`; returns it and every
     /// datagram seen before it.
-    fn expect(&self, needle: &str, within: Duration) -> (String, Vec<String>) {
+    pub(crate) fn expect(&self, needle: &str, within: Duration) -> (String, Vec<String>) {
         let deadline = Instant::now() + within;
         let mut before = Vec::new();
         loop {
@@ -62,7 +62,7 @@ impl NotifySocket {
     }
 }
 
-fn pings(messages: &[String]) -> usize {
+pub(crate) fn pings(messages: &[String]) -> usize {
     messages
         .iter()
         .filter(|m| m.lines().any(|l| l == "WATCHDOG=1"))

@@ -10,6 +10,7 @@ mod model;
 mod mqtt;
 #[cfg(feature = "ort")]
 mod onnxruntime;
+mod operator;
 mod ort_wheel;
 mod shapes;
 mod systemd;

@@ -15,16 +15,16 @@ use std::time::{Duration, Instant};
 use crate::util::{free_port, glimpse, kill, wait_exit};
 
 /// A mosquitto broker on a loopback port, stopped on drop.
-struct Mosquitto {
+pub(crate) struct Mosquitto {
     child: Option<Child>,
     conf: PathBuf,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Mosquitto {
     /// Writes `dir/mosquitto.conf` (listener, anonymous, persistence in
     /// `dir`, plus `extra`) and starts the broker.
-    fn start(dir: &Path, extra: &str) -> Mosquitto {
+    pub(crate) fn start(dir: &Path, extra: &str) -> Mosquitto {
         let port = free_port();
         // mosquitto drops root privileges to its own user: let it write.
         let _ = Command::new("chmod").arg("777").arg(dir).status();
@@ -94,7 +94,7 @@ fn wait_port(port: u16, within: Duration) {
 }
 
 /// mosquitto_sub, its output lines collected by a thread.
-struct Sub {
+pub(crate) struct Sub {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
@@ -102,7 +102,7 @@ struct Sub {
 
 impl Sub {
     /// `args` after the host and port, e.g. `["-t", "glimpse/#", "-v"]`.
-    fn start(port: u16, args: &[&str]) -> Sub {
+    pub(crate) fn start(port: u16, args: &[&str]) -> Sub {
         let mut child = Command::new("mosquitto_sub")
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
             .args(args)
@@ -134,7 +134,12 @@ impl Sub {
     }
 
     /// Waits for a line for which `want` holds; returns it.
-    fn expect(&mut self, what: &str, within: Duration, want: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn expect(
+        &mut self,
+        what: &str,
+        within: Duration,
+        want: impl Fn(&str) -> bool,
+    ) -> String {
         if let Some(line) = self.seen.iter().find(|l| want(l)) {
             return line.clone();
         }
@@ -157,7 +162,7 @@ impl Sub {
     }
 
     /// Everything received so far (and during `wait`).
-    fn drain(&mut self, wait: Duration) -> &[String] {
+    pub(crate) fn drain(&mut self, wait: Duration) -> &[String] {
         let deadline = Instant::now() + wait;
         while let Ok(line) = self
             .lines

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::{EventSink, Pipeline};
 use crate::trigger::{Event, EventKind};
-use crate::workers::Priority;
+use crate::workers::{Priority, Submitter};
 
 /// Makes a model worker hang after this many milliseconds, to check that
 /// the watchdog restarts a stalled daemon.
@@ -29,6 +29,10 @@ pub const TEST_EVENTS_ENV: &str = "GLIMPSE_DEBUG_EVENT_EVERY_MS";
 /// Makes every model load (at start and on reload) take this many more
 /// milliseconds, as a TensorRT engine build does.
 pub const SLOW_LOAD_ENV: &str = "GLIMPSE_DEBUG_MODEL_LOAD_MS";
+
+/// Makes every frame's analysis take this many more milliseconds, as a
+/// large encoder on a small CPU does: the workers fall behind the cameras.
+pub const SLOW_ANALYSIS_ENV: &str = "GLIMPSE_DEBUG_ANALYSIS_MS";
 
 fn env_ms(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.parse().ok().filter(|ms| *ms > 0)
@@ -59,10 +63,14 @@ pub fn stall(pipeline: &Pipeline) -> Arc<AtomicBool> {
     release
 }
 
-/// Sends numbered test events into `sink` (the path model events take) if
-/// [`TEST_EVENTS_ENV`] is set, until `stop` is cancelled.
+/// Makes numbered test events, per camera, every [`TEST_EVENTS_ENV`]
+/// milliseconds if set, until `stop` is cancelled. Each is made the way a
+/// model's response is: a `Proactive` job on the worker pool (slowed by
+/// [`SLOW_ANALYSIS_ENV`] like a frame) that sends the event into `sink`.
+/// So at a stop, queued jobs still make events while the pipeline drains.
 pub fn test_events(
     sink: EventSink,
+    pool: Submitter,
     cameras: Vec<String>,
     stop: CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
@@ -70,26 +78,53 @@ pub fn test_events(
     tracing::warn!("{TEST_EVENTS_ENV} is set: making a test event every {every} ms");
     Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(every));
-        for n in 0u64.. {
+        // Per camera, the number of the next event.
+        let mut next = vec![0u64; cameras.len()];
+        loop {
             tokio::select! {
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            for camera in &cameras {
+            for (camera, n) in cameras.iter().zip(next.iter_mut()) {
                 let event = Event::new(
                     camera,
                     EventKind::Description,
                     format!("test event {n}"),
                     (Duration::ZERO, Duration::ZERO),
                 );
-                // The sink is read until the service has stopped taking
-                // events; a closed one means the daemon is going down.
-                if sink.send(event).await.is_err() {
-                    return;
+                let sink = sink.clone();
+                let job = Box::new(move || {
+                    slow_analysis();
+                    let text = event.text.clone();
+                    // As a model's response does: wait for room, never drop.
+                    if sink.blocking_send(event).is_err() {
+                        tracing::error!("{text} lost: the event sink is closed");
+                    }
+                });
+                // A full queue makes this number wait for the next tick.
+                if pool.submit(Priority::Proactive, job).is_ok() {
+                    *n += 1;
                 }
             }
         }
+        // The tests compare this with what reached the outbox.
+        for (camera, n) in cameras.iter().zip(next) {
+            tracing::info!(
+                camera = %camera,
+                "fault injection: made test events 0 to {} of camera {camera}",
+                n.saturating_sub(1)
+            );
+        }
     }))
+}
+
+/// Sleeps [`SLOW_ANALYSIS_ENV`] milliseconds, if set (on a worker, per
+/// frame taken from a camera).
+pub fn slow_analysis() {
+    static MS: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    if let Some(ms) = *MS.get_or_init(|| env_ms(SLOW_ANALYSIS_ENV)) {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
 }
 
 /// Sleeps [`SLOW_LOAD_ENV`] milliseconds, if set (on the loading thread).

@@ -129,6 +129,7 @@ pub async fn run(
     #[cfg(feature = "fault-injection")]
     let test_events = crate::faults::test_events(
         events_tx.clone(),
+        pipeline.workers().submitter(),
         pipeline.cameras().map(str::to_owned).collect(),
         producers.clone(),
     );
@@ -293,17 +294,19 @@ pub async fn run(
     stall_release.store(true, Ordering::Relaxed);
     // Capture stops, the workers finish what is queued; the events that
     // work makes keep going into the outbox meanwhile.
-    let shutdown = pipeline.shutdown();
+    let shutdown = async {
+        pipeline.shutdown().await;
+        #[cfg(feature = "fault-injection")]
+        if let Some(task) = test_events {
+            let _ = task.await;
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             Some(event) = produced.recv() => store_event(&events, event).await,
         }
-    }
-    #[cfg(feature = "fault-injection")]
-    if let Some(task) = test_events {
-        let _ = task.await;
     }
     // Every sender is gone now but a worker abandoned as stuck: take what
     // is left without waiting for those.
@@ -582,6 +585,7 @@ impl StatsWindow {
                 analysed_fps = format_args!("{analysed_fps:.2}"),
                 dropped,
                 received = s.received,
+                analysed = s.analysed,
                 reconnects = s.reconnects,
                 "camera stats"
             );

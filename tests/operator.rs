@@ -1,0 +1,473 @@
+//! The daemon as an operator runs it (issue 15): reloads that change the
+//! workers and the model while events keep coming, a stop that loses no
+//! event, a fast camera beside a slow one on one worker, and a slow model
+//! load on reload that never stops the watchdog pings. The real binary
+//! throughout, its log read as an operator reads it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::lifecycle::{pings, NotifySocket};
+use crate::mqtt::{Mosquitto, Sub};
+use crate::util::{free_port, glimpse, kill, repo, wait_exit};
+
+/// The daemon with its log in a file, killed on drop.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(config: &Path, env: &[(&str, &str)]) -> Daemon {
+        let log = config.with_extension("log");
+        let mut cmd = glimpse();
+        cmd.args(["run", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Daemon {
+            child: cmd.spawn().unwrap(),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log, from byte `from` on, has a line containing
+    /// every one of `needles`; returns the log's length after that line.
+    fn expect(&mut self, from: usize, needles: &[&str], within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            let log = self.log();
+            let mut at = from.min(log.len());
+            for line in log[at..].split_inclusive('\n') {
+                at += line.len();
+                if line.ends_with('\n') && needles.iter().all(|n| line.contains(n)) {
+                    return at;
+                }
+            }
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "glimpse exited while waiting for {needles:?}:\n{log}"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needles:?} within {within:?}:\n{}",
+                &log[from.min(log.len())..]
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(mut self) -> String {
+        kill(self.child.id(), "TERM");
+        let status = wait_exit(&mut self.child, Duration::from_secs(20));
+        assert!(status.success(), "{status}\n{}", self.log());
+        self.log()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Copies a model folder (its files and `onnx/`), as an operator installs
+/// a second model.
+fn copy_model(from: &Path, to: &Path) {
+    for sub in ["", "onnx"] {
+        std::fs::create_dir_all(to.join(sub)).unwrap();
+        for entry in std::fs::read_dir(from.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, to.join(sub).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn issue15_reload_with_new_workers_then_a_new_model_keeps_the_events_coming() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo();
+    let second = dir.path().join("second-model");
+    copy_model(&root.join("models/shapes/model"), &second);
+    let config = dir.path().join("glimpse.toml");
+    let write = |model: &Path, threads: usize| {
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[service]
+state_dir = {state:?}
+[mqtt]
+listen = "127.0.0.1:{port}"
+[workers]
+threads = {threads}
+[model]
+path = {model:?}
+threads = 1
+[cameras.demo]
+fps = 2
+width = 128
+height = 128
+rules = ["is there a red shape?"]
+source = {{ kind = "file", path = {clip:?}, loop = true }}
+[cameras.demo.trigger]
+drop_ratio_below = 0.95
+rearm_drop_ratio_above = 0.98
+cooldown_s = 1
+"#,
+                state = dir.path().join("state").display().to_string(),
+                port = free_port(),
+                model = model.display().to_string(),
+                clip = root
+                    .join("models/shapes/clips/demo.mkv")
+                    .display()
+                    .to_string(),
+            ),
+        )
+        .unwrap()
+    };
+    write(&root.join("models/shapes/model"), 1);
+    let mut daemon = Daemon::start(&config, &[]);
+    let pid = daemon.child.id();
+    let mut at = daemon.expect(0, &["event:"], Duration::from_secs(60));
+
+    // [workers] changes: the pool grows in place; the camera keeps its
+    // frames flowing to it (before, it kept a handle to a stopped pool).
+    write(&root.join("models/shapes/model"), 2);
+    kill(pid, "HUP");
+    at = daemon.expect(
+        at,
+        &["config reloaded", "model workers resized"],
+        Duration::from_secs(20),
+    );
+    at = daemon.expect(at, &["event:"], Duration::from_secs(60));
+
+    // [model] changes: the new model loads in the background, then every
+    // camera switches to it, saving the old model's memory first.
+    write(&second, 2);
+    kill(pid, "HUP");
+    at = daemon.expect(
+        at,
+        &["config reloaded", "model reloaded"],
+        Duration::from_secs(30),
+    );
+    let switched = daemon.expect(at, &["the model changed", "demo"], Duration::from_secs(20));
+    daemon.expect(switched, &["event:"], Duration::from_secs(60));
+
+    // Questions go to the new model, over the new model's memory.
+    let out = glimpse()
+        .args(["ask", "--camera", "demo", "--json", "--config"])
+        .arg(&config)
+        .arg("how many shapes are there ?")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        daemon.log()
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["kind"], "answer", "{answer}");
+
+    let log = daemon.stop();
+    assert!(!log.contains("frame not analysed"), "{log}");
+    // The snapshot written at stop belongs to the model that made it.
+    let snapshot = std::fs::read(dir.path().join("state/memory/demo.mem")).unwrap();
+    let second_path = second.display().to_string();
+    assert!(
+        snapshot
+            .windows(second_path.len())
+            .any(|w| w == second_path.as_bytes()),
+        "the memory snapshot is under the new model's fingerprint"
+    );
+}
+
+/// `glimpse events --json`: test-event numbers by camera, and every id.
+fn history(config: &Path) -> (BTreeMap<String, BTreeSet<u64>>, BTreeSet<String>) {
+    let out = glimpse()
+        .args(["events", "--since", "1h", "--json", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut numbers: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    let mut ids = BTreeSet::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        ids.insert(event["id"].as_str().unwrap().to_owned());
+        let n = event["text"]
+            .as_str()
+            .and_then(|t| t.strip_prefix("test event "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a test event: {event}"));
+        numbers
+            .entry(event["camera"].as_str().unwrap().to_owned())
+            .or_default()
+            .insert(n);
+    }
+    (numbers, ids)
+}
+
+#[test]
+fn issue15_events_made_just_before_sigterm_are_stored_and_delivered_after_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    // A persistent session: every event that reaches the broker reaches it.
+    let mut sub = Sub::start(
+        broker.port,
+        &[
+            "-q",
+            "1",
+            "-c",
+            "-i",
+            "stop-test",
+            "-t",
+            "glimpse/+/event",
+            "-v",
+        ],
+    );
+    let config = dir.path().join("glimpse.toml");
+    // No time to flush at stop: whatever the stop catches in flight must
+    // stay in the outbox and go out at the next start.
+    std::fs::write(
+        &config,
+        format!(
+            "[service]\nstate_dir = {:?}\n[mqtt]\nbroker = \"mqtt://127.0.0.1:{}\"\ndrain_timeout_ms = 0\n\
+             [cameras.a]\nsource = {{ kind = \"synthetic\" }}\n[cameras.b]\nsource = {{ kind = \"synthetic\" }}\n",
+            dir.path().join("state").display().to_string(),
+            broker.port
+        ),
+    )
+    .unwrap();
+    // Events are made by jobs that take 10 ms each, every 5 ms for each of
+    // two cameras: the worker is behind, so the stop finds jobs queued, and
+    // their events are made while the pipeline drains.
+    let mut daemon = Daemon::start(
+        &config,
+        &[
+            ("GLIMPSE_DEBUG_EVENT_EVERY_MS", "5"),
+            ("GLIMPSE_DEBUG_ANALYSIS_MS", "10"),
+        ],
+    );
+    sub.expect("a first event", Duration::from_secs(10), |l| {
+        l.contains("/event ")
+    });
+    daemon.expect(0, &["event: test event 50"], Duration::from_secs(20));
+    let log = daemon.stop();
+    let made = |camera: &str| -> u64 {
+        log.lines()
+            .find_map(|l| {
+                l.split("made test events 0 to ")
+                    .nth(1)
+                    .filter(|rest| rest.contains(&format!("of camera {camera}")))
+            })
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("the hook says what it made for {camera}:\n{log}"))
+    };
+    let (numbers, produced) = history(&config);
+    assert_eq!(numbers.len(), 2, "{numbers:?}");
+    for (camera, seen) in &numbers {
+        let last = made(camera);
+        let missing: Vec<u64> = (0..=last).filter(|n| !seen.contains(n)).collect();
+        assert!(
+            missing.is_empty(),
+            "camera {camera}: events {missing:?} made but never stored\n{log}"
+        );
+    }
+    let drained = log
+        .lines()
+        .skip_while(|l| !l.contains("SIGTERM received"))
+        .filter(|l| l.contains("event: test event"))
+        .count();
+    eprintln!("{drained} events made while the pipeline drained at stop");
+    assert!(drained > 0, "the stop found work queued:\n{log}");
+
+    // Started again without new events: the outbox alone is published.
+    let daemon = Daemon::start(&config, &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut delivered: BTreeMap<String, usize> = BTreeMap::new();
+    while delivered.len() < produced.len() {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} events never reached the broker",
+            produced.len() - delivered.len(),
+            produced.len()
+        );
+        delivered.clear();
+        for line in sub.drain(Duration::from_millis(200)) {
+            let payload = line.split_once(' ').map_or(line.as_str(), |(_, p)| p);
+            let event: serde_json::Value = serde_json::from_str(payload).unwrap();
+            *delivered
+                .entry(event["id"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+    }
+    daemon.stop();
+    assert!(
+        delivered.keys().all(|id| produced.contains(id)),
+        "nothing invented"
+    );
+    eprintln!(
+        "{} events, the last made just before SIGTERM; all delivered, {} duplicates",
+        produced.len(),
+        delivered.values().map(|n| n - 1).sum::<usize>()
+    );
+}
+
+/// The last `camera stats` log line's `key=value` of `camera`.
+fn last_stat(log: &str, camera: &str, key: &str) -> u64 {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("camera stats") && l.contains(&format!("camera={camera} ")))
+        .unwrap_or_else(|| panic!("no stats line for {camera}:\n{log}"));
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+}
+
+#[test]
+fn issue15_a_fast_camera_cannot_starve_a_slow_one_and_its_drops_are_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = repo().join("models/test-tiny");
+    let config = dir.path().join("glimpse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[service]
+state_dir = {state:?}
+stats_interval_s = 1
+[mqtt]
+listen = "127.0.0.1:{port}"
+[model]
+path = {model:?}
+threads = 1
+[workers]
+threads = 1
+[cameras.fast]
+fps = 30
+width = 64
+height = 64
+source = {{ kind = "synthetic", frame_rate = 30, shapes = 2 }}
+[cameras.slow]
+fps = 2
+width = 64
+height = 64
+source = {{ kind = "synthetic", frame_rate = 2, shapes = 2 }}
+"#,
+            state = dir.path().join("state").display().to_string(),
+            port = free_port(),
+            model = model.display().to_string(),
+        ),
+    )
+    .unwrap();
+    // 40 ms a frame: one worker analyses 25 frames/s of the 32 offered.
+    let mut daemon = Daemon::start(&config, &[("GLIMPSE_DEBUG_ANALYSIS_MS", "40")]);
+    let mut at = daemon.expect(0, &["glimpse is running"], Duration::from_secs(20));
+    for _ in 0..5 {
+        at = daemon.expect(
+            at,
+            &["camera stats", "camera=slow "],
+            Duration::from_secs(10),
+        );
+    }
+    let log = daemon.stop();
+    let stat = |camera, key| last_stat(&log, camera, key);
+    let (fast_analysed, slow_analysed) = (stat("fast", "analysed"), stat("slow", "analysed"));
+    let (fast_dropped, slow_dropped) = (stat("fast", "dropped"), stat("slow", "dropped"));
+    eprintln!(
+        "fast: {fast_analysed} analysed, {fast_dropped} dropped; slow: {slow_analysed} analysed, {slow_dropped} dropped"
+    );
+    assert!(
+        fast_dropped > 0,
+        "the worker is behind the fast camera:\n{log}"
+    );
+    assert_eq!(slow_dropped, 0, "the slow camera loses nothing:\n{log}");
+    // About 5 s at 2 fps; every slow frame is analysed, minus the one or
+    // two in flight when the stats were read.
+    assert!(slow_analysed >= 8, "the slow camera is analysed:\n{log}");
+    assert!(
+        fast_analysed > 3 * slow_analysed,
+        "the fast one gets the rest:\n{log}"
+    );
+}
+
+#[test]
+fn issue15_a_slow_model_load_on_reload_keeps_the_watchdog_pings_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = NotifySocket::bind(dir.path());
+    let tiny = repo().join("models/test-tiny");
+    let copy = dir.path().join("tiny-copy");
+    copy_model(&tiny, &copy);
+    let config = dir.path().join("glimpse.toml");
+    let write = |model: &Path| {
+        std::fs::write(
+            &config,
+            format!(
+                "[service]\nstate_dir = {:?}\nstall_timeout_ms = 1000\n[mqtt]\nlisten = \"127.0.0.1:{}\"\n\
+                 [model]\npath = {:?}\n[cameras.front]\nfps = 5\nwidth = 64\nheight = 64\n\
+                 source = {{ kind = \"synthetic\", frame_rate = 10, shapes = 1 }}\n",
+                dir.path().join("state").display().to_string(),
+                free_port(),
+                model.display().to_string()
+            ),
+        )
+        .unwrap()
+    };
+    write(&tiny);
+    let mut child = glimpse()
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &socket.path)
+        .env("WATCHDOG_USEC", "600000")
+        // Each load takes 3.5 s more than it does: 3.5 × the stall timeout.
+        .env("GLIMPSE_DEBUG_MODEL_LOAD_MS", "3500")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    socket.expect("READY=1", Duration::from_secs(20));
+
+    write(&copy);
+    kill(child.id(), "HUP");
+    let started = Instant::now();
+    socket.expect("RELOADING=1", Duration::from_secs(5));
+    let (ready, during) = socket.expect("READY=1", Duration::from_secs(20));
+    let load = started.elapsed();
+    assert!(
+        load >= Duration::from_millis(3500),
+        "the load took {load:?}"
+    );
+    assert!(ready.contains("model reloaded"), "{ready}");
+    // A ping every 300 ms all through the 3.5 s load, and no stall.
+    assert!(
+        pings(&during) >= 8,
+        "{} pings in {load:?}: {during:?}",
+        pings(&during)
+    );
+    assert!(!during.iter().any(|m| m.contains("stalled")), "{during:?}");
+    kill(child.id(), "TERM");
+    socket.expect("STOPPING=1", Duration::from_secs(5));
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}

@@ -49,7 +49,7 @@ impl NotifySocket {
     }
 
     /// Every datagram that arrives during `window`.
-    fn collect(&self, window: Duration) -> Vec<String> {
+    pub(crate) fn collect(&self, window: Duration) -> Vec<String> {
         let deadline = Instant::now() + window;
         let mut seen = Vec::new();
         while let Ok((_, text)) = self

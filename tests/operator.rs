@@ -167,6 +167,10 @@ cooldown_s = 1
     let switched = daemon.expect(at, &["the model changed", "demo"], Duration::from_secs(20));
     daemon.expect(switched, &["event:"], Duration::from_secs(60));
 
+    assert!(
+        dir.path().join("state/memory/demo.mem.previous").is_file(),
+        "the first model's memory is kept aside"
+    );
     // Questions go to the new model, over the new model's memory.
     let out = glimpse()
         .args(["ask", "--camera", "demo", "--json", "--config"])
@@ -184,7 +188,7 @@ cooldown_s = 1
     assert_eq!(answer["kind"], "answer", "{answer}");
 
     let log = daemon.stop();
-    assert!(!log.contains("frame not analysed"), "{log}");
+    assert!(!log.contains("memory snapshot not used"), "{log}");
     // The snapshot written at stop belongs to the model that made it.
     let snapshot = std::fs::read(dir.path().join("state/memory/demo.mem")).unwrap();
     let second_path = second.display().to_string();
@@ -467,6 +471,22 @@ fn issue15_a_slow_model_load_on_reload_keeps_the_watchdog_pings_going() {
         pings(&during)
     );
     assert!(!during.iter().any(|m| m.contains("stalled")), "{during:?}");
+
+    // A model that cannot load is refused after its (slow) load; the
+    // running one goes on, and so do the pings.
+    let broken = dir.path().join("broken-model");
+    std::fs::create_dir_all(&broken).unwrap();
+    write(&broken);
+    kill(child.id(), "HUP");
+    socket.expect("RELOADING=1", Duration::from_secs(5));
+    let (ready, during) = socket.expect("READY=1", Duration::from_secs(20));
+    assert!(ready.contains("reload refused"), "{ready}");
+    assert!(pings(&during) >= 2, "{during:?}");
+    assert!(
+        pings(&socket.collect(Duration::from_millis(1000))) >= 2,
+        "still running the previous model"
+    );
+
     kill(child.id(), "TERM");
     socket.expect("STOPPING=1", Duration::from_secs(5));
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());

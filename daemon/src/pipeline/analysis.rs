@@ -194,6 +194,30 @@ impl CameraAnalysis {
         self.last_snapshot = Instant::now();
     }
 
+    /// Sets this state's memory aside because the camera moves to another
+    /// model: it is written next to the snapshot as `<camera>.mem.previous`
+    /// (one file, the last model's), and the snapshot itself is removed so
+    /// that the new model starts from an empty memory without a warning.
+    /// Returns where it went.
+    pub fn retire_memory(&mut self) -> Option<PathBuf> {
+        let (path, _) = self.snapshot.as_ref()?;
+        let previous = path.with_extension("mem.previous");
+        match memory::save_snapshot(&previous, &self.memory, &self.fingerprint) {
+            Ok(()) => {
+                if let Err(e) = std::fs::remove_file(path) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(camera = %self.camera, "cannot remove {}: {e}", path.display());
+                    }
+                }
+                Some(previous)
+            }
+            Err(e) => {
+                tracing::warn!(camera = %self.camera, "cannot keep the previous model's memory: {e}");
+                None
+            }
+        }
+    }
+
     /// The rules the next proactive job asks: the config's, then those set
     /// at run time, at most [`MAX_RULES_PER_JOB`], going round when there
     /// are more.

@@ -10,9 +10,9 @@
 //! fast camera cannot push a slow one out.
 //!
 //! Every job reads the model through [`Current`] when it starts, and the
-//! camera rebuilds its analysis state when the model has changed (saving
-//! the old memory under the old model first): a reload that swaps the
-//! model rewires every camera by construction.
+//! camera rebuilds its analysis state when the model has changed (setting
+//! the old model's memory aside first): a reload that swaps the model
+//! rewires every camera by construction.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -166,9 +166,9 @@ impl Camera {
     }
 
     /// The analysis state for `stages`' model: the one in `slot` if it was
-    /// built for that model, else a new one (the old one's memory is saved
-    /// under its own model first, and the new one restores the snapshot of
-    /// the new model if there is one).
+    /// built for that model, else a new one (the old one's memory is set
+    /// aside as `<camera>.mem.previous`: its tokens mean nothing to the new
+    /// model).
     fn state_for<'a>(
         &self,
         slot: &'a mut Option<CameraAnalysis>,
@@ -179,10 +179,11 @@ impl Camera {
             .is_some_and(|a| a.fingerprint() != stages.fingerprint)
         {
             if let Some(mut old) = slot.take() {
-                old.save_memory();
+                let kept = old.retire_memory();
                 tracing::info!(
                     camera = %self.name,
-                    "the model changed: the memory of the previous model was saved; starting from the new model's"
+                    kept = %kept.map_or("nowhere (no state directory)".into(), |p| p.display().to_string()),
+                    "the model changed: the previous model's memory is set aside; the new model starts with an empty memory"
                 );
             }
         }

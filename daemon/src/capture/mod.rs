@@ -16,7 +16,7 @@
 //!   change of [`CameraState`] once;
 //! - gives up only on errors retrying cannot fix (a missing file, a bad
 //!   pipeline, an unsupported format), as [`CameraState::Failed`], and on
-//!   a file that fails the same way [`FILE_ATTEMPTS`] times in a row (a
+//!   a file that fails [`FILE_ATTEMPTS`] times in a row without a frame (a
 //!   truncated or corrupt file: reading the same bytes again cannot help).
 //!
 //! A run of retries that fail the same way is logged once: messages are
@@ -154,13 +154,15 @@ impl fmt::Display for CameraState {
     }
 }
 
-/// Attempts a file source gets when every one fails the same way before
-/// its first frame: then it is [`CameraState::Failed`]. A file is read from
-/// the same bytes each time, so a failure that repeats is the file's (a
-/// truncated mp4, a broken demuxer input), and retrying for ever would only
-/// fill the log. Five gives a file that is still being copied in about 15 s
-/// at the default backoff (1, 2, 4 and 8 s). Live sources (RTSP, cameras)
-/// are retried for ever: networks and devices come back.
+/// Attempts a file source gets when every one fails before its first
+/// frame: then it is [`CameraState::Failed`]. A file is read from the same
+/// bytes each time, so a failure that repeats is the file's (a truncated
+/// mp4, a broken demuxer input), and retrying for ever would only fill the
+/// log. The failures need not be alike: a truncated mp4 is refused by the
+/// demuxer on most attempts but sometimes goes silent until the frame
+/// timeout. Five gives a file that is still being copied in about 15 s at
+/// the default backoff (1, 2, 4 and 8 s). Live sources (RTSP, cameras) are
+/// retried for ever: networks and devices come back.
 pub const FILE_ATTEMPTS: u32 = 5;
 
 /// Whether two failure messages say the same thing to a person: equal once
@@ -447,9 +449,8 @@ fn supervise(
     let live = config.source.is_live();
     let file = matches!(config.source, SourceConfig::File { .. });
     let looped = matches!(config.source, SourceConfig::File { looped: true, .. });
-    // The last failure since the source last delivered a frame, and how
-    // many times in a row it happened.
-    let mut repeated: Option<(String, u32)> = None;
+    // Failures in a row since the source last delivered a frame.
+    let mut without_frame = 0u32;
     let frame_timeout = Duration::from_millis(config.frame_timeout_ms);
     let sample_period = Duration::from_secs_f64(1.0 / config.fps);
     let mut backoff = Backoff::new(
@@ -493,7 +494,7 @@ fn supervise(
                             if discont {
                                 reporter.set(CameraState::Up);
                                 backoff.reset();
-                                repeated = None;
+                                without_frame = 0;
                                 sampler = Sampler::new(config.fps);
                             }
                             let own = picture.pts.unwrap_or_else(|| session_start.elapsed());
@@ -557,26 +558,22 @@ fn supervise(
                 }
             }
         };
-        let times = match repeated.take() {
-            Some((last, n)) if same_failure(&last, &failure.message) => n + 1,
-            _ => 1,
-        };
+        without_frame += 1;
         if failure.permanent {
             reporter.set(CameraState::Failed {
                 error: failure.message,
             });
             return;
         }
-        if file && times >= FILE_ATTEMPTS {
+        if file && without_frame >= FILE_ATTEMPTS {
             reporter.set(CameraState::Failed {
                 error: format!(
-                    "{} (the same failure {times} times in a row)",
+                    "{} ({without_frame} attempts in a row without a frame)",
                     failure.message
                 ),
             });
             return;
         }
-        repeated = Some((failure.message.clone(), times));
         let (attempt, delay) = backoff.next_delay();
         reporter.set(CameraState::Retrying {
             attempt,
@@ -805,7 +802,7 @@ mod tests {
     }
 
     #[test]
-    fn a_file_failing_the_same_way_is_given_up() {
+    fn a_file_failing_again_and_again_is_given_up() {
         // GStreamer numbers the demuxer anew in every pipeline.
         let sessions = (0..10)
             .map(|i| failing(&format!("x.mp4: no playable streams (qtdemux{i})")))
@@ -819,30 +816,47 @@ mod tests {
         assert_eq!(
             states.last(),
             Some(&CameraState::Failed {
-                error: "x.mp4: no playable streams (qtdemux4) (the same failure 5 times in a row)"
-                    .into()
+                error:
+                    "x.mp4: no playable streams (qtdemux4) (5 attempts in a row without a frame)"
+                        .into()
             })
         );
     }
 
     #[test]
-    fn a_file_that_fails_differently_or_plays_in_between_is_retried() {
+    fn a_file_that_plays_in_between_is_retried() {
         let mut sessions: Vec<_> = (0..FILE_ATTEMPTS - 1)
             .map(|_| failing("x.mp4: busy"))
             .collect();
         // A frame in between starts the count again.
         sessions.push(Ok(vec![Step::Picture(0), Step::Fail("x.mp4: busy")]));
         sessions.extend((0..FILE_ATTEMPTS - 2).map(|_| failing("x.mp4: busy")));
-        // So does another failure.
-        sessions.push(failing("x.mp4: other"));
-        sessions.extend((0..FILE_ATTEMPTS - 1).map(|_| failing("x.mp4: busy")));
+        sessions.push(Ok(vec![Step::Picture(0), Step::Fail("x.mp4: busy")]));
         let (_, states) = run(r#"{ kind = "file", path = "x.mp4" }"#, sessions);
         assert_eq!(
             states.last(),
             Some(&CameraState::Failed {
                 error: "script exhausted".into()
             }),
-            "never given up for repeating: {states:?}"
+            "never given up while it delivers frames: {states:?}"
+        );
+        let mut sessions: Vec<_> = (0..FILE_ATTEMPTS - 1)
+            .map(|i| {
+                failing(if i % 2 == 0 {
+                    "x.mp4: refused"
+                } else {
+                    "no frame for 10.0 s"
+                })
+            })
+            .collect();
+        sessions.push(failing("x.mp4: refused"));
+        let (_, states) = run(r#"{ kind = "file", path = "x.mp4" }"#, sessions);
+        assert_eq!(
+            states.last(),
+            Some(&CameraState::Failed {
+                error: "x.mp4: refused (5 attempts in a row without a frame)".into()
+            }),
+            "unlike failures count too: {states:?}"
         );
     }
 

@@ -407,3 +407,128 @@ fn broken_inputs_say_what_is_wrong() {
     };
     assert!(error.contains("/dev/video99"), "{error}");
 }
+
+/// An mp4 cut short, as a recording stopped mid-write: its index (`moov`,
+/// written last by mp4mux) is gone.
+fn truncated_mp4(dir: &Path) -> PathBuf {
+    let clip = make_clip(dir, "whole.mp4", 2, "x264enc ! mp4mux");
+    let bytes = std::fs::read(&clip).unwrap();
+    let cut = dir.join("cut.mp4");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    cut
+}
+
+/// Issue 15: a truncated mp4 was retried for ever; it never gives a frame,
+/// so it is given up after `FILE_ATTEMPTS` tries. (qtdemux refuses it on
+/// most tries; on some, decodebin swallows that error and the pipeline goes
+/// silent until the frame timeout: both count.)
+#[test]
+fn a_truncated_mp4_is_given_up_after_a_few_tries() {
+    let dir = tempfile::tempdir().unwrap();
+    let cut = truncated_mp4(dir.path());
+    let camera = Camera::start(
+        &format!(
+            "reconnect_min_ms = 10\nreconnect_max_ms = 20\nframe_timeout_ms = 1000\nsource = {{ kind = \"file\", path = {cut:?}, loop = true }}"
+        ),
+        4,
+    );
+    camera.wait_for("failed", Duration::from_secs(20), |s| {
+        matches!(s, CameraState::Failed { .. })
+    });
+    let states = camera.states();
+    let retries = states
+        .iter()
+        .filter(|s| matches!(s, CameraState::Retrying { .. }))
+        .count();
+    assert_eq!(retries as u32, capture::FILE_ATTEMPTS - 1, "{states:?}");
+    let Some(CameraState::Failed { error }) = states.last() else {
+        panic!("{states:?}")
+    };
+    assert!(
+        error.ends_with("(5 attempts in a row without a frame)"),
+        "{error}"
+    );
+    let refused = format!("{}: This file contains no playable streams", cut.display());
+    assert!(
+        states.iter().any(|s| s.to_string().contains(&refused)),
+        "{states:?}"
+    );
+}
+
+/// Issue 15: GStreamer numbers its elements anew in every pipeline
+/// (`qtdemux0`, `qtdemux1`, ...; `v4l2src0`, ...), which made every retry
+/// look like a new failure and log a line. A run of the same failure logs
+/// one line, read here from the daemon's own log.
+#[test]
+fn a_failure_that_repeats_is_logged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cut = truncated_mp4(dir.path());
+    let config = dir.path().join("glimpse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[service]
+state_dir = "state"
+[mqtt]
+listen = "127.0.0.1:{port}"
+[cameras.cut]
+reconnect_min_ms = 10
+reconnect_max_ms = 20
+frame_timeout_ms = 1000
+source = {{ kind = "file", path = {cut:?}, loop = true }}
+[cameras.usb]
+reconnect_min_ms = 10
+reconnect_max_ms = 20
+source = {{ kind = "v4l2", device = "/dev/video99" }}
+"#,
+            port = free_port()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("glimpse.log");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_glimpse"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !read_log().contains("camera \"cut\" failed") {
+        assert!(
+            Instant::now() < deadline,
+            "cut never failed:\n{}",
+            read_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Let the camera that is retried for ever try a few dozen times more.
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let text = read_log();
+    let lines =
+        |needle: &str| -> Vec<&str> { text.lines().filter(|l| l.contains(needle)).collect() };
+    // Dozens of tries, each `Cannot identify device ... (v4l2srcN)`: one line.
+    assert_eq!(lines("camera \"usb\" retrying").len(), 1, "{text}");
+    // The mp4's tries alternate between the demuxer's refusal and silence
+    // (see above); a refusal is logged again only after a silence.
+    let cut = lines("camera \"cut\" retrying");
+    assert!(!cut.is_empty(), "{text}");
+    let refusal = "no playable streams";
+    assert!(
+        cut.windows(2)
+            .all(|pair| !(pair[0].contains(refusal) && pair[1].contains(refusal))),
+        "{text}"
+    );
+    assert_eq!(lines("camera \"cut\" failed").len(), 1, "{text}");
+    assert!(
+        text.contains("(v4l2src0)"),
+        "GStreamer's element name is in the line: {text}"
+    );
+}

@@ -275,3 +275,208 @@ fn tune_reports_every_setting_and_draws_them() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.mp4: no such file"));
 }
+
+/// Issue 15: the shipped config names its model and clip relative to its
+/// own folder, so it works whatever the working directory (systemd starts
+/// services in `/`), and `check` shows them resolved.
+#[test]
+fn the_shipped_config_finds_its_files_from_any_working_directory() {
+    let home = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(repo()).unwrap();
+    for (cwd, config) in [
+        (
+            std::path::PathBuf::from("/"),
+            root.join("config/glimpse.toml"),
+        ),
+        (root.clone(), "config/glimpse.toml".into()),
+        (root.join("config"), "glimpse.toml".into()),
+    ] {
+        let out = glimpse()
+            .current_dir(&cwd)
+            .env("HOME", home.path())
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "from {}: {}",
+            cwd.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let effective: toml::Table = String::from_utf8(out.stdout).unwrap().parse().unwrap();
+        assert_eq!(
+            effective["model"]["path"]
+                .as_str()
+                .map(std::path::PathBuf::from),
+            Some(root.join("models/shapes/model")),
+            "from {}",
+            cwd.display()
+        );
+        assert_eq!(
+            effective["cameras"]["demo"]["source"]["path"]
+                .as_str()
+                .map(std::path::PathBuf::from),
+            Some(root.join("models/shapes/clips/demo.mkv"))
+        );
+    }
+}
+
+/// A copy of the tiny test model in `dir`/`name`.
+fn copy_test_model(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let from = repo().join("models/test-tiny");
+    let to = dir.join(name);
+    for sub in ["", "onnx"] {
+        std::fs::create_dir_all(to.join(sub)).unwrap();
+        for entry in std::fs::read_dir(from.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, to.join(sub).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    to
+}
+
+/// Issue 15: `check` (and `run`, before it starts anything) verifies the
+/// files the config names, every problem with its key; a model folder whose
+/// tokenizer or chat template does not load is a config error (78), so
+/// systemd does not restart into it.
+#[test]
+fn check_and_run_verify_the_files_the_config_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_test_model(dir.path(), "model");
+    std::fs::write(model.join("tokenizer.json"), "{ not a tokenizer").unwrap();
+    std::fs::create_dir(dir.path().join("clips")).unwrap();
+    let config = dir.path().join("glimpse.toml");
+    std::fs::write(
+        &config,
+        r#"
+[service]
+state_dir = "state"
+[mqtt]
+broker = "mqtts://broker.invalid:8883"
+ca_file = "tls/ca.pem"
+[model]
+path = "model"
+[cameras.door]
+source = { kind = "file", path = "clips/door.mkv" }
+[cameras.yard]
+source = { kind = "file", path = "clips" }
+[cameras.spare]
+enabled = false
+source = { kind = "file", path = "clips/spare.mkv" }
+"#,
+    )
+    .unwrap();
+    let d = dir.path().display();
+    let expected = format!(
+        "error: {d}/glimpse.toml: 4 problems:
+  model.path: tokenizer: {d}/model/tokenizer.json: "
+    );
+    let out = check(&config);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(out.stdout.is_empty());
+    assert!(stderr.starts_with(&expected), "{stderr}");
+    let rest = format!(
+        "
+  mqtt.ca_file: {d}/tls/ca.pem: no such file
+  cameras.door.source.path: {d}/clips/door.mkv: no such file
+  cameras.yard.source.path: {d}/clips: is a folder, not a file
+"
+    );
+    assert!(
+        stderr.ends_with(&rest),
+        "a disabled camera's clip is not needed: {stderr}"
+    );
+
+    // `run` refuses the same config with the same message, from anywhere.
+    let run = glimpse()
+        .current_dir("/")
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(78));
+    assert_eq!(String::from_utf8(run.stderr).unwrap(), stderr);
+
+    // A chat template that does not compile, alone.
+    let model = copy_test_model(dir.path(), "model2");
+    let tokenizer_config = model.join("tokenizer_config.json");
+    let mut settings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&tokenizer_config).unwrap()).unwrap();
+    settings["chat_template"] = "{% for message in messages %}{{ message".into();
+    std::fs::write(&tokenizer_config, settings.to_string()).unwrap();
+    std::fs::write(
+        &config,
+        "[service]\nstate_dir = \"state\"\n[model]\npath = \"model2\"\n[cameras.door]\nsource = { kind = \"synthetic\" }\n",
+    )
+    .unwrap();
+    let run = glimpse()
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(run.stderr).unwrap();
+    assert_eq!(run.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {d}/glimpse.toml: model.path: chat template: {d}/model2/tokenizer_config.json: chat_template: "
+        )),
+        "{stderr}"
+    );
+}
+
+/// A file the service's user cannot read is named by `check`. Under root
+/// `check` runs as nobody, as the unit runs as its own user.
+#[test]
+fn check_names_a_file_it_cannot_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A copy of the binary that nobody may run, wherever the checkout is.
+    let binary = dir.path().join("glimpse");
+    std::fs::copy(env!("CARGO_BIN_EXE_glimpse"), &binary).unwrap();
+    let clip = dir.path().join("door.mkv");
+    std::fs::copy(repo().join("models/shapes/clips/appear.mkv"), &clip).unwrap();
+    let config = dir.path().join("glimpse.toml");
+    std::fs::write(
+        &config,
+        "[service]\nstate_dir = \"state\"\n[cameras.door]\nsource = { kind = \"file\", path = \"door.mkv\" }\n",
+    )
+    .unwrap();
+    let check = || {
+        let argv: Vec<String> = [binary.to_str().unwrap(), "check", "--quiet", "--config"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain([config.display().to_string()])
+            .collect();
+        crate::install::unprivileged(&argv)
+            .env_clear()
+            .output()
+            .unwrap()
+    };
+    let readable = check();
+    assert!(
+        readable.status.success(),
+        "{}",
+        String::from_utf8_lossy(&readable.stderr)
+    );
+    let mode = if crate::install::is_root() {
+        0o600
+    } else {
+        0o000
+    };
+    std::fs::set_permissions(&clip, std::fs::Permissions::from_mode(mode)).unwrap();
+    let out = check();
+    assert_eq!(out.status.code(), Some(78));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!(
+            "error: {}: cameras.door.source.path: {}: cannot read: Permission denied (os error 13)\n",
+            config.display(),
+            clip.display()
+        )
+    );
+}

@@ -196,15 +196,23 @@ fn a_stalled_pipeline_stops_the_watchdog_pings() {
 fn a_broken_camera_does_not_stop_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let socket = NotifySocket::bind(dir.path());
+    // A missing file is refused by the config check; one that is not a
+    // video passes it and fails in capture.
+    let clip = dir.path().join("clip.mp4");
+    std::fs::write(&clip, "this is not a video\n".repeat(100)).unwrap();
     let config = write_config(
         dir.path(),
-        "stats_interval_s = 1\n[cameras.broken]\nsource = { kind = \"file\", path = \"/nonexistent/clip.mp4\" }",
+        &format!(
+            "stats_interval_s = 1\n[cameras.broken]\nsource = {{ kind = \"file\", path = {:?} }}",
+            clip.display().to_string()
+        ),
     );
     let mut child = start(&config, &socket, Duration::from_millis(400), &[]);
     socket.expect("READY=1", Duration::from_secs(10));
     let (status, _) = socket.expect("STATUS=broken: failed", Duration::from_secs(10));
     assert!(
-        status.contains("broken: failed (/nonexistent/clip.mp4: no such file); front: "),
+        status.contains(&format!("broken: failed ({}: ", clip.display()))
+            && status.contains("; front: "),
         "{status}"
     );
     assert!(
@@ -250,9 +258,13 @@ fn the_model_is_loaded_before_ready_and_a_broken_one_is_a_config_error() {
         "systemd must not restart into a broken model"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("error: cannot start the pipeline: cannot load the model: /nonexistent/model: not a directory"),
-        "{stderr}"
+    assert_eq!(
+        stderr,
+        format!(
+            "error: {}: model.path: /nonexistent/model: no such folder\n",
+            broken.display()
+        ),
+        "refused with the config check's message, before anything starts"
     );
     assert!(socket
         .collect(Duration::from_millis(200))

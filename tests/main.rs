@@ -5,6 +5,7 @@
 mod analysis;
 mod capture;
 mod cli;
+mod install;
 mod lifecycle;
 mod model;
 mod mqtt;

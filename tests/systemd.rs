@@ -9,8 +9,12 @@ use crate::util::repo;
 #[test]
 fn unit_file_verifies_and_reports_its_exposure() {
     let unit = std::fs::read_to_string(repo().join("systemd/glimpse.service")).unwrap();
-    assert!(unit.contains("/usr/local/bin/glimpse"));
-    let unit = unit.replace("/usr/local/bin/glimpse", env!("CARGO_BIN_EXE_glimpse"));
+    // Where scripts/install puts the binary with its default PREFIX=/usr.
+    assert!(unit.contains("ExecStart=/usr/bin/glimpse run "));
+    let unit = unit.replace(
+        "/usr/bin/glimpse ",
+        &format!("{} ", env!("CARGO_BIN_EXE_glimpse")),
+    );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("glimpse.service");
     std::fs::write(&path, unit).unwrap();

@@ -10,10 +10,13 @@
 //! 3. **Values** (`validate()` of each stage's config): every out-of-range
 //!    value is collected, so the user fixes them all in one go.
 //!
-//! Then the environment is consulted once (state directory, secrets), and
-//! the result is a [`Config`] that the rest of the daemon trusts. The same
-//! code runs for `glimpse check`, at start-up and on reload (SIGHUP), so the
-//! three can never disagree. Stages own their config types
+//! Then relative paths are resolved against the config file's folder (so a
+//! config finds its model and clips whatever the working directory: systemd
+//! starts services in `/`), the environment is consulted once (state
+//! directory, secrets), and [`load`] checks that every file the config names
+//! is there and readable. The result is a [`Config`] that the rest of the
+//! daemon trusts. The same code runs for `glimpse check`, at start-up and on
+//! reload (SIGHUP), so the three can never disagree. Stages own their config types
 //! (`capture::CameraConfig`, `mqtt::MqttConfig`, ...); this module only
 //! assembles them.
 
@@ -23,8 +26,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::capture::CameraConfig;
-use crate::infer::ModelConfig;
+use crate::capture::{CameraConfig, SourceConfig};
+use crate::infer::{BackendKind, ModelConfig, ModelFolder};
 use crate::mqtt::MqttConfig;
 use crate::service::ServiceConfig;
 use crate::workers::WorkersConfig;
@@ -182,16 +185,30 @@ impl Environment {
     }
 }
 
-/// Reads, validates and resolves the config file at `path`.
+/// Reads, validates and resolves the config file at `path`, then checks
+/// the files it names ([`Config::check_files`]).
 pub fn load(path: &Path, env: &Environment) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
-    parse(path, &text, env)
+    let config = parse(path, &text, env)?;
+    let mut problems = Problems::default();
+    config.check_files(&mut problems);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            problems,
+        })
+    }
 }
 
-/// Validates and resolves config `text`; `path` is only used in messages.
+/// Validates and resolves config `text`, read from `path`: `path` names
+/// the file in messages, and relative paths in the config resolve against
+/// its folder. Reads secret files, but does not check the other files the
+/// config names ([`load`] does).
 pub fn parse(path: &Path, text: &str, env: &Environment) -> Result<Config, ConfigError> {
     let document = toml::Deserializer::parse(text).map_err(|e| {
         let (line, column) = line_column(text, e.span().map(|s| s.start).unwrap_or(0));
@@ -216,6 +233,7 @@ pub fn parse(path: &Path, text: &str, env: &Environment) -> Result<Config, Confi
     let mut problems = Problems::default();
     config.validate(&mut problems);
     if problems.is_empty() {
+        config.resolve_paths(&config_folder(path));
         config.resolve(env, &mut problems);
     }
     if problems.is_empty() {
@@ -248,6 +266,76 @@ impl Config {
         }
     }
 
+    /// Makes every relative path absolute by joining it to `base`, the
+    /// config file's folder. Devices (`/dev/...`) are left as written.
+    fn resolve_paths(&mut self, base: &Path) {
+        let mut paths: Vec<&mut PathBuf> = Vec::new();
+        paths.extend(self.service.state_dir.as_mut());
+        if let Some(model) = &mut self.model {
+            paths.push(&mut model.path);
+            paths.extend(model.ort_library.as_mut());
+        }
+        let mqtt = &mut self.mqtt;
+        for file in [
+            &mut mqtt.password_file,
+            &mut mqtt.ca_file,
+            &mut mqtt.client_cert_file,
+            &mut mqtt.client_key_file,
+        ] {
+            paths.extend(file.as_mut());
+        }
+        for camera in self.cameras.values_mut() {
+            match &mut camera.source {
+                SourceConfig::File { path, .. } => paths.push(path),
+                SourceConfig::Rtsp { password_file, .. } => paths.extend(password_file.as_mut()),
+                _ => {}
+            }
+        }
+        for path in paths {
+            if path.is_relative() && !path.as_os_str().is_empty() {
+                *path = join_relative(base, path);
+            }
+        }
+    }
+
+    /// Checks that the files the config names are there and readable by
+    /// this process: the model folder (opened, its graphs' signatures,
+    /// tokenizer, chat template and preprocessor checked as `run` loads
+    /// them, without compiling anything), the clips of enabled file
+    /// cameras, the MQTT TLS files, and the ONNX Runtime library when the
+    /// `ort` backend is required. Secret files were read by [`parse`]
+    /// already. Touches no device and no network, so that `check` can run
+    /// anywhere (systemd's `ExecStartPre=`, before a reload).
+    pub fn check_files(&self, problems: &mut Problems) {
+        if let Some(model) = &self.model {
+            if let Err(reason) = check_model_folder(model) {
+                problems.push("model.path", reason);
+            }
+            let required = model.backend == BackendKind::Ort || model.require_gpu;
+            if let (true, Some(library)) = (required, &model.ort_library) {
+                if let Err(reason) = check_readable_file(library) {
+                    problems.push("model.ort_library", reason);
+                }
+            }
+        }
+        for (name, file) in [
+            ("ca_file", &self.mqtt.ca_file),
+            ("client_cert_file", &self.mqtt.client_cert_file),
+            ("client_key_file", &self.mqtt.client_key_file),
+        ] {
+            if let Some(Err(reason)) = file.as_deref().map(check_readable_file) {
+                problems.push(format!("mqtt.{name}"), reason);
+            }
+        }
+        for (name, camera) in self.cameras.iter().filter(|(_, c)| c.enabled) {
+            if let SourceConfig::File { path, .. } = &camera.source {
+                if let Err(reason) = check_readable_file(path) {
+                    problems.push(format!("cameras.{name}.source.path"), reason);
+                }
+            }
+        }
+    }
+
     /// Fills in what comes from the environment: the state directory and
     /// secrets. Reads secret files, so it runs after `validate`.
     fn resolve(&mut self, env: &Environment, problems: &mut Problems) {
@@ -263,6 +351,71 @@ impl Config {
     pub fn to_toml(&self) -> String {
         // Every field is a plain TOML value, so serialising cannot fail.
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// The folder relative paths of the config file `path` resolve against:
+/// its own folder, made absolute (symbolic links resolved, so that `..`
+/// means what it means to the kernel).
+fn config_folder(path: &Path) -> PathBuf {
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::canonicalize(folder)
+        .or_else(|_| std::path::absolute(folder))
+        .unwrap_or_else(|_| folder.to_owned())
+}
+
+/// `base` joined with the relative `path`, the leading `..` of `path`
+/// taken off `base` (which has no symbolic links left) so that messages
+/// show `/srv/glimpse/models/x`, not `/srv/glimpse/config/../models/x`.
+fn join_relative(base: &Path, path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut joined = base.to_owned();
+    let mut rest = path.components().peekable();
+    while let Some(c) = rest.peek() {
+        match c {
+            Component::CurDir => {}
+            // `/..` is `/`, as for the kernel.
+            Component::ParentDir => {
+                joined.pop();
+            }
+            _ => break,
+        }
+        rest.next();
+    }
+    joined.extend(rest);
+    joined
+}
+
+/// The model folder as `run` loads it, short of compiling the graphs.
+fn check_model_folder(model: &ModelConfig) -> Result<(), String> {
+    match std::fs::metadata(&model.path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("{}: no such folder", model.path.display()));
+        }
+        Err(e) => return Err(format!("{}: {e}", model.path.display())),
+        Ok(_) => {}
+    }
+    let folder = ModelFolder::open(&model.path, &model.variant).map_err(|e| e.to_string())?;
+    crate::vision::Preprocessor::from_folder(&folder).map_err(|e| e.to_string())?;
+    crate::llm::TextCodec::from_folder(&folder).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Whether `file` is a file this process can open for reading; the error
+/// is the reason, naming the file.
+fn check_readable_file(file: &Path) -> Result<(), String> {
+    match std::fs::metadata(file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("{}: no such file", file.display()))
+        }
+        Err(e) => Err(format!("{}: {e}", file.display())),
+        Ok(m) if m.is_dir() => Err(format!("{}: is a folder, not a file", file.display())),
+        Ok(_) => std::fs::File::open(file)
+            .map(drop)
+            .map_err(|e| format!("{}: cannot read: {e}", file.display())),
     }
 }
 
@@ -410,6 +563,135 @@ source = { kind = "synthetic" }
         let config = check(MINIMAL).unwrap();
         let again = check(&config.to_toml()).unwrap();
         assert_eq!(config, again);
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder() {
+        let text = r#"
+[service]
+state_dir = "state"
+[model]
+path = "../models/m"
+ort_library = "/opt/ort/libonnxruntime.so"
+[mqtt]
+broker = "mqtts://broker:8883"
+ca_file = "./tls/ca.pem"
+password_file = "secret"
+[cameras.door]
+source = { kind = "file", path = "clips/door.mkv" }
+[cameras.gate]
+source = { kind = "rtsp", url = "rtsp://gate/s", password_file = "/etc/glimpse/gate" }
+[cameras.usb]
+source = { kind = "v4l2", device = "video0" }
+"#;
+        let env = Environment {
+            mqtt_password: Some("pw".into()),
+            camera_passwords: [("GLIMPSE_CAMERA_GATE_PASSWORD".into(), "pw".into())].into(),
+            ..Environment::default()
+        };
+        // A folder that does not exist: made absolute as written.
+        let config = parse(Path::new("/nonexistent/etc/glimpse.toml"), text, &env).unwrap();
+        let path = |p: &Option<PathBuf>| p.as_deref().map(|p| p.to_str().unwrap().to_owned());
+        assert_eq!(
+            path(&config.service.state_dir).as_deref(),
+            Some("/nonexistent/etc/state")
+        );
+        let model = config.model.as_ref().unwrap();
+        assert_eq!(model.path, Path::new("/nonexistent/models/m"));
+        assert_eq!(
+            path(&model.ort_library).as_deref(),
+            Some("/opt/ort/libonnxruntime.so")
+        );
+        assert_eq!(
+            path(&config.mqtt.ca_file).as_deref(),
+            Some("/nonexistent/etc/tls/ca.pem")
+        );
+        assert_eq!(
+            path(&config.mqtt.password_file).as_deref(),
+            Some("/nonexistent/etc/secret")
+        );
+        let source = |name: &str| config.cameras[name].source.clone();
+        assert!(matches!(source("door"), SourceConfig::File { path, .. }
+            if path == Path::new("/nonexistent/etc/clips/door.mkv")));
+        assert!(
+            matches!(source("gate"), SourceConfig::Rtsp { password_file: Some(f), .. }
+            if f == Path::new("/etc/glimpse/gate"))
+        );
+        assert!(
+            matches!(source("usb"), SourceConfig::V4l2 { device, .. } if device == Path::new("video0")),
+            "devices are not files in the config's folder"
+        );
+    }
+
+    #[test]
+    fn leading_parent_folders_are_taken_off_the_base() {
+        let base = Path::new("/srv/glimpse/etc");
+        assert_eq!(
+            join_relative(base, Path::new("../models/m")),
+            Path::new("/srv/glimpse/models/m")
+        );
+        assert_eq!(
+            join_relative(base, Path::new("./../../x")),
+            Path::new("/srv/x")
+        );
+        assert_eq!(
+            join_relative(base, Path::new("../../../../x")),
+            Path::new("/x")
+        );
+        // After a named folder `..` is left to the kernel (it may be a link).
+        assert_eq!(
+            join_relative(base, Path::new("a/../b")),
+            Path::new("/srv/glimpse/etc/a/../b")
+        );
+    }
+
+    #[test]
+    fn a_config_in_the_working_directory_resolves_against_it() {
+        let config = check(&format!("[model]\npath = \"m\"\n{MINIMAL}")).unwrap();
+        let cwd = std::fs::canonicalize(".").unwrap();
+        assert_eq!(config.model.unwrap().path, cwd.join("m"));
+    }
+
+    #[test]
+    fn values_that_switch_a_stage_off_are_refused_with_their_range() {
+        let m = message(&format!(
+            "[mqtt]\nhistory_capacity = 0\n{MINIMAL}[cameras.front.dtd]\ntau = -1\ntau_pix = 1\n[cameras.front.trigger]\ndrop_ratio_below = 0\nrearm_drop_ratio_above = 1\n"
+        ));
+        assert_eq!(
+            m,
+            "glimpse.toml: 5 problems:
+  mqtt.history_capacity: must be between 1 and 10000000, got 0
+  cameras.front.dtd.tau: must be > 0 and at most 1 (a cosine similarity; lower drops more, 1 keeps every token), got -1
+  cameras.front.dtd.tau_pix: must be at least 0 and below 1 (0 disables the gate), got 1
+  cameras.front.trigger.drop_ratio_below: must be > 0 (0 never fires) and < 1, got 0
+  cameras.front.trigger.rearm_drop_ratio_above: must be at least 0 and < 1 (a frame never drops more than all its tokens, so the trigger would never re-arm), got 1"
+        );
+        let m = message(&format!(
+            "{MINIMAL}[cameras.front.dtd]\ntau = 0\n[cameras.front.trigger]\ndrop_ratio_below = 0.9\nrearm_drop_ratio_above = 0.5\n"
+        ));
+        assert_eq!(
+            m,
+            "glimpse.toml: 2 problems:
+  cameras.front.dtd.tau: must be > 0 and at most 1 (a cosine similarity; lower drops more, 1 keeps every token), got 0
+  cameras.front.trigger.rearm_drop_ratio_above: must be at least drop_ratio_below (0.9) for the hysteresis to hold, got 0.5"
+        );
+        // NaN is no number in range either.
+        let m = message(&format!("{MINIMAL}[cameras.front.dtd]\ntau = nan\n"));
+        assert!(m.contains("cameras.front.dtd.tau: must be > 0"), "{m}");
+    }
+
+    #[test]
+    fn timers_have_upper_bounds() {
+        let m = message(&format!(
+            "[service]\nstats_interval_s = 18446744073709551615\nshutdown_timeout_ms = 0\n{MINIMAL}[cameras.front.memory]\nsnapshot_interval_s = 604801\n"
+        ));
+        assert_eq!(
+            m,
+            "glimpse.toml: 3 problems:
+  service.stats_interval_s: must be between 1 and 86400, got 18446744073709551615
+  service.shutdown_timeout_ms: must be between 1 and 600000, got 0
+  cameras.front.memory.snapshot_interval_s: must be between 0 and 604800 (a week), got 604801"
+        );
     }
 
     #[test]

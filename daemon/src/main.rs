@@ -1,6 +1,8 @@
 //! The `glimpse` binary: parses the command line and hands over to the
-//! library. Exit codes: 0 success, 78 bad config (EX_CONFIG), 65 bad model
-//! folder (EX_DATAERR), 70 internal error (EX_SOFTWARE).
+//! library. Exit codes: 0 success, 78 bad config (EX_CONFIG; for `check`
+//! and `run` that includes a missing file and a model folder that does not
+//! load), 65 bad input data (EX_DATAERR: `model inspect`, `tune`, `eval`),
+//! 70 internal error (EX_SOFTWARE).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -359,12 +361,18 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
-                    // A broken model folder is the config's fault: systemd
-                    // must not restart into the same failure (see the unit's
-                    // RestartPreventExitStatus).
-                    if e.downcast_ref::<glimpse::pipeline::PipelineError>()
-                        .is_some_and(|p| matches!(p, glimpse::pipeline::PipelineError::Model(_)))
-                    {
+                    // A model that cannot load (its graphs, its tokenizer or
+                    // chat template) is the config's fault: systemd must not
+                    // restart into the same failure (the unit's
+                    // RestartPreventExitStatus=78).
+                    use glimpse::pipeline::PipelineError;
+                    let model_error = e.chain().any(|cause| {
+                        matches!(
+                            cause.downcast_ref::<PipelineError>(),
+                            Some(PipelineError::Model(_) | PipelineError::Text(_))
+                        )
+                    });
+                    if model_error {
                         ExitCode::from(EX_CONFIG)
                     } else {
                         ExitCode::from(EX_SOFTWARE)

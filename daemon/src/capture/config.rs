@@ -103,7 +103,8 @@ pub enum SourceConfig {
     },
     /// A video file in any container and codec GStreamer decodes.
     File {
-        /// The file.
+        /// The file; a relative path is relative to the config file's
+        /// folder. `glimpse check` verifies that it can be read.
         path: PathBuf,
         /// Start again from the beginning at the end. Default: false.
         #[serde(default, rename = "loop")]
@@ -127,8 +128,9 @@ pub enum SourceConfig {
         /// User name. Default: none.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         username: Option<String>,
-        /// File holding the password. `GLIMPSE_CAMERA_<NAME>_PASSWORD`
-        /// (name upper-cased, '-' as '_'), when set, wins. Default: none.
+        /// File holding the password (relative to the config file's folder).
+        /// `GLIMPSE_CAMERA_<NAME>_PASSWORD` (name upper-cased, '-' as '_'),
+        /// when set, wins. Default: none.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         password_file: Option<PathBuf>,
         /// The resolved password; never read from nor written to the file.
@@ -411,6 +413,14 @@ impl CameraConfig {
                         "set capture_width and capture_height together, or neither",
                     );
                 }
+                for (field, size) in [
+                    ("capture_width", capture_width),
+                    ("capture_height", capture_height),
+                ] {
+                    if let Some(size) = size {
+                        check_capture_size(&format!("{key}.{field}"), *size, problems);
+                    }
+                }
                 if frame_rate.is_some_and(|r| r == 0 || r > 240) {
                     problems.push(
                         format!("{key}.frame_rate"),
@@ -421,8 +431,12 @@ impl CameraConfig {
             SourceConfig::JetsonCsi {
                 frame_rate,
                 flip_method,
+                capture_width,
+                capture_height,
                 ..
             } => {
+                check_capture_size(&format!("{key}.capture_width"), *capture_width, problems);
+                check_capture_size(&format!("{key}.capture_height"), *capture_height, problems);
                 if !(1..=240).contains(frame_rate) {
                     problems.push(
                         format!("{key}.frame_rate"),
@@ -497,6 +511,13 @@ impl CameraConfig {
                 Err(reason) => problems.push(format!("{key}.source.password_file"), reason),
             }
         }
+    }
+}
+
+/// A size asked of a sensor or device, in pixels.
+fn check_capture_size(key: &str, size: u32, problems: &mut Problems) {
+    if !(16..=16_384).contains(&size) {
+        problems.push(key, format!("must be between 16 and 16384, got {size}"));
     }
 }
 

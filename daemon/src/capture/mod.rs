@@ -15,7 +15,13 @@
 //!   with exponential backoff and jitter ([`Backoff`]), reporting each
 //!   change of [`CameraState`] once;
 //! - gives up only on errors retrying cannot fix (a missing file, a bad
-//!   pipeline, an unsupported format), as [`CameraState::Failed`].
+//!   pipeline, an unsupported format), as [`CameraState::Failed`], and on
+//!   a file that fails [`FILE_ATTEMPTS`] times in a row without a frame (a
+//!   truncated or corrupt file: reading the same bytes again cannot help).
+//!
+//! A run of retries that fail the same way is logged once: messages are
+//! compared with GStreamer's element counters taken out ([`same_failure`]:
+//! `qtdemux0` and `qtdemux13` are the same element of a new pipeline).
 //!
 //! One broken camera never stops the others: each has its own thread and
 //! its own supervisor.
@@ -146,6 +152,51 @@ impl fmt::Display for CameraState {
             CameraState::Ended => f.write_str("ended"),
         }
     }
+}
+
+/// Attempts a file source gets when every one fails before its first
+/// frame: then it is [`CameraState::Failed`]. A file is read from the same
+/// bytes each time, so a failure that repeats is the file's (a truncated
+/// mp4, a broken demuxer input), and retrying for ever would only fill the
+/// log. The failures need not be alike: a truncated mp4 is refused by the
+/// demuxer on most attempts but sometimes goes silent until the frame
+/// timeout. Five gives a file that is still being copied in about 15 s at
+/// the default backoff (1, 2, 4 and 8 s). Live sources (RTSP, cameras) are
+/// retried for ever: networks and devices come back.
+pub const FILE_ATTEMPTS: u32 = 5;
+
+/// Whether two failure messages say the same thing to a person: equal once
+/// the counters GStreamer appends to element names (`qtdemux0`,
+/// `v4l2src12`: a new number for every pipeline) are taken out.
+pub fn same_failure(a: &str, b: &str) -> bool {
+    without_counters(a) == without_counters(b)
+}
+
+/// `text` without the digits that end a word after a letter (`qtdemux13`
+/// becomes `qtdemux`; `v4l2src`, `10.5 s` and `:554` stay as they are).
+fn without_counters(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_ascii_digit() && i > 0 && chars[i - 1].is_alphabetic() {
+            let end = (i..chars.len())
+                .find(|&j| !chars[j].is_ascii_digit())
+                .unwrap_or(chars.len());
+            let ends_word = chars.get(end).is_none_or(|c| !c.is_alphanumeric());
+            if ends_word {
+                i = end;
+                continue;
+            }
+            out.extend(&chars[i..end]);
+            i = end;
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
 }
 
 /// Receives every change of a camera's state, on the capture thread.
@@ -363,7 +414,7 @@ impl Reporter {
             (
                 Some(CameraState::Retrying { error: a, .. }),
                 CameraState::Retrying { error: b, .. },
-            ) => a == b,
+            ) => same_failure(a, b),
             (Some(a), b) => a == b,
             (None, _) => false,
         };
@@ -396,7 +447,10 @@ fn supervise(
     cancel: &CancellationToken,
 ) {
     let live = config.source.is_live();
+    let file = matches!(config.source, SourceConfig::File { .. });
     let looped = matches!(config.source, SourceConfig::File { looped: true, .. });
+    // Failures in a row since the source last delivered a frame.
+    let mut without_frame = 0u32;
     let frame_timeout = Duration::from_millis(config.frame_timeout_ms);
     let sample_period = Duration::from_secs_f64(1.0 / config.fps);
     let mut backoff = Backoff::new(
@@ -440,6 +494,7 @@ fn supervise(
                             if discont {
                                 reporter.set(CameraState::Up);
                                 backoff.reset();
+                                without_frame = 0;
                                 sampler = Sampler::new(config.fps);
                             }
                             let own = picture.pts.unwrap_or_else(|| session_start.elapsed());
@@ -503,9 +558,19 @@ fn supervise(
                 }
             }
         };
+        without_frame += 1;
         if failure.permanent {
             reporter.set(CameraState::Failed {
                 error: failure.message,
+            });
+            return;
+        }
+        if file && without_frame >= FILE_ATTEMPTS {
+            reporter.set(CameraState::Failed {
+                error: format!(
+                    "{} ({without_frame} attempts in a row without a frame)",
+                    failure.message
+                ),
             });
             return;
         }
@@ -730,5 +795,102 @@ mod tests {
         assert!(error.starts_with("no frame for"), "{error}");
         assert_eq!(frames.len(), 2);
         assert!(frames[1].discont && frames[1].pts > frames[0].pts);
+    }
+
+    fn failing(message: &str) -> Result<Vec<Step>, SourceError> {
+        Err(SourceError::transient(message))
+    }
+
+    #[test]
+    fn a_file_failing_again_and_again_is_given_up() {
+        // GStreamer numbers the demuxer anew in every pipeline.
+        let sessions = (0..10)
+            .map(|i| failing(&format!("x.mp4: no playable streams (qtdemux{i})")))
+            .collect();
+        let (frames, states) = run(
+            r#"{ kind = "file", path = "x.mp4", loop = true }"#,
+            sessions,
+        );
+        assert!(frames.is_empty());
+        assert_eq!(states.len(), 1 + FILE_ATTEMPTS as usize, "{states:?}");
+        assert_eq!(
+            states.last(),
+            Some(&CameraState::Failed {
+                error:
+                    "x.mp4: no playable streams (qtdemux4) (5 attempts in a row without a frame)"
+                        .into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_file_that_plays_in_between_is_retried() {
+        let mut sessions: Vec<_> = (0..FILE_ATTEMPTS - 1)
+            .map(|_| failing("x.mp4: busy"))
+            .collect();
+        // A frame in between starts the count again.
+        sessions.push(Ok(vec![Step::Picture(0), Step::Fail("x.mp4: busy")]));
+        sessions.extend((0..FILE_ATTEMPTS - 2).map(|_| failing("x.mp4: busy")));
+        sessions.push(Ok(vec![Step::Picture(0), Step::Fail("x.mp4: busy")]));
+        let (_, states) = run(r#"{ kind = "file", path = "x.mp4" }"#, sessions);
+        assert_eq!(
+            states.last(),
+            Some(&CameraState::Failed {
+                error: "script exhausted".into()
+            }),
+            "never given up while it delivers frames: {states:?}"
+        );
+        let mut sessions: Vec<_> = (0..FILE_ATTEMPTS - 1)
+            .map(|i| {
+                failing(if i % 2 == 0 {
+                    "x.mp4: refused"
+                } else {
+                    "no frame for 10.0 s"
+                })
+            })
+            .collect();
+        sessions.push(failing("x.mp4: refused"));
+        let (_, states) = run(r#"{ kind = "file", path = "x.mp4" }"#, sessions);
+        assert_eq!(
+            states.last(),
+            Some(&CameraState::Failed {
+                error: "x.mp4: refused (5 attempts in a row without a frame)".into()
+            }),
+            "unlike failures count too: {states:?}"
+        );
+    }
+
+    #[test]
+    fn live_sources_are_retried_however_often_they_fail() {
+        let sessions = (0..2 * FILE_ATTEMPTS)
+            .map(|_| failing("connection refused"))
+            .collect();
+        let (_, states) = run(r#"{ kind = "test" }"#, sessions);
+        let retries = states
+            .iter()
+            .filter(|s| matches!(s, CameraState::Retrying { .. }))
+            .count();
+        assert_eq!(retries, 2 * FILE_ATTEMPTS as usize);
+    }
+
+    #[test]
+    fn element_counters_do_not_make_a_new_failure() {
+        let same = |a: &str, b: &str| same_failure(a, b);
+        assert!(same(
+            "/x.mp4: This file contains no playable streams (qtdemux0)",
+            "/x.mp4: This file contains no playable streams (qtdemux13)"
+        ));
+        assert!(same(
+            "/dev/video0: Cannot identify device (v4l2src0)",
+            "/dev/video0: Cannot identify device (v4l2src7)"
+        ));
+        assert!(same("decodebin0/qtdemux1: x", "decodebin2/qtdemux0: x"));
+        assert!(!same("no frame for 10.1 s", "no frame for 10.2 s"));
+        assert!(!same(
+            "rtsp://cam:554/a: refused",
+            "rtsp://cam:555/a: refused"
+        ));
+        assert!(!same("connection refused (src0)", "timed out (src0)"));
+        assert_eq!(without_counters("v4l2src12 x264enc0"), "v4l2src x264enc");
     }
 }

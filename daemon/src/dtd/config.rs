@@ -74,16 +74,26 @@ impl Default for DtdConfig {
 impl DtdConfig {
     /// Checks every value of the table at `key`.
     pub fn validate(&self, key: &str, problems: &mut Problems) {
-        if !(-1.0..=1.0).contains(&self.tau) {
+        // A cosine at or below 0 drops every token that is not opposite to
+        // its reference: the model would see nothing change. 1 keeps all.
+        if !(self.tau > 0.0 && self.tau <= 1.0) {
             problems.push(
                 format!("{key}.tau"),
-                format!("must be between -1 and 1 (a cosine), got {}", self.tau),
+                format!(
+                    "must be > 0 and at most 1 (a cosine similarity; lower drops more, 1 keeps every token), got {}",
+                    self.tau
+                ),
             );
         }
-        if !(0.0..=1.0).contains(&self.tau_pix) {
+        // A mean pixel difference is never above 1: at 1 the gate would
+        // skip every frame.
+        if !(0.0..1.0).contains(&self.tau_pix) {
             problems.push(
                 format!("{key}.tau_pix"),
-                format!("must be between 0 and 1, got {}", self.tau_pix),
+                format!(
+                    "must be at least 0 and below 1 (0 disables the gate), got {}",
+                    self.tau_pix
+                ),
             );
         }
     }

@@ -173,7 +173,8 @@ impl Model {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// The model folder (onnx-community layout).
+    /// The model folder (onnx-community layout); a relative path is
+    /// relative to the config file's folder. `glimpse check` opens it.
     pub path: PathBuf,
     /// Graph precision suffix: "" (fp32), "_fp16", "_int8", "_quantized",
     /// ... as the folder's `onnx/` files are named. Default: "".
@@ -186,8 +187,9 @@ pub struct ModelConfig {
     /// Threads one model call may use (matrix products). Default: 2.
     #[serde(default = "default_threads")]
     pub threads: usize,
-    /// The ONNX Runtime library (`libonnxruntime.so`) of the ort backend.
-    /// Default: `$ORT_DYLIB_PATH`, else `libonnxruntime.so` in /usr/lib,
+    /// The ONNX Runtime library (`libonnxruntime.so`) of the ort backend;
+    /// a relative path is relative to the config file's folder. Default:
+    /// `$ORT_DYLIB_PATH`, else `libonnxruntime.so` in /usr/lib,
     /// /usr/local/lib or next to the glimpse binary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ort_library: Option<PathBuf>,

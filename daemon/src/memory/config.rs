@@ -18,6 +18,10 @@ pub struct MemoryConfig {
     pub snapshot_interval_s: u64,
 }
 
+/// Longest snapshot interval: a week (longer ones are as good as 0 and
+/// would overflow timers).
+const MAX_SNAPSHOT_INTERVAL_S: u64 = 7 * 86_400;
+
 fn default_capacities() -> [usize; 3] {
     [4, 8, 24]
 }
@@ -44,6 +48,15 @@ impl MemoryConfig {
                     format!("must be between 2 and 1024, got {c}"),
                 );
             }
+        }
+        if self.snapshot_interval_s > MAX_SNAPSHOT_INTERVAL_S {
+            problems.push(
+                format!("{key}.snapshot_interval_s"),
+                format!(
+                    "must be between 0 and {MAX_SNAPSHOT_INTERVAL_S} (a week), got {}",
+                    self.snapshot_interval_s
+                ),
+            );
         }
     }
 }

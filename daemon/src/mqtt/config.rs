@@ -299,7 +299,7 @@ impl MqttConfig {
             ("drain_timeout_ms", self.drain_timeout_ms, 0, 600_000),
             ("max_inflight", u64::from(self.max_inflight), 1, 1000),
             ("outbox_capacity", self.outbox_capacity, 1, 10_000_000),
-            ("history_capacity", self.history_capacity, 0, 10_000_000),
+            ("history_capacity", self.history_capacity, 1, 10_000_000),
             (
                 "max_question_bytes",
                 self.max_question_bytes as u64,

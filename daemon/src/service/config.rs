@@ -16,7 +16,8 @@ pub struct ServiceConfig {
     /// Default: `info`.
     #[serde(default = "default_log_level")]
     pub log_level: String,
-    /// Where the outbox, memory snapshots and engine caches live. Default:
+    /// Where the outbox, memory snapshots and engine caches live; a
+    /// relative path is relative to the config file's folder. Default:
     /// `$STATE_DIRECTORY` (systemd), else `$XDG_STATE_HOME/glimpse`, else
     /// `~/.local/state/glimpse`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,17 +71,18 @@ impl ServiceConfig {
                 format!("not a log level or filter ({e}), got {:?}", self.log_level),
             );
         }
-        if self.stats_interval_s == 0 {
-            problems.push(format!("{key}.stats_interval_s"), "must be > 0, got 0");
-        }
-        if self.stall_timeout_ms < 100 {
-            problems.push(
-                format!("{key}.stall_timeout_ms"),
-                format!("must be at least 100, got {}", self.stall_timeout_ms),
-            );
-        }
-        if self.shutdown_timeout_ms == 0 {
-            problems.push(format!("{key}.shutdown_timeout_ms"), "must be > 0, got 0");
+        // Upper bounds: far beyond any use, and short of overflowing timers.
+        for (field, value, min, max) in [
+            ("stats_interval_s", self.stats_interval_s, 1, 86_400),
+            ("stall_timeout_ms", self.stall_timeout_ms, 100, 3_600_000),
+            ("shutdown_timeout_ms", self.shutdown_timeout_ms, 1, 600_000),
+        ] {
+            if !(min..=max).contains(&value) {
+                problems.push(
+                    format!("{key}.{field}"),
+                    format!("must be between {min} and {max}, got {value}"),
+                );
+            }
         }
         if let Some(dir) = &self.state_dir {
             if dir.as_os_str().is_empty() {

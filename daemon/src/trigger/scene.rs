@@ -67,18 +67,26 @@ impl Default for TriggerConfig {
 impl TriggerConfig {
     /// Checks every value of the table at `key`.
     pub fn validate(&self, key: &str, problems: &mut Problems) {
-        for (field, v) in [
-            ("drop_ratio_below", self.drop_ratio_below),
-            ("rearm_drop_ratio_above", self.rearm_drop_ratio_above),
-        ] {
-            if !(0.0..=1.0).contains(&v) {
-                problems.push(
-                    format!("{key}.{field}"),
-                    format!("must be between 0 and 1, got {v}"),
-                );
-            }
+        // A drop ratio is in [0, 1]: below 0 never holds (never fires), and
+        // above 1 never holds (never re-arms).
+        if !(self.drop_ratio_below > 0.0 && self.drop_ratio_below < 1.0) {
+            problems.push(
+                format!("{key}.drop_ratio_below"),
+                format!(
+                    "must be > 0 (0 never fires) and < 1, got {}",
+                    self.drop_ratio_below
+                ),
+            );
         }
-        if self.rearm_drop_ratio_above < self.drop_ratio_below {
+        if !(0.0..1.0).contains(&self.rearm_drop_ratio_above) {
+            problems.push(
+                format!("{key}.rearm_drop_ratio_above"),
+                format!(
+                    "must be at least 0 and < 1 (a frame never drops more than all its tokens, so the trigger would never re-arm), got {}",
+                    self.rearm_drop_ratio_above
+                ),
+            );
+        } else if self.rearm_drop_ratio_above < self.drop_ratio_below {
             problems.push(
                 format!("{key}.rearm_drop_ratio_above"),
                 format!(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetches a real compact video LLM, SmolVLM2 256M or 500M Video-Instruct, in
-# the onnx-community layout that glimpse loads as it is (DESIGN §6): the JSON
+# the onnx-community layout that glimpse loads as it is (docs/architecture.md §6): the JSON
 # configs, the tokenizer and onnx/{vision_encoder,embed_tokens,
 # decoder_model_merged}<variant>.onnx. Needs a machine with internet access
 # to huggingface.co (the build machines of this project have none: this

@@ -1,5 +1,5 @@
 //! `glimpse eval`: the accuracy benchmark on the shapes world ("shapes-
-//! stream", DESIGN §9). Each held-out clip comes with its ground truth (a
+//! stream", docs/architecture.md §9). Each held-out clip comes with its ground truth (a
 //! JSON file written by `models/shapes/make_clips.py`: the questions asked
 //! at given frames and their answers). The clip runs through the daemon's
 //! own stages (capture → pixel gate → encoder → token dropping → memory →

@@ -1,9 +1,9 @@
 //! glimpse: an edge video-analytics daemon.
 //!
-//! Cameras are captured, sampled and (in later stages) encoded; only the
-//! visual tokens that changed reach a compact video LLM; a bounded pyramid
-//! memory keeps the past; events and answers go out over MQTT. See
-//! `DESIGN.md` for the map. One module per stage, named for what it does;
+//! Cameras are captured, sampled and encoded; only the visual tokens that
+//! changed reach a compact video LLM; a bounded pyramid memory keeps the
+//! past; events and answers go out over MQTT. See `docs/architecture.md`
+//! for the map. One module per stage, named for what it does;
 //! only [`pipeline`] wires them together, and [`service`] runs the whole
 //! under systemd.
 #![deny(missing_docs)]

@@ -8,7 +8,7 @@
 //! changes `[workers]` resizes it in place ([`WorkerPool::resize`]), so no
 //! handle to it ever goes stale.
 //!
-//! Work comes in three classes (DESIGN §2): answers to questions first,
+//! Work comes in three classes (docs/architecture.md §2): answers to questions first,
 //! then proactive responses, then encoding. Answers and proactive jobs are
 //! queued here ([`WorkerPool::submit`]), bounded, and never dropped: a full
 //! queue refuses the new job and the caller decides. Encoding work is not

@@ -1,6 +1,6 @@
 """The daemon's context, built in numpy: pixel gate, token dropping, pyramid
 memory, readout and prompt layout, exactly as `daemon/src/{dtd,memory,llm}`
-build them (DESIGN §3, §5). Training builds every example with this file,
+build them (docs/architecture.md §3, §5). Training builds every example with this file,
 and CI's parity test (tests/shapes.rs + parity.py) checks that the daemon
 builds the same context for a clip, so training and serving cannot drift.
 
@@ -62,7 +62,7 @@ def cosines(a, b):
 
 
 class Dropper:
-    """Token dropping (DESIGN §3): keep a token when its similarity with the
+    """Token dropping (docs/architecture.md §3): keep a token when its similarity with the
     reference is <= tau. `reference` is "previous" or "last_kept";
     `similarity` is "cosine" or "centered"."""
 
@@ -113,7 +113,7 @@ def descriptor(tokens, dim):
 
 
 class Memory:
-    """The pyramid memory bank and the canvas (DESIGN §5)."""
+    """The pyramid memory bank and the canvas (docs/architecture.md §5)."""
 
     def __init__(self, grid, dim, capacities=(4, 8, 24), sources=0):
         self.grid, self.dim, self.capacities = grid, dim, list(capacities)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Exports a trained checkpoint to the onnx-community folder the daemon
-loads (DESIGN §6): onnx/{vision_encoder,embed_tokens,decoder_model_merged}.onnx,
+loads (docs/architecture.md §6): onnx/{vision_encoder,embed_tokens,decoder_model_merged}.onnx,
 tokenizer.json, and the configs.
 
     python3 export.py work/ckpt.pt model/

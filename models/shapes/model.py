@@ -1,6 +1,6 @@
 """The shapes model: a small ViT-style vision encoder with a connector, and
 a Llama-style decoder-only language model, in the three graphs of the
-onnx-community layout (DESIGN §6).
+onnx-community layout (docs/architecture.md §6).
 
 - Vision: a conv stem (four stride-2 convolutions, 128 px → 8×8), three
   transformer layers, a two-layer connector into the LM's width. An

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Makes `models/test-tiny/`: a tiny random-weight video LLM in the
-Hugging Face "onnx-community" layout that SmolVLM exports use (DESIGN.md §6).
+Hugging Face "onnx-community" layout that SmolVLM exports use (docs/architecture.md §6).
 
 It exists so that the model runtime can be tested for real (three ONNX graphs,
 a KV cache fed back explicitly, RoPE position ids, a real tokenizer.json and

@@ -29,8 +29,9 @@ pub struct CameraConfig {
     /// Height of the frames handed to the pipeline, in pixels. Default: 512.
     #[serde(default = "default_size")]
     pub height: u32,
-    /// Sampled frames that may wait between capture and the pipeline; when
-    /// full, the oldest is dropped and counted. Default: 4.
+    /// Sampled frames that may wait in the camera's queue for a model
+    /// worker; when full, the oldest is dropped and counted on this camera.
+    /// Small, so that a slow encoder sees the newest frames. Default: 2.
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: usize,
     /// A source that delivers no frame for this long is restarted.
@@ -72,7 +73,7 @@ fn default_size() -> u32 {
     512
 }
 fn default_queue_capacity() -> usize {
-    4
+    2
 }
 fn default_frame_timeout_ms() -> u64 {
     10_000

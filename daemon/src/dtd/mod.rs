@@ -1,5 +1,5 @@
 //! Change blindness: drop what did not change, before and after the vision
-//! encoder (DESIGN §3, after TimeChat-Online's Differential Token Drop).
+//! encoder (docs/architecture.md §3, after TimeChat-Online's Differential Token Drop).
 //!
 //! - [`PixelGate`] (before the encoder, ours): per token patch, the mean
 //!   absolute difference of the pixels against the last frame that was

@@ -1,7 +1,7 @@
 //! A model folder in the Hugging Face "onnx-community" layout, opened and
 //! checked before anything is compiled.
 //!
-//! The folder is taken as users have it (DESIGN §6): the JSON configs, the
+//! The folder is taken as users have it (docs/architecture.md §6): the JSON configs, the
 //! tokenizer, and `onnx/{vision_encoder,embed_tokens,decoder_model_merged}`
 //! with an optional precision suffix and `.onnx_data` files. Every tensor
 //! is found by name; a missing file, a missing or mismatched tensor, an
@@ -401,7 +401,7 @@ fn dtype_name(elem_type: i32) -> &'static str {
     }
 }
 
-/// Checks the named tensors of DESIGN §6 against each other and config.json.
+/// Checks the named tensors of docs/architecture.md §6 against each other and config.json.
 fn check_signatures(graphs: &[GraphInfo; 3], info: &ModelInfo) -> Result<(), InferError> {
     let [vision, embed, decoder] = graphs;
     let mut expect_in: Vec<(&GraphInfo, String, &[&str])> = vec![

@@ -1,5 +1,5 @@
 //! Builds a [`Prompt`] from chat messages and visual tokens, with the
-//! positions of the full, undropped layout (DESIGN §3): each image in the
+//! positions of the full, undropped layout (docs/architecture.md §3): each image in the
 //! chat stands for a whole token grid; only its kept tokens go in, each at
 //! the position it has in the full grid, so the model sees where every
 //! token was even when most of the grid was dropped. Models whose

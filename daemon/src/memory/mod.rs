@@ -1,4 +1,4 @@
-//! Memory: a bounded pyramid of what a camera saw (DESIGN §5, after
+//! Memory: a bounded pyramid of what a camera saw (docs/architecture.md §5, after
 //! VideoChat-Online's Pyramid Memory Bank), adapted to dropped tokens.
 //!
 //! - Three levels hold frames at the full token grid, 2×2-pooled and

@@ -1,10 +1,10 @@
-//! MQTT: where glimpse publishes events and takes questions (DESIGN §7).
+//! MQTT: where glimpse publishes events and takes questions (docs/architecture.md §7).
 //!
 //! Input: [`Event`](crate::trigger::Event)s from the pipeline through
 //! [`MqttHandle::publish_event`] (durable: written to the SQLite outbox in
 //! the state directory first), activity and statistics; from the broker,
 //! questions (`<prefix>/<camera>/ask`) and watch-rule changes
-//! (`<prefix>/<camera>/rules/set`). Output: the topics of DESIGN §7, Home
+//! (`<prefix>/<camera>/rules/set`). Output: the topics of docs/architecture.md §7, Home
 //! Assistant discovery, and [`Question`]s on a bounded channel for the
 //! responder.
 //!

@@ -8,7 +8,7 @@
 //! (`pipeline::camera`), behind a mutex that only its own jobs take, so
 //! cameras run in parallel on several workers while each camera's frames
 //! are analysed in order. A state is built for one model: its tokens and
-//! memory mean nothing to another (see `docs/architecture.md`, "Reload").
+//! memory mean nothing to another (docs/architecture.md §8, "The swappable model").
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

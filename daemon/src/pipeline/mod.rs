@@ -1,6 +1,6 @@
 //! The pipeline: the one place that builds stages and wires them together.
 //!
-//! Per camera (DESIGN §2, `docs/architecture.md`): capture (its own thread)
+//! Per camera (docs/architecture.md §2): capture (its own thread)
 //! → the camera's drop-oldest frame queue → a model worker, which takes the
 //! camera's next frame when the camera's turn comes and runs the model
 //! stages on it ([`analysis`]): pixel gate, vision encoder, token dropping,

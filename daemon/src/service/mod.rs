@@ -10,7 +10,7 @@
 //! stages' heartbeats, so nothing the loop waits for can stop them. The
 //! MQTT stage starts first (embedded broker, outbox) and stops last, so
 //! that `offline` and the last events get out. The order of a stop is in
-//! `docs/architecture.md` ("Stop"). All of it runs on tokio; nothing here
+//! docs/architecture.md §8. All of it runs on tokio; nothing here
 //! touches a frame or a model.
 
 mod config;
@@ -251,7 +251,7 @@ pub async fn run(
             Action::Reload => {
                 notifier.reloading();
                 tracing::info!(config = %config_path.display(), "SIGHUP received; reloading the config");
-                let new = match read_config(&config_path, &config) {
+                let new = match read_config(&config_path, &config).await {
                     Ok(new) => new,
                     Err(status) => {
                         notifier.ready(&status);
@@ -284,7 +284,7 @@ pub async fn run(
         }
     };
 
-    // The stop, in order (docs/architecture.md, "Stop"): nothing produced
+    // The stop, in order (docs/architecture.md §8): nothing produced
     // is lost, and the watchdog pings go on until the end.
     tracing::info!("{reason} received; shutting down");
     notifier.stopping();
@@ -396,18 +396,26 @@ async fn watchdog(
     }
 }
 
-/// Reads the config again for a reload; an invalid one is refused (the
-/// error is logged, and the returned line is the STATUS to show).
-fn read_config(path: &Path, running: &Config) -> Result<Config, String> {
-    match cfg::load(path, &Environment::from_process()) {
-        Ok(new) => {
+/// Reads the config again for a reload, off the runtime (the check opens
+/// the model folder: seconds for a large one); an invalid one is refused
+/// (the error is logged, and the returned line is the STATUS to show).
+async fn read_config(path: &Path, running: &Config) -> Result<Config, String> {
+    let owned = path.to_owned();
+    let loaded =
+        tokio::task::spawn_blocking(move || cfg::load(&owned, &Environment::from_process())).await;
+    match loaded {
+        Ok(Ok(new)) => {
             if new.service.state_dir != running.service.state_dir {
                 tracing::warn!("service.state_dir changes take effect at the next restart");
             }
             Ok(new)
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             tracing::error!("reload refused, still running the previous config: {e}");
+            Err("reload refused (see the log); still running the previous config".to_owned())
+        }
+        Err(e) => {
+            tracing::error!("reload refused: reading the config failed: {e}");
             Err("reload refused (see the log); still running the previous config".to_owned())
         }
     }

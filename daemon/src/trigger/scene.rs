@@ -1,4 +1,4 @@
-//! The scene-change rule (DESIGN §4): fire when a frame's drop ratio falls
+//! The scene-change rule (docs/architecture.md §4): fire when a frame's drop ratio falls
 //! below `drop_ratio_below` (the paper's 0.6, i.e. more than 40% of the
 //! tokens changed), with what a daemon needs on top: a minimum run of such
 //! frames, hysteresis (re-arm only once the drop ratio is back above

@@ -475,7 +475,7 @@ source = { kind = "synthetic" }
         let config = check(MINIMAL).unwrap();
         let front = &config.cameras["front"];
         assert_eq!(front.fps, 2.0);
-        assert_eq!(front.queue_capacity, 4);
+        assert_eq!(front.queue_capacity, 2);
         assert_eq!(config.workers.threads, 1);
         assert_eq!(config.mqtt.prefix, "glimpse");
         assert_eq!(

@@ -1056,3 +1056,61 @@ impl Driver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reload must not be lost when the command queue is full (issue
+    /// 15): on a current-thread runtime the driver does not run until the
+    /// test awaits, so 300 stats fill its queue of 256 before the reload.
+    #[tokio::test]
+    async fn a_reload_is_never_dropped_by_a_full_command_queue() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let config = MqttConfig {
+            listen: format!("127.0.0.1:{port}"),
+            prefix: "before".into(),
+            discovery: false,
+            ..MqttConfig::default()
+        };
+        let mqtt = Mqtt::start(&config, vec!["front".into()], dir.path())
+            .await
+            .unwrap();
+        assert!(mqtt.handle.wait_connected(Duration::from_secs(10)).await);
+        for _ in 0..300 {
+            mqtt.handle.publish_stats("front", json!({}));
+        }
+        let reloaded = MqttConfig {
+            prefix: "after".into(),
+            ..config
+        };
+        mqtt.handle.reconfigure(&reloaded, vec!["front".into()]);
+
+        let mut options = rumqttc::MqttOptions::new("reload-test", "127.0.0.1", port);
+        options.set_clean_session(true);
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 16);
+        client
+            .subscribe("after/status", rumqttc::QoS::AtMostOnce)
+            .await
+            .unwrap();
+        let online = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) =
+                    eventloop.poll().await.unwrap()
+                {
+                    if p.payload.as_ref() == b"online" {
+                        return;
+                    }
+                }
+            }
+        })
+        .await;
+        assert!(online.is_ok(), "the reload to prefix \"after\" was lost");
+        mqtt.shutdown().await;
+    }
+}

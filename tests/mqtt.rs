@@ -1422,3 +1422,78 @@ fn issue15_check_warns_about_an_embedded_broker_off_loopback() {
     let out = crate::util::check(&config);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
 }
+
+/// Issue 15: an answer over the packet limit (here through a long MQTT 5
+/// response topic: the question fits the embedded broker's limit, its
+/// answer would not) goes to the dead letters instead of making the broker
+/// drop the connection again after every reconnect.
+#[test]
+fn issue15_an_answer_over_the_packet_limit_is_dead_lettered_not_resent() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut daemon = Daemon::start(
+        dir.path(),
+        &format!("listen = \"127.0.0.1:{port}\"\nprotocol = \"v5\"\nmax_packet_bytes = 65536"),
+        &[("GLIMPSE_DEBUG_EVENT_EVERY_MS", "100")],
+    );
+    wait_port(port, SECS);
+    let mut sub = Sub::start(port, &["-V", "mqttv5", "-t", "glimpse/front/event", "-v"]);
+    sub.expect("an event", SECS, |l| l.starts_with("glimpse/front/event "));
+    // The embedded broker takes packets up to 65536 - 1024 bytes.
+    let long_topic = format!("r/{}", "a".repeat(64_418));
+    publish(
+        port,
+        &[
+            "-V",
+            "mqttv5",
+            "-t",
+            "glimpse/front/ask",
+            "-m",
+            "how many?",
+            "-D",
+            "publish",
+            "response-topic",
+            &long_topic,
+        ],
+    );
+    let deadline = Instant::now() + SECS;
+    while !daemon.log().contains("moved to the dead letters") {
+        assert!(
+            Instant::now() < deadline,
+            "no dead letter:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Events still flow, on the same connection.
+    sub.seen.clear();
+    sub.expect("an event after it", SECS, |l| {
+        l.starts_with("glimpse/front/event ")
+    });
+    daemon.assert_running();
+    let log = daemon.stop();
+    assert_eq!(
+        log.matches("connected to the MQTT broker").count(),
+        1,
+        "{log}"
+    );
+    let out = glimpse()
+        .args(["events", "--since", "1h", "--config"])
+        .arg(dir.path().join("glimpse.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("  front  not delivered  r/aaa"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains(": message of ")
+            && line.contains("bytes is over the largest packet, 64512 bytes"),
+        "{line}"
+    );
+    assert!(
+        line.contains("no model is configured"),
+        "the payload: {line}"
+    );
+}

@@ -33,11 +33,7 @@ pub fn start(listen: SocketAddr, protocol: Protocol, max_packet: u32) -> Result<
             )))
         }
     }
-    // Headroom for what a broker may add when it forwards a message
-    // (packet id, properties): whatever it takes in, glimpse's client,
-    // limited to `max_packet`, can receive. rumqttd compares the packet's
-    // remaining length, as rumqttc does.
-    let max_payload_size = (max_packet as usize).saturating_sub(1024);
+    let max_payload_size = max_incoming(max_packet);
     let server = rumqttd::ServerSettings {
         name: format!("glimpse-{listen}"),
         listen,
@@ -93,6 +89,18 @@ pub fn start(listen: SocketAddr, protocol: Protocol, max_packet: u32) -> Result<
     }
     tracing::info!(%listen, ?protocol, "embedded MQTT broker listening");
     Ok(())
+}
+
+/// Headroom for what a broker may add when it forwards a message (packet
+/// id, properties), in bytes.
+const HEADROOM: usize = 1024;
+
+/// The largest packet the embedded broker takes from any client, glimpse
+/// included: `max_packet` less some headroom, so that whatever it takes in,
+/// glimpse's client (limited to `max_packet`) can receive. rumqttd compares
+/// a packet's remaining length, as rumqttc does.
+pub fn max_incoming(max_packet: u32) -> usize {
+    (max_packet as usize).saturating_sub(HEADROOM)
 }
 
 /// Where to reach a listener bound to `listen` (a wildcard means loopback).

@@ -601,7 +601,12 @@ impl Driver {
             poller,
             connected: false,
             window: usize::from(window),
-            max_packet: self.config.max_packet_bytes as usize,
+            // The embedded broker takes a little less than we receive.
+            max_packet: if self.config.is_embedded() {
+                broker::max_incoming(self.config.max_packet_bytes)
+            } else {
+                self.config.max_packet_bytes as usize
+            },
             queued: VecDeque::new(),
             inflight: HashMap::new(),
             last_sent: 0,

@@ -79,6 +79,9 @@ struct Shared {
     rules: watch::Sender<BTreeMap<String, Vec<String>>>,
     acknowledged: AtomicU64,
     dropped: AtomicU64,
+    /// Rows in the dead-letter table, mirrored here so that the stats do
+    /// not wait for the outbox lock on an async thread.
+    dead_letters: AtomicU64,
     /// The config to apply. A watch, not the command queue: a reload must
     /// never be lost to a full queue, and only the latest one matters.
     desired: watch::Sender<Desired>,
@@ -193,8 +196,10 @@ impl Mqtt {
             acknowledged: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             desired: watch::channel(None).0,
+            dead_letters: AtomicU64::new(0),
         });
         let dead = shared.outbox().dead_letters();
+        shared.dead_letters.store(dead, Ordering::Relaxed);
         if dead > 0 {
             tracing::warn!(
                 dead_letters = dead,
@@ -355,7 +360,7 @@ impl MqttHandle {
         if let Some(object) = stats.as_object_mut() {
             object.insert(
                 "outbox_dead_letters".to_owned(),
-                self.shared.outbox().dead_letters().into(),
+                self.shared.dead_letters.load(Ordering::Relaxed).into(),
             );
         }
         self.send(Command::Stats(camera.to_owned(), stats.to_string()));
@@ -391,16 +396,12 @@ impl MqttHandle {
 
     /// The stage's counters.
     pub fn stats(&self) -> MqttStats {
-        let (pending, dead_letters) = {
-            let outbox = self.shared.outbox();
-            (outbox.pending(), outbox.dead_letters())
-        };
         MqttStats {
             connected: *self.shared.connected.borrow(),
-            pending,
+            pending: self.shared.outbox().pending(),
             acknowledged: self.shared.acknowledged.load(Ordering::Relaxed),
             dropped: self.shared.dropped.load(Ordering::Relaxed),
-            dead_letters,
+            dead_letters: self.shared.dead_letters.load(Ordering::Relaxed),
         }
     }
 }
@@ -857,13 +858,20 @@ impl Driver {
     /// logged once (the row is never tried again).
     async fn dead_letter(&self, row: i64, topic: String, reason: String) {
         let (t, r) = (topic.clone(), reason.clone());
-        match blocking(&self.shared, move |o| o.dead_letter(row, &t, &r)).await {
-            Ok(true) => tracing::warn!(
+        let moved = blocking(&self.shared, move |o| {
+            Ok((o.dead_letter(row, &t, &r)?, o.dead_letters()))
+        })
+        .await;
+        match moved {
+            Ok((true, count)) => {
+                self.shared.dead_letters.store(count, Ordering::Relaxed);
+                tracing::warn!(
                 row,
                 topic,
-                "message not deliverable, moved to the dead letters (`glimpse events` lists them): {reason}"
-            ),
-            Ok(false) => {}
+                    "message not deliverable, moved to the dead letters (`glimpse events` lists them): {reason}"
+                );
+            }
+            Ok((false, _)) => {}
             Err(e) => tracing::error!("{e}"),
         }
     }

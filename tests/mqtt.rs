@@ -196,17 +196,29 @@ struct Daemon {
     log: PathBuf,
 }
 
+/// Writes `dir/glimpse.toml`: one synthetic camera, `front`, and `mqtt`
+/// in the `[mqtt]` table (with a quick reconnection unless it sets one).
+fn write_config(dir: &Path, mqtt: &str) -> PathBuf {
+    let config = dir.join("glimpse.toml");
+    let backoff = if mqtt.contains("reconnect_") {
+        ""
+    } else {
+        "reconnect_min_ms = 100\nreconnect_max_ms = 500\n"
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "[service]\nstate_dir = {:?}\nstats_interval_s = 1\n\n[mqtt]\n{backoff}{mqtt}\n\n[cameras.front]\nfps = 2\nwidth = 32\nheight = 32\nsource = {{ kind = \"synthetic\" }}\n",
+            dir.join("state").display().to_string()
+        ),
+    )
+    .unwrap();
+    config
+}
+
 impl Daemon {
     fn start(dir: &Path, mqtt: &str, env: &[(&str, &str)]) -> Daemon {
-        let config = dir.join("glimpse.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[service]\nstate_dir = {:?}\nstats_interval_s = 1\n\n[mqtt]\nreconnect_min_ms = 100\nreconnect_max_ms = 500\n{mqtt}\n\n[cameras.front]\nfps = 2\nwidth = 32\nheight = 32\nsource = {{ kind = \"synthetic\" }}\n",
-                dir.join("state").display().to_string()
-            ),
-        )
-        .unwrap();
+        let config = write_config(dir, mqtt);
         let log = dir.join("glimpse.log");
         let mut cmd = glimpse();
         cmd.args(["run", "--config"])
@@ -314,6 +326,29 @@ fn round_trip(port: u16, protocol: &str, mut daemon: Daemon) {
     sub.expect("changed rules", SECS, |l| {
         l == r#"glimpse/front/rules {"rules":["a person is at the door"]}"#
     });
+    // A refused change is answered, not only logged.
+    publish(
+        port,
+        &[
+            "-V",
+            version,
+            "-t",
+            "glimpse/front/rules/set",
+            "-m",
+            r#"{"delete":"a person is at the door"}"#,
+        ],
+    );
+    let error = json_of(&sub.expect("a rules error", SECS, |l| {
+        l.starts_with("glimpse/front/rules/error ")
+    }));
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed rules change: unknown field `delete`"),
+        "{error}"
+    );
+    assert_eq!(error["camera"], "front");
     daemon.assert_running();
     daemon.stop();
     sub.expect("status offline", SECS, |l| l == "glimpse/status offline");
@@ -538,10 +573,10 @@ fn history_ids(dir: &Path) -> BTreeSet<String> {
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
-        .map(|l| {
-            let event: serde_json::Value = serde_json::from_str(l).unwrap();
-            event["id"].as_str().unwrap().to_owned()
-        })
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        // Dead letters that are not events (error answers) have no id.
+        .filter(|event| event["kind"] != "dead_letter")
+        .map(|event| event["id"].as_str().unwrap().to_owned())
         .collect()
 }
 
@@ -1005,4 +1040,465 @@ fn a_question_is_answered_by_the_model_from_memory_and_canvas() {
     );
     daemon.assert_running();
     daemon.stop();
+}
+
+/// Rows in `table` of the daemon's outbox database.
+fn outbox_rows(dir: &Path, table: &str) -> i64 {
+    let db =
+        rusqlite::Connection::open(dir.join("state").join(glimpse::mqtt::OUTBOX_FILE)).unwrap();
+    db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Issue 15: an MQTT 5 broker that refuses a publish (PUBACK 0x87, an ACL)
+/// must not have it deleted as delivered: it goes to the dead letters,
+/// visible in `glimpse events` and counted in the stats, and what is
+/// behind it flows on.
+#[test]
+fn issue15_a_publish_the_broker_refuses_is_dead_lettered_not_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("acl");
+    // Anonymous clients (the rules before any `user` line) may use every
+    // glimpse topic but the events.
+    std::fs::write(
+        &acl,
+        [
+            "status",
+            "+/ask",
+            "+/answer",
+            "+/activity",
+            "+/stats",
+            "+/rules",
+            "+/rules/set",
+            "+/rules/error",
+        ]
+        .map(|t| format!("topic readwrite glimpse/{t}\n"))
+        .concat()
+            + "topic readwrite homeassistant/#\n",
+    )
+    .unwrap();
+    let _ = Command::new("chmod").arg("644").arg(&acl).status();
+    let broker = Mosquitto::start(dir.path(), &format!("acl_file {}", acl.display()));
+    let mut daemon = Daemon::start(
+        dir.path(),
+        &format!(
+            "broker = \"mqtt://127.0.0.1:{}\"\nprotocol = \"v5\"",
+            broker.port
+        ),
+        &[("GLIMPSE_DEBUG_EVENT_EVERY_MS", "100")],
+    );
+    let mut sub = Sub::start(
+        broker.port,
+        &[
+            "-V",
+            "mqttv5",
+            "-t",
+            "glimpse/front/answer",
+            "-t",
+            "glimpse/front/stats",
+            "-v",
+        ],
+    );
+    sub.expect("dead letters in the stats", SECS, |l| {
+        l.starts_with("glimpse/front/stats ")
+            && json_of(l)["outbox_dead_letters"]
+                .as_u64()
+                .is_some_and(|n| n >= 3)
+    });
+    // The refused events block nothing: an answer behind them arrives.
+    publish(
+        broker.port,
+        &[
+            "-V",
+            "mqttv5",
+            "-t",
+            "glimpse/front/ask",
+            "-m",
+            r#"{"id":"q1","question":"anyone?"}"#,
+        ],
+    );
+    let answer = json_of(&sub.expect("an answer", SECS, |l| {
+        l.starts_with("glimpse/front/answer ")
+    }));
+    assert_eq!(answer["id"], "q1");
+    daemon.assert_running();
+    let log = daemon.stop();
+    assert!(
+        log.contains("message not deliverable, moved to the dead letters")
+            && log.contains("refused by the broker: PUBACK reason not authorized (0x87)"),
+        "{log}"
+    );
+    // Nothing deleted silently: every event is still in the outbox or a
+    // dead letter, and each dead letter is logged once.
+    let events = history_ids(dir.path()).len() as i64;
+    let dead = outbox_rows(dir.path(), "dead_letters");
+    assert!(dead >= 3, "{dead} dead letters");
+    assert_eq!(outbox_rows(dir.path(), "outbox") + dead, events);
+    assert_eq!(
+        log.matches("moved to the dead letters").count() as i64,
+        dead,
+        "{log}"
+    );
+    let out = glimpse()
+        .args(["events", "--since", "1h", "--json", "--config"])
+        .arg(dir.path().join("glimpse.toml"))
+        .output()
+        .unwrap();
+    let listed: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let marked: Vec<_> = listed
+        .iter()
+        .filter(|e| e["dead_letter"].is_object())
+        .collect();
+    assert_eq!(marked.len() as i64, dead);
+    assert_eq!(marked[0]["kind"], "description");
+    assert_eq!(marked[0]["dead_letter"]["topic"], "glimpse/front/event");
+    assert_eq!(
+        marked[0]["dead_letter"]["reason"],
+        "refused by the broker: PUBACK reason not authorized (0x87)"
+    );
+    let text = glimpse()
+        .args(["events", "--since", "1h", "--config"])
+        .arg(dir.path().join("glimpse.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.lines().next().unwrap().ends_with(
+            "  [not delivered: refused by the broker: PUBACK reason not authorized (0x87)]"
+        ),
+        "{text}"
+    );
+}
+
+/// Issue 15: a question with a wildcard response topic, then a retained
+/// question of 1.1 MB, then 100 events. Each bad question gets an error
+/// answer, every event arrives, and the connection never drops (no
+/// `offline` status, one connection in the log).
+fn bad_questions_then_events(
+    client_port: u16,
+    glimpse_protocol: &str,
+    mut daemon: Daemon,
+    dir: &Path,
+) {
+    let version = if glimpse_protocol == "v5" {
+        "mqttv5"
+    } else {
+        "mqttv311"
+    };
+    let mut sub = Sub::start(
+        client_port,
+        &[
+            "-V",
+            version,
+            "-q",
+            "1",
+            "-t",
+            "glimpse/status",
+            "-t",
+            "glimpse/front/event",
+            "-t",
+            "glimpse/front/answer",
+            "-v",
+        ],
+    );
+    sub.expect("online", SECS, |l| l == "glimpse/status online");
+    if glimpse_protocol == "v5" {
+        publish(
+            client_port,
+            &[
+                "-V",
+                "mqttv5",
+                "-t",
+                "glimpse/front/ask",
+                "-m",
+                r#"{"id":"w1","question":"how many?"}"#,
+                "-D",
+                "publish",
+                "response-topic",
+                "me/+/x",
+            ],
+        );
+        let answer = json_of(&sub.expect("the wildcard's error answer", SECS, |l| {
+            l.starts_with("glimpse/front/answer ") && l.contains("\"w1\"")
+        }));
+        assert_eq!(
+            answer["error"],
+            "response topic \"me/+/x\" refused: must not contain '+' or '#' (MQTT wildcards)"
+        );
+    }
+    let big = dir.join("big.json");
+    std::fs::write(
+        &big,
+        format!(
+            "{{\"id\":\"big\",\"question\":\"{}\"}}",
+            "x".repeat(1_100_000)
+        ),
+    )
+    .unwrap();
+    publish(
+        client_port,
+        &[
+            "-V",
+            version,
+            "-r",
+            "-t",
+            "glimpse/front/ask",
+            "-f",
+            &big.display().to_string(),
+        ],
+    );
+    let answer = json_of(&sub.expect("the big question's error answer", SECS, |l| {
+        l.starts_with("glimpse/front/answer ") && l.contains("question too long")
+    }));
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("question too long: 1100026 bytes"),
+        "{answer}"
+    );
+    let before = event_ids(&sub.seen).len();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while event_ids(sub.drain(Duration::from_millis(100))).len() < before + 100 {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than 100 events after the bad questions"
+        );
+    }
+    daemon.assert_running();
+    assert!(
+        !sub.seen.iter().any(|l| l == "glimpse/status offline"),
+        "the connection dropped:\n{}",
+        daemon.log()
+    );
+    let log = daemon.stop();
+    assert_eq!(
+        log.matches("connected to the MQTT broker").count(),
+        1,
+        "{log}"
+    );
+    expect_all(&mut sub, &history_ids(dir), SECS);
+}
+
+#[test]
+fn issue15_bad_questions_block_nothing_and_drop_no_connection_mosquitto() {
+    for protocol in ["v5", "v311"] {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Mosquitto::start(dir.path(), "");
+        let daemon = Daemon::start(
+            dir.path(),
+            &format!(
+                "broker = \"mqtt://127.0.0.1:{}\"\nprotocol = \"{protocol}\"",
+                broker.port
+            ),
+            &[("GLIMPSE_DEBUG_EVENT_EVERY_MS", "20")],
+        );
+        bad_questions_then_events(broker.port, protocol, daemon, dir.path());
+    }
+}
+
+#[test]
+fn issue15_bad_questions_block_nothing_and_drop_no_connection_embedded() {
+    for protocol in ["v5", "v311"] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let daemon = Daemon::start(
+            dir.path(),
+            &format!("listen = \"127.0.0.1:{port}\"\nprotocol = \"{protocol}\""),
+            &[("GLIMPSE_DEBUG_EVENT_EVERY_MS", "20")],
+        );
+        wait_port(port, SECS);
+        bad_questions_then_events(port, protocol, daemon, dir.path());
+    }
+}
+
+/// Issue 15: a retained message over `mqtt.max_packet_bytes` (MQTT 3.1.1,
+/// where the broker cannot be told the limit) makes rumqttc drop the
+/// connection at every subscribe; glimpse waits the longest backoff
+/// instead of reconnecting at once, and says why once.
+#[test]
+fn issue15_an_oversized_retained_message_backs_off_instead_of_flapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let big = dir.path().join("big.txt");
+    std::fs::write(&big, "x".repeat(100_000)).unwrap();
+    publish(
+        broker.port,
+        &[
+            "-r",
+            "-t",
+            "glimpse/front/ask",
+            "-f",
+            &big.display().to_string(),
+        ],
+    );
+    let daemon = Daemon::start(
+        dir.path(),
+        &format!(
+            "broker = \"mqtt://127.0.0.1:{}\"\nmax_packet_bytes = 65536\nreconnect_min_ms = 100\nreconnect_max_ms = 3000",
+            broker.port
+        ),
+        &[],
+    );
+    // Two connections are enough to see the wait between them.
+    let connected = "connected to the MQTT broker";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while daemon.log().matches(connected).count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no second connection:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = daemon.stop();
+    // Seconds of the day of each connection (the log's UTC timestamps).
+    let times: Vec<f64> = log
+        .lines()
+        .filter(|l| l.contains(connected))
+        .map(|l| {
+            let clock = &l[l.find('T').unwrap() + 1..l.find('Z').unwrap()];
+            let parts: Vec<f64> = clock.split(':').map(|p| p.parse().unwrap()).collect();
+            parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
+        })
+        .collect();
+    for pair in times.windows(2) {
+        let gap = (pair[1] - pair[0]).rem_euclid(86_400.0);
+        // reconnect_max_ms; without the backoff, 100 to 200 ms.
+        assert!(gap >= 2.9, "reconnected after {gap:.2} s:\n{log}");
+    }
+    assert_eq!(
+        log.matches("over mqtt.max_packet_bytes (65536 bytes)")
+            .count(),
+        1,
+        "{log}"
+    );
+}
+
+/// Issue 15: `glimpse ask` speaks the config's protocol: an embedded
+/// broker set to MQTT 5 takes no 3.1.1 client.
+#[test]
+fn issue15_ask_speaks_the_configured_mqtt5() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let daemon = Daemon::start(
+        dir.path(),
+        &format!("listen = \"127.0.0.1:{port}\"\nprotocol = \"v5\""),
+        &[],
+    );
+    wait_port(port, SECS);
+    let mut sub = Sub::start(port, &["-V", "mqttv5", "-t", "glimpse/#", "-v"]);
+    sub.expect("status online", SECS, |l| l == "glimpse/status online");
+    let out = glimpse()
+        .args(["ask", "--camera", "front", "--timeout-s", "10", "--config"])
+        .arg(dir.path().join("glimpse.toml"))
+        .arg("anything ?")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "error: glimpse could not answer: no model is configured to answer questions"
+    );
+    daemon.stop();
+}
+
+/// Issue 15: an embedded broker off loopback takes anyone; `glimpse check`
+/// says so (the daemon logs the same at start).
+#[test]
+fn issue15_check_warns_about_an_embedded_broker_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "listen = \"0.0.0.0:1883\"");
+    let out = crate::util::check(&config);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "warning: mqtt.listen = \"0.0.0.0:1883\": the embedded broker has no authentication"
+        ),
+        "{stderr}"
+    );
+    let config = write_config(dir.path(), "listen = \"127.0.0.1:1883\"");
+    let out = crate::util::check(&config);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+}
+
+/// Issue 15: an answer over the packet limit (here through a long MQTT 5
+/// response topic: the question fits the embedded broker's limit, its
+/// answer would not) goes to the dead letters instead of making the broker
+/// drop the connection again after every reconnect.
+#[test]
+fn issue15_an_answer_over_the_packet_limit_is_dead_lettered_not_resent() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut daemon = Daemon::start(
+        dir.path(),
+        &format!("listen = \"127.0.0.1:{port}\"\nprotocol = \"v5\"\nmax_packet_bytes = 65536"),
+        &[("GLIMPSE_DEBUG_EVENT_EVERY_MS", "100")],
+    );
+    wait_port(port, SECS);
+    let mut sub = Sub::start(port, &["-V", "mqttv5", "-t", "glimpse/front/event", "-v"]);
+    sub.expect("an event", SECS, |l| l.starts_with("glimpse/front/event "));
+    // The embedded broker takes packets up to 65536 - 1024 bytes.
+    let long_topic = format!("r/{}", "a".repeat(64_418));
+    publish(
+        port,
+        &[
+            "-V",
+            "mqttv5",
+            "-t",
+            "glimpse/front/ask",
+            "-m",
+            "how many?",
+            "-D",
+            "publish",
+            "response-topic",
+            &long_topic,
+        ],
+    );
+    let deadline = Instant::now() + SECS;
+    while !daemon.log().contains("moved to the dead letters") {
+        assert!(
+            Instant::now() < deadline,
+            "no dead letter:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Events still flow, on the same connection.
+    sub.seen.clear();
+    sub.expect("an event after it", SECS, |l| {
+        l.starts_with("glimpse/front/event ")
+    });
+    daemon.assert_running();
+    let log = daemon.stop();
+    assert_eq!(
+        log.matches("connected to the MQTT broker").count(),
+        1,
+        "{log}"
+    );
+    let out = glimpse()
+        .args(["events", "--since", "1h", "--config"])
+        .arg(dir.path().join("glimpse.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("  front  not delivered  r/aaa"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains(": message of ")
+            && line.contains("bytes is over the largest packet, 64512 bytes"),
+        "{line}"
+    );
+    assert!(
+        line.contains("no model is configured"),
+        "the payload: {line}"
+    );
 }

@@ -210,6 +210,9 @@ fn main() -> ExitCode {
             Ok(config) => {
                 if !quiet {
                     print!("{}", config.to_toml());
+                    for warning in config.mqtt.warnings() {
+                        eprintln!("warning: {warning}");
+                    }
                     eprintln!("{}: OK", path.display());
                 }
                 ExitCode::SUCCESS

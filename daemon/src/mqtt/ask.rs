@@ -8,6 +8,8 @@ use std::time::Instant;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::MqttConfig;
+
 /// A question accepted for the model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Question {
@@ -84,6 +86,85 @@ pub fn parse_question(
         return refuse(None, "the question is empty".to_owned());
     }
     Ok((None, trimmed.to_owned()))
+}
+
+/// Topic levels under `<prefix>/<camera>/` that glimpse publishes state on
+/// or reads: an answer there would read as glimpse's own message.
+const OWN_LEAVES: &[&str] = &[
+    "ask",
+    "event",
+    "activity",
+    "stats",
+    "rules",
+    "rules/set",
+    "rules/error",
+    "snapshot",
+];
+
+/// Checks the MQTT 5 response topic of a question or rules change before
+/// anything is published on it; the error says why, for the asker. Refused:
+/// an empty topic, wildcards (`+`, `#`: rumqttc refuses to publish them,
+/// brokers too), NUL, more than 65535 bytes, `$` topics (the broker's),
+/// glimpse's own state and input topics and Home Assistant's discovery
+/// topics, and, when `mqtt.response_topic_prefixes` is set, anything
+/// outside it.
+pub fn check_response_topic(topic: &str, config: &MqttConfig) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if topic.contains(['+', '#']) {
+        return Err("must not contain '+' or '#' (MQTT wildcards)".to_owned());
+    }
+    if topic.contains('\0') {
+        return Err("must not contain NUL".to_owned());
+    }
+    if topic.len() > usize::from(u16::MAX) {
+        return Err(format!(
+            "must have at most 65535 bytes, got {}",
+            topic.len()
+        ));
+    }
+    if topic.starts_with('$') {
+        return Err("must not start with '$' (the broker's own topics)".to_owned());
+    }
+    let under = |prefix: &str| -> Option<&str> {
+        topic.strip_prefix(prefix).and_then(|rest| {
+            if rest.is_empty() {
+                Some(rest)
+            } else {
+                rest.strip_prefix('/')
+            }
+        })
+    };
+    if let Some(rest) = under(&config.prefix) {
+        let own = rest == "status"
+            || rest.split_once('/').is_some_and(|(_, leaf)| {
+                OWN_LEAVES.contains(&leaf)
+                    || leaf
+                        .strip_prefix("rules/")
+                        .is_some_and(|l| l.ends_with("/state"))
+            });
+        if own {
+            return Err(format!(
+                "is one of glimpse's own topics under {:?}; use <prefix>/<camera>/answer or a topic of your own",
+                config.prefix
+            ));
+        }
+    }
+    if config.discovery && under(&config.discovery_prefix).is_some() {
+        return Err(format!(
+            "is under Home Assistant's discovery prefix {:?}",
+            config.discovery_prefix
+        ));
+    }
+    let allowed = &config.response_topic_prefixes;
+    if !allowed.is_empty() && !allowed.iter().any(|p| under(p).is_some()) {
+        return Err(format!(
+            "is not under mqtt.response_topic_prefixes ({})",
+            allowed.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// A change to a camera's watch rules.
@@ -248,6 +329,55 @@ mod tests {
         assert!(rules.is_empty());
         assert!(apply_rules(br#"{"delete":"x"}"#, &mut rules).is_err());
         assert!(apply_rules(b"{oops", &mut rules).is_err());
+    }
+
+    #[test]
+    fn response_topics_table() {
+        let mut config = MqttConfig::default();
+        let check = |topic: &str, config: &MqttConfig| check_response_topic(topic, config);
+        for ok in [
+            "me/answers",
+            "replies",
+            "glimpse/front/answer",
+            "glimpse/front/answer/alice",
+            "glimpse2/status",
+            "homeassistantx/y",
+        ] {
+            assert_eq!(check(ok, &config), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("", "must not be empty"),
+            ("me/+/x", "wildcards"),
+            ("me/#", "wildcards"),
+            ("a\0b", "NUL"),
+            ("$SYS/broker", "'$'"),
+            ("glimpse/status", "glimpse's own topics"),
+            ("glimpse/front/ask", "glimpse's own topics"),
+            ("glimpse/back/rules/set", "glimpse's own topics"),
+            ("glimpse/front/event", "glimpse's own topics"),
+            ("glimpse/front/rules/r1/state", "glimpse's own topics"),
+            ("homeassistant/device/x/config", "discovery prefix"),
+        ] {
+            let error = check(bad, &config).unwrap_err();
+            assert!(error.contains(why), "{bad:?}: {error}");
+        }
+        assert!(check(&"a".repeat(65_536), &config)
+            .unwrap_err()
+            .contains("at most 65535 bytes"));
+        config.response_topic_prefixes = vec!["replies".into(), "site/a".into()];
+        for ok in ["replies", "replies/me", "site/a/x"] {
+            assert_eq!(check(ok, &config), Ok(()), "{ok}");
+        }
+        for bad in ["repliesx/me", "site/ab", "me/answers", "site"] {
+            let error = check(bad, &config).unwrap_err();
+            assert_eq!(
+                error, "is not under mqtt.response_topic_prefixes (replies, site/a)",
+                "{bad}"
+            );
+        }
+        config.discovery = false;
+        config.response_topic_prefixes.clear();
+        assert_eq!(check("homeassistant/x", &config), Ok(()));
     }
 
     #[test]

@@ -12,9 +12,16 @@ use std::time::{Duration, Instant};
 
 use super::{MqttError, Protocol};
 
-/// Starts the broker on `listen`, speaking `protocol`, and waits until it
-/// accepts connections. Blocking (binds, spawns threads, polls the port).
-pub fn start(listen: SocketAddr, protocol: Protocol) -> Result<(), MqttError> {
+/// Starts the broker on `listen`, speaking `protocol` and refusing packets
+/// over `max_packet` bytes, and waits until it accepts connections.
+/// Blocking (binds, spawns threads, polls the port).
+///
+/// One protocol only: rumqttd fixes the version per listener, and rumqttd
+/// 0.20 panics (`unreachable!` in its v4 `write`) when it forwards an MQTT 5
+/// message that carries properties (a response topic, a payload format)
+/// to a 3.1.1 client, so a second listener for the other version would
+/// break as soon as the two kinds of client meet.
+pub fn start(listen: SocketAddr, protocol: Protocol, max_packet: u32) -> Result<(), MqttError> {
     match TcpListener::bind(listen) {
         Ok(probe) => drop(probe),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
@@ -26,6 +33,7 @@ pub fn start(listen: SocketAddr, protocol: Protocol) -> Result<(), MqttError> {
             )))
         }
     }
+    let max_payload_size = max_incoming(max_packet);
     let server = rumqttd::ServerSettings {
         name: format!("glimpse-{listen}"),
         listen,
@@ -33,7 +41,7 @@ pub fn start(listen: SocketAddr, protocol: Protocol) -> Result<(), MqttError> {
         next_connection_delay_ms: 1,
         connections: rumqttd::ConnectionSettings {
             connection_timeout_ms: 10_000,
-            max_payload_size: 1 << 20,
+            max_payload_size,
             max_inflight_count: 500,
             auth: None,
             external_auth: None,
@@ -46,8 +54,9 @@ pub fn start(listen: SocketAddr, protocol: Protocol) -> Result<(), MqttError> {
         router: rumqttd::RouterConfig {
             max_connections: 1000,
             max_outgoing_packet_count: 200,
-            // Per topic filter: 4 segments of 1 MiB bound its memory.
-            max_segment_size: 1 << 20,
+            // Per topic: 4 segments bound its memory; a segment holds at
+            // least the largest message.
+            max_segment_size: (max_packet as usize).max(1 << 20),
             max_segment_count: 4,
             ..rumqttd::RouterConfig::default()
         },
@@ -80,6 +89,18 @@ pub fn start(listen: SocketAddr, protocol: Protocol) -> Result<(), MqttError> {
     }
     tracing::info!(%listen, ?protocol, "embedded MQTT broker listening");
     Ok(())
+}
+
+/// Headroom for what a broker may add when it forwards a message (packet
+/// id, properties), in bytes.
+const HEADROOM: usize = 1024;
+
+/// The largest packet the embedded broker takes from any client, glimpse
+/// included: `max_packet` less some headroom, so that whatever it takes in,
+/// glimpse's client (limited to `max_packet`) can receive. rumqttd compares
+/// a packet's remaining length, as rumqttc does.
+pub fn max_incoming(max_packet: u32) -> usize {
+    (max_packet as usize).saturating_sub(HEADROOM)
 }
 
 /// Where to reach a listener bound to `listen` (a wildcard means loopback).

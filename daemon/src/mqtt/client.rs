@@ -16,15 +16,19 @@ use super::{MqttConfig, MqttError, Protocol};
 #[derive(Debug)]
 pub enum Note {
     /// The broker accepted the connection; MQTT 5 brokers may announce how
-    /// many QoS 1 messages they take at once.
-    ConnAck { receive_max: Option<u16> },
+    /// many QoS 1 messages they take at once and their largest packet.
+    ConnAck {
+        receive_max: Option<u16>,
+        max_packet: Option<u32>,
+    },
     /// A QoS 1 publish left with this packet id (0: QoS 0).
     Sent(u16),
     /// rumqttc had to hold a publish because its packet id is still in
     /// flight; the driver avoids it and reconnects if it happens.
     Collision,
-    /// The broker acknowledged this packet id.
-    PubAck(u16),
+    /// The broker acknowledged this packet id; `refused` holds why when an
+    /// MQTT 5 broker refused the message (reason code 0x80 or more).
+    PubAck { pkid: u16, refused: Option<String> },
     /// A message on one of our subscriptions.
     Publish {
         topic: String,
@@ -32,6 +36,73 @@ pub enum Note {
         response_topic: Option<String>,
         correlation: Option<Vec<u8>>,
     },
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub struct Lost {
+    /// What rumqttc said.
+    pub reason: String,
+    /// The broker sent a packet over `mqtt.max_packet_bytes`: reconnecting
+    /// at once would only receive it again (a retained message).
+    pub oversized: bool,
+}
+
+impl Lost {
+    /// A loss with nothing special about it.
+    pub fn other(reason: impl Into<String>) -> Lost {
+        Lost {
+            reason: reason.into(),
+            oversized: false,
+        }
+    }
+}
+
+/// Why a publish was not queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishError {
+    /// rumqttc's request queue is full (or the connection is closing):
+    /// the same message can go later.
+    Busy,
+    /// The message can never be sent as it is.
+    Refused(String),
+}
+
+/// Bytes of an MQTT PUBLISH around its topic, payload and correlation
+/// data, counted generously: fixed header (5), topic length (2), packet
+/// id (2), properties (length 4, payload format 2, correlation data 3).
+const PUBLISH_OVERHEAD: usize = 32;
+
+/// Checks that a publish can be sent at all, which rumqttc would only tell
+/// as an error indistinguishable from a full queue (a wildcard topic) or
+/// by dropping the connection (a packet over the limit, so that the same
+/// message would come first again after every reconnect).
+pub fn check_publish(
+    topic: &str,
+    payload_len: usize,
+    correlation_len: usize,
+    max_packet: usize,
+) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("empty topic".to_owned());
+    }
+    if topic.contains(['+', '#']) {
+        return Err(format!(
+            "topic {topic:?} contains an MQTT wildcard ('+' or '#')"
+        ));
+    }
+    if topic.contains('\0') || topic.len() > usize::from(u16::MAX) {
+        return Err(format!(
+            "topic {topic:?} is not a valid MQTT topic (NUL or over 65535 bytes)"
+        ));
+    }
+    let size = topic.len() + payload_len + correlation_len + PUBLISH_OVERHEAD;
+    if size > max_packet {
+        return Err(format!(
+            "message of {size} bytes is over the largest packet, {max_packet} bytes (mqtt.max_packet_bytes or the broker's limit)"
+        ));
+    }
+    Ok(())
 }
 
 /// A connection's client half.
@@ -110,7 +181,7 @@ pub fn tls_config(config: &MqttConfig) -> Result<Option<Arc<rustls::ClientConfig
 /// the connection is lost) and the task polling its event loop.
 pub type Connection = (
     Client,
-    mpsc::Receiver<Result<Note, String>>,
+    mpsc::Receiver<Result<Note, Lost>>,
     tokio::task::JoinHandle<()>,
 );
 
@@ -132,6 +203,7 @@ pub fn connect(
     let capacity = usize::from(window) * 2 + 1024;
     let (notes_tx, notes) = mpsc::channel(256);
     let password = config.password.as_ref().map(|p| p.0.clone());
+    let max_packet = config.max_packet_bytes as usize;
     match config.protocol {
         Protocol::V311 => {
             let mut options = rumqttc::MqttOptions::new(client_id, address.host, address.port);
@@ -141,7 +213,7 @@ pub fn connect(
                 // pkids cycle through 1..=inflight: twice the window keeps
                 // the next id free while acks come in order.
                 .set_inflight(window.saturating_mul(2).saturating_add(2))
-                .set_max_packet_size(1 << 20, 1 << 20)
+                .set_max_packet_size(max_packet, max_packet)
                 .set_last_will(rumqttc::LastWill::new(
                     &status,
                     "offline",
@@ -165,7 +237,17 @@ pub fn connect(
                             Some(note) => Ok(note),
                             None => continue,
                         },
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(Lost {
+                            oversized: matches!(
+                                e,
+                                rumqttc::ConnectionError::MqttState(
+                                    rumqttc::StateError::Deserialization(
+                                        rumqttc::Error::PayloadSizeLimitExceeded(_)
+                                    )
+                                )
+                            ),
+                            reason: e.to_string(),
+                        }),
                     };
                     let failed = note.is_err();
                     if notes_tx.send(note).await.is_err() || failed {
@@ -181,7 +263,8 @@ pub fn connect(
                 .set_keep_alive(keep_alive)
                 .set_clean_start(true)
                 .set_outgoing_inflight_upper_limit(window.saturating_mul(2).saturating_add(2))
-                .set_max_packet_size(Some(1 << 20))
+                // Also tells the broker: it must not send us more.
+                .set_max_packet_size(Some(config.max_packet_bytes))
                 .set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new(
                     &status,
                     "offline",
@@ -208,7 +291,17 @@ pub fn connect(
                             Some(note) => Ok(note),
                             None => continue,
                         },
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(Lost {
+                            oversized: matches!(
+                                e,
+                                rumqttc::v5::ConnectionError::MqttState(
+                                    rumqttc::v5::StateError::Deserialization(
+                                        rumqttc::v5::mqttbytes::Error::PayloadSizeLimitExceeded { .. }
+                                    ) | rumqttc::v5::StateError::IncomingPacketTooLarge { .. }
+                                )
+                            ),
+                            reason: e.to_string(),
+                        }),
                     };
                     let failed = note.is_err();
                     if notes_tx.send(note).await.is_err() || failed {
@@ -224,8 +317,16 @@ pub fn connect(
 fn note_v4(event: rumqttc::Event) -> Option<Note> {
     use rumqttc::{Event, Outgoing, Packet};
     match event {
-        Event::Incoming(Packet::ConnAck(_)) => Some(Note::ConnAck { receive_max: None }),
-        Event::Incoming(Packet::PubAck(ack)) => Some(Note::PubAck(ack.pkid)),
+        Event::Incoming(Packet::ConnAck(_)) => Some(Note::ConnAck {
+            receive_max: None,
+            max_packet: None,
+        }),
+        // MQTT 3.1.1 has no way to refuse a publish: a broker that does
+        // not take it (an ACL) acknowledges it all the same.
+        Event::Incoming(Packet::PubAck(ack)) => Some(Note::PubAck {
+            pkid: ack.pkid,
+            refused: None,
+        }),
         Event::Incoming(Packet::Publish(p)) => Some(Note::Publish {
             topic: p.topic,
             payload: p.payload.to_vec(),
@@ -244,9 +345,13 @@ fn note_v5(event: rumqttc::v5::Event) -> Option<Note> {
     use v5b::Packet;
     match event {
         Event::Incoming(Packet::ConnAck(ack)) => Some(Note::ConnAck {
-            receive_max: ack.properties.and_then(|p| p.receive_max),
+            receive_max: ack.properties.as_ref().and_then(|p| p.receive_max),
+            max_packet: ack.properties.as_ref().and_then(|p| p.max_packet_size),
         }),
-        Event::Incoming(Packet::PubAck(ack)) => Some(Note::PubAck(ack.pkid)),
+        Event::Incoming(Packet::PubAck(ack)) => Some(Note::PubAck {
+            pkid: ack.pkid,
+            refused: puback_refusal(&ack),
+        }),
         Event::Incoming(Packet::Publish(p)) => {
             let (response_topic, correlation) = match p.properties {
                 Some(props) => (
@@ -268,8 +373,35 @@ fn note_v5(event: rumqttc::v5::Event) -> Option<Note> {
     }
 }
 
+/// Why an MQTT 5 broker refused a publish, or `None` when it took it
+/// (0x00 Success, 0x10 No matching subscribers).
+fn puback_refusal(ack: &v5b::PubAck) -> Option<String> {
+    use v5b::PubAckReason as R;
+    let (code, what) = match ack.reason {
+        R::Success | R::NoMatchingSubscribers => return None,
+        R::UnspecifiedError => (0x80, "unspecified error"),
+        R::ImplementationSpecificError => (0x83, "implementation specific error"),
+        R::NotAuthorized => (0x87, "not authorized"),
+        R::TopicNameInvalid => (0x90, "topic name invalid"),
+        R::PacketIdentifierInUse => (0x91, "packet identifier in use"),
+        R::QuotaExceeded => (0x97, "quota exceeded"),
+        R::PayloadFormatInvalid => (0x99, "payload format invalid"),
+    };
+    let detail = ack
+        .properties
+        .as_ref()
+        .and_then(|p| p.reason_string.as_deref())
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default();
+    Some(format!(
+        "refused by the broker: PUBACK reason {what} (0x{code:02x}){detail}"
+    ))
+}
+
 impl Client {
-    /// Queues a publish without waiting; fails when the queue is full.
+    /// Queues a publish without waiting; `Busy` when the queue is full,
+    /// `Refused` for a topic that can never be published (rumqttc reports
+    /// both as the same error, so the topic is checked first).
     pub fn publish(
         &self,
         topic: &str,
@@ -277,7 +409,8 @@ impl Client {
         retain: bool,
         payload: Vec<u8>,
         correlation: Option<Vec<u8>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), PublishError> {
+        check_publish(topic, 0, 0, usize::MAX).map_err(PublishError::Refused)?;
         match self {
             Client::V4(c) => {
                 let qos = if qos1 {
@@ -286,7 +419,7 @@ impl Client {
                     rumqttc::QoS::AtMostOnce
                 };
                 c.try_publish(topic, qos, retain, payload)
-                    .map_err(|e| e.to_string())
+                    .map_err(|_| PublishError::Busy)
             }
             Client::V5(c) => {
                 let qos = if qos1 {
@@ -300,7 +433,7 @@ impl Client {
                     ..Default::default()
                 };
                 c.try_publish_with_properties(topic, qos, retain, payload, properties)
-                    .map_err(|e| e.to_string())
+                    .map_err(|_| PublishError::Busy)
             }
         }
     }
@@ -323,5 +456,27 @@ impl Client {
             Client::V4(c) => c.try_disconnect().map_err(|e| e.to_string()),
             Client::V5(c) => c.try_disconnect().map_err(|e| e.to_string()),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishes_that_can_never_go_are_told_apart() {
+        assert_eq!(check_publish("glimpse/front/event", 100, 0, 1000), Ok(()));
+        for (topic, payload, why) in [
+            ("", 1, "empty topic"),
+            ("me/+/x", 1, "wildcard"),
+            ("me/#", 1, "wildcard"),
+            ("a\0b", 1, "NUL"),
+            ("t", 1000, "over the largest packet, 1000 bytes"),
+        ] {
+            let error = check_publish(topic, payload, 0, 1000).unwrap_err();
+            assert!(error.contains(why), "{topic:?}: {error}");
+        }
+        // Correlation data counts too.
+        assert!(check_publish("t", 900, 100, 1000).is_err());
     }
 }

@@ -40,8 +40,11 @@ pub struct MqttConfig {
     #[serde(default = "default_keep_alive_s")]
     pub keep_alive_s: u64,
     /// MQTT protocol version: `v311` (3.1.1) or `v5`. With the embedded
-    /// broker, it is also the only version the broker accepts on `listen`.
-    /// Default: `v311`.
+    /// broker, it is also the only version the broker accepts: rumqttd 0.20
+    /// fixes the version per listener, and forwarding an MQTT 5 message
+    /// with properties to a 3.1.1 client panics inside it, so glimpse does
+    /// not offer a second listener. Use an external broker (mosquitto) for
+    /// clients of both versions. Default: `v311`.
     #[serde(default = "default_protocol")]
     pub protocol: Protocol,
     /// PEM file with the CA certificate(s) that signed the broker's
@@ -90,6 +93,25 @@ pub struct MqttConfig {
     /// larger ones get an error answer. Default: 4096.
     #[serde(default = "default_max_question_bytes")]
     pub max_question_bytes: usize,
+    /// Largest MQTT packet glimpse receives or sends, in bytes (65536 to
+    /// 268435455). A larger incoming packet makes rumqttc drop the
+    /// connection; with MQTT 5 the broker is told the limit and does not
+    /// send such messages at all, and the embedded broker refuses them from
+    /// every client. An outgoing message over it (or over the broker's own
+    /// MQTT 5 limit) is not sent: it goes to the dead letters.
+    /// Default: 4194304 (4 MiB): far above any event or answer (a few KiB)
+    /// or a JPEG snapshot (~0.5 MiB at 1080p), and small enough for a small
+    /// device to buffer one packet.
+    #[serde(default = "default_max_packet_bytes")]
+    pub max_packet_bytes: u32,
+    /// Topic prefixes an MQTT 5 question's response topic must start with
+    /// (whole levels: `replies` allows `replies` and `replies/…`). Any MQTT
+    /// 5 client that may publish on the ask topics can otherwise make glimpse
+    /// publish QoS 1 answers on any topic it names (glimpse's own inputs
+    /// and `$` topics are always refused). Empty: any valid topic.
+    /// Default: empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_topic_prefixes: Vec<String>,
     /// Questions accepted per camera per minute; more get an error answer.
     /// Default: 30.
     #[serde(default = "default_questions_per_minute")]
@@ -150,6 +172,9 @@ fn default_history_capacity() -> u64 {
 fn default_max_question_bytes() -> usize {
     4096
 }
+fn default_max_packet_bytes() -> u32 {
+    4 << 20
+}
 fn default_questions_per_minute() -> u32 {
     30
 }
@@ -173,6 +198,11 @@ pub enum Protocol {
     #[serde(rename = "v5")]
     V5,
 }
+
+/// Smallest `mqtt.max_packet_bytes`.
+const MIN_PACKET_BYTES: u64 = 1 << 16;
+/// Largest `mqtt.max_packet_bytes`: the most an MQTT packet can hold.
+const MAX_PACKET_BYTES: u64 = 268_435_455;
 
 /// Where the broker is, parsed from `mqtt.broker`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,6 +237,8 @@ impl Default for MqttConfig {
             outbox_capacity: default_outbox_capacity(),
             history_capacity: default_history_capacity(),
             max_question_bytes: default_max_question_bytes(),
+            max_packet_bytes: default_max_packet_bytes(),
+            response_topic_prefixes: Vec::new(),
             questions_per_minute: default_questions_per_minute(),
             question_queue_capacity: default_question_queue_capacity(),
             discovery: default_discovery(),
@@ -307,6 +339,12 @@ impl MqttConfig {
                 1 << 20,
             ),
             (
+                "max_packet_bytes",
+                u64::from(self.max_packet_bytes),
+                MIN_PACKET_BYTES,
+                MAX_PACKET_BYTES,
+            ),
+            (
                 "questions_per_minute",
                 u64::from(self.questions_per_minute),
                 1,
@@ -325,6 +363,28 @@ impl MqttConfig {
                     format!("must be between {min} and {max}, got {value}"),
                 );
             }
+        }
+        if self.max_question_bytes as u64 > u64::from(self.max_packet_bytes) {
+            problems.push(
+                format!("{key}.max_question_bytes"),
+                format!(
+                    "must not exceed mqtt.max_packet_bytes ({}), got {}",
+                    self.max_packet_bytes, self.max_question_bytes
+                ),
+            );
+        }
+        for (i, prefix) in self.response_topic_prefixes.iter().enumerate() {
+            let reason = match check_topic_level(prefix, true) {
+                Err(reason) => reason,
+                Ok(()) if prefix.starts_with('$') => {
+                    "must not start with '$' (broker topics)".to_owned()
+                }
+                Ok(()) => continue,
+            };
+            problems.push(
+                format!("{key}.response_topic_prefixes[{i}]"),
+                format!("{reason}, got {prefix:?}"),
+            );
         }
         if let Err(reason) = check_topic_level(&self.discovery_prefix, true) {
             problems.push(
@@ -375,6 +435,23 @@ impl MqttConfig {
             port,
             tls,
         })
+    }
+
+    /// What is allowed but probably unwanted, one sentence each: an
+    /// embedded broker reachable from the network takes anyone.
+    pub fn warnings(&self) -> Vec<String> {
+        if !self.is_embedded() {
+            return Vec::new();
+        }
+        let mut warnings = Vec::new();
+        if let Ok(addr) = self.listen.parse::<SocketAddr>() {
+            if !addr.ip().is_loopback() {
+                warnings.push(format!(
+                    "mqtt.listen = \"{addr}\": the embedded broker has no authentication, so anyone who can reach {addr} can read every event and publish questions and watch rules; keep it on 127.0.0.1, firewall the port, or run an external broker with users and ACLs (mosquitto) and set mqtt.broker"
+                ));
+            }
+        }
+        warnings
     }
 
     /// Whether glimpse runs its own broker.
@@ -531,6 +608,39 @@ mod tests {
         assert!(problems[0].starts_with("mqtt.ca_file: only applies to a TLS broker"));
         assert!(problems[2]
             .starts_with("mqtt.client_key_file: client_cert_file and client_key_file go together"));
+    }
+
+    #[test]
+    fn packet_size_and_response_prefixes() {
+        let config = MqttConfig {
+            max_packet_bytes: 1000,
+            max_question_bytes: 4096,
+            response_topic_prefixes: vec!["ok/fine".into(), "a/+".into(), "$SYS".into()],
+            ..MqttConfig::default()
+        };
+        assert_eq!(
+            problems_of(&config),
+            [
+                "mqtt.max_packet_bytes: must be between 65536 and 268435455, got 1000",
+                "mqtt.max_question_bytes: must not exceed mqtt.max_packet_bytes (1000), got 4096",
+                "mqtt.response_topic_prefixes[1]: must not contain '+', '#' or NUL (MQTT wildcards), got \"a/+\"",
+                "mqtt.response_topic_prefixes[2]: must not start with '$' (broker topics), got \"$SYS\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_embedded_broker_off_loopback_is_warned_about() {
+        let mut config = MqttConfig::default();
+        assert!(config.warnings().is_empty());
+        config.listen = "0.0.0.0:1883".into();
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with(
+            "mqtt.listen = \"0.0.0.0:1883\": the embedded broker has no authentication, so anyone"
+        ));
+        config.broker = "mqtt://h".into();
+        assert!(config.warnings().is_empty(), "not ours to warn about");
     }
 
     #[test]

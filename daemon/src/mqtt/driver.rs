@@ -10,6 +10,11 @@
 //! reconnect the driver re-publishes every row still in the outbox, so a
 //! message can arrive twice (QoS 1: at least once) but only if it was in
 //! flight when the connection broke.
+//!
+//! A row that retrying cannot deliver (a topic rumqttc refuses, a packet
+//! over the limit, an MQTT 5 PUBACK reason code of 0x80 or more) moves to
+//! the outbox's dead letters instead, logged once at WARN: nothing blocks
+//! the rows behind it, and nothing undelivered is deleted silently.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -23,7 +28,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::ask::{self, Question, RateLimit, Refusal};
-use super::client::{self, Client, Note};
+use super::client::{self, Client, Lost, Note, PublishError};
 use super::outbox::{Channel, Outbox, Pending};
 use super::{broker, discovery, MqttConfig, MqttError};
 use crate::trigger::{Event, EventKind};
@@ -58,7 +63,13 @@ pub struct MqttStats {
     pub acknowledged: u64,
     /// Messages dropped from a full outbox since start.
     pub dropped: u64,
+    /// Messages that cannot be delivered, kept in the dead-letter table
+    /// (`glimpse events` lists them).
+    pub dead_letters: u64,
 }
+
+/// A reloaded config for the driver: the latest one wins.
+type Desired = Option<Arc<(MqttConfig, Vec<String>)>>;
 
 struct Shared {
     // A std mutex: held only on blocking threads, for one SQLite call.
@@ -68,6 +79,12 @@ struct Shared {
     rules: watch::Sender<BTreeMap<String, Vec<String>>>,
     acknowledged: AtomicU64,
     dropped: AtomicU64,
+    /// Rows in the dead-letter table, mirrored here so that the stats do
+    /// not wait for the outbox lock on an async thread.
+    dead_letters: AtomicU64,
+    /// The config to apply. A watch, not the command queue: a reload must
+    /// never be lost to a full queue, and only the latest one matters.
+    desired: watch::Sender<Desired>,
 }
 
 impl Shared {
@@ -78,7 +95,6 @@ impl Shared {
 }
 
 enum Command {
-    Reconfigure(Box<MqttConfig>, Vec<String>),
     Activity(String, Activity),
     Stats(String, String),
 }
@@ -118,10 +134,13 @@ async fn ensure_embedded(config: &MqttConfig) -> Result<(), MqttError> {
     {
         return Ok(());
     }
-    let protocol = config.protocol;
-    tokio::task::spawn_blocking(move || broker::start(listen, protocol))
+    let (protocol, max_packet) = (config.protocol, config.max_packet_bytes);
+    tokio::task::spawn_blocking(move || broker::start(listen, protocol, max_packet))
         .await
         .map_err(|e| MqttError::Broker(format!("broker start-up panicked: {e}")))??;
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     EMBEDDED
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -176,7 +195,17 @@ impl Mqtt {
             rules: watch::channel(rule_map.clone()).0,
             acknowledged: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            desired: watch::channel(None).0,
+            dead_letters: AtomicU64::new(0),
         });
+        let dead = shared.outbox().dead_letters();
+        shared.dead_letters.store(dead, Ordering::Relaxed);
+        if dead > 0 {
+            tracing::warn!(
+                dead_letters = dead,
+                "the outbox holds messages that could not be delivered; `glimpse events` lists them"
+            );
+        }
         // Commands are small and rare (reloads, activity, stats per camera).
         let (commands_tx, commands) = mpsc::channel(256);
         let (questions_tx, questions) = mpsc::channel(config.question_queue_capacity);
@@ -187,6 +216,7 @@ impl Mqtt {
             cameras,
             shared: shared.clone(),
             commands,
+            desired: shared.desired.subscribe(),
             questions: questions_tx,
             activity: BTreeMap::new(),
             rules: rule_map,
@@ -323,15 +353,25 @@ impl MqttHandle {
         self.send(Command::Activity(camera.to_owned(), activity));
     }
 
-    /// Publishes a camera's statistics (JSON object) on its stats topic.
+    /// Publishes a camera's statistics (JSON object) on its stats topic,
+    /// with `outbox_dead_letters` added (the MQTT stage's own count).
     /// Not durable: dropped while the broker is away.
-    pub fn publish_stats(&self, camera: &str, stats: serde_json::Value) {
+    pub fn publish_stats(&self, camera: &str, mut stats: serde_json::Value) {
+        if let Some(object) = stats.as_object_mut() {
+            object.insert(
+                "outbox_dead_letters".to_owned(),
+                self.shared.dead_letters.load(Ordering::Relaxed).into(),
+            );
+        }
         self.send(Command::Stats(camera.to_owned(), stats.to_string()));
     }
 
-    /// Applies a reloaded config: reconnects with the new settings.
+    /// Applies a reloaded config: reconnects with the new settings. Never
+    /// lost: the driver always sees the latest config handed over here.
     pub fn reconfigure(&self, config: &MqttConfig, cameras: Vec<String>) {
-        self.send(Command::Reconfigure(Box::new(config.clone()), cameras));
+        self.shared
+            .desired
+            .send_replace(Some(Arc::new((config.clone(), cameras))));
     }
 
     fn send(&self, command: Command) {
@@ -361,6 +401,7 @@ impl MqttHandle {
             pending: self.shared.outbox().pending(),
             acknowledged: self.shared.acknowledged.load(Ordering::Relaxed),
             dropped: self.shared.dropped.load(Ordering::Relaxed),
+            dead_letters: self.shared.dead_letters.load(Ordering::Relaxed),
         }
     }
 }
@@ -384,20 +425,23 @@ fn error_payload(camera: &str, refusal: &Refusal) -> String {
 enum End {
     Shutdown,
     Reconfigured,
-    Lost(String),
+    Lost(Lost),
 }
 
 /// One connection's state.
 struct Session {
     client: Client,
-    notes: mpsc::Receiver<Result<Note, String>>,
+    notes: mpsc::Receiver<Result<Note, Lost>>,
     poller: tokio::task::JoinHandle<()>,
     connected: bool,
     window: usize,
-    /// Outbox rows queued for rumqttc, in order, awaiting their packet id.
-    queued: VecDeque<i64>,
-    /// Packet id → outbox row, awaiting PUBACK.
-    inflight: HashMap<u16, i64>,
+    /// Largest packet we may send: ours, or the MQTT 5 broker's if smaller.
+    max_packet: usize,
+    /// Outbox rows (id, topic) queued for rumqttc, in order, awaiting their
+    /// packet id.
+    queued: VecDeque<(i64, String)>,
+    /// Packet id → outbox row (id, topic), awaiting PUBACK.
+    inflight: HashMap<u16, (i64, String)>,
     /// Highest outbox row sent in this session.
     last_sent: i64,
 }
@@ -420,6 +464,7 @@ struct Driver {
     cameras: Vec<String>,
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
+    desired: watch::Receiver<Desired>,
     questions: mpsc::Sender<Question>,
     activity: BTreeMap<String, Activity>,
     rules: BTreeMap<String, Vec<String>>,
@@ -433,6 +478,9 @@ impl Driver {
     async fn run(mut self) {
         let mut backoff = Duration::from_millis(self.config.reconnect_min_ms);
         let mut failures = 0u32;
+        // An oversized packet is logged at WARN once per streak, not per
+        // reconnect.
+        let mut oversized_told = false;
         loop {
             let (end, was_up) = self.session().await;
             self.shared.connected.send_replace(false);
@@ -440,15 +488,41 @@ impl Driver {
                 End::Shutdown => return,
                 End::Reconfigured => {
                     backoff = Duration::from_millis(self.config.reconnect_min_ms);
+                    oversized_told = false;
                     continue;
                 }
-                End::Lost(reason) => {
+                End::Lost(lost) if lost.oversized => {
+                    // The broker will send the same packet again at once
+                    // (a retained message on a topic we subscribe to):
+                    // reconnecting quickly would only flap the status, so
+                    // wait the longest backoff every time.
+                    backoff = Duration::from_millis(self.config.reconnect_max_ms);
+                    failures = 0;
+                    if !oversized_told {
+                        oversized_told = true;
+                        tracing::warn!(
+                            broker = %self.config.broker,
+                            retry_in_ms = backoff.as_millis() as u64,
+                            "the MQTT broker sent a message over mqtt.max_packet_bytes ({} bytes) and rumqttc dropped the connection: {}; probably a retained message on {}/+/ask or {}/+/rules/set: clear it (mosquitto_pub -r -n -t TOPIC) or raise mqtt.max_packet_bytes; reconnecting every {} ms meanwhile (MQTT 5 avoids this: the broker is told the limit)",
+                            self.config.max_packet_bytes,
+                            lost.reason,
+                            self.config.prefix,
+                            self.config.prefix,
+                            backoff.as_millis()
+                        );
+                    } else {
+                        tracing::debug!(broker = %self.config.broker, "oversized packet again: {}", lost.reason);
+                    }
+                }
+                End::Lost(lost) => {
                     if was_up {
                         backoff = Duration::from_millis(self.config.reconnect_min_ms);
                         failures = 0;
+                        oversized_told = false;
                     }
                     failures += 1;
                     let pending = self.shared.outbox().pending();
+                    let reason = lost.reason;
                     if failures == 1 || failures.is_power_of_two() {
                         tracing::warn!(broker = %self.config.broker, pending, retry_in_ms = backoff.as_millis() as u64, "MQTT broker unreachable: {reason}");
                     } else {
@@ -461,12 +535,14 @@ impl Driver {
                 tokio::select! {
                     _ = self.cancel.cancelled() => return,
                     _ = tokio::time::sleep_until(deadline) => break,
-                    command = self.commands.recv() => match command {
-                        None => return,
-                        Some(Command::Reconfigure(config, cameras)) => {
-                            self.apply(*config, cameras).await;
+                    Ok(()) = self.desired.changed() => {
+                        if self.apply_desired().await {
+                            backoff = Duration::from_millis(self.config.reconnect_min_ms);
                             break;
                         }
+                    }
+                    command = self.commands.recv() => match command {
+                        None => return,
                         Some(Command::Activity(camera, activity)) => {
                             self.activity.insert(camera, activity);
                         }
@@ -476,6 +552,17 @@ impl Driver {
             }
             backoff = (backoff * 2).min(Duration::from_millis(self.config.reconnect_max_ms));
         }
+    }
+
+    /// Applies the latest reloaded config, if there is one not applied yet.
+    async fn apply_desired(&mut self) -> bool {
+        let desired = self.desired.borrow_and_update().clone();
+        let Some(desired) = desired else {
+            return false;
+        };
+        let (config, cameras) = (*desired).clone();
+        self.apply(config, cameras).await;
+        true
     }
 
     async fn apply(&mut self, config: MqttConfig, cameras: Vec<String>) {
@@ -507,7 +594,7 @@ impl Driver {
         let (client, notes, poller) = match client::connect(&self.config, self.tls.clone(), window)
         {
             Ok(parts) => parts,
-            Err(e) => return (End::Lost(e.to_string()), false),
+            Err(e) => return (End::Lost(Lost::other(e.to_string())), false),
         };
         let mut s = Session {
             client,
@@ -515,6 +602,12 @@ impl Driver {
             poller,
             connected: false,
             window: usize::from(window),
+            // The embedded broker takes a little less than we receive.
+            max_packet: if self.config.is_embedded() {
+                broker::max_incoming(self.config.max_packet_bytes)
+            } else {
+                self.config.max_packet_bytes as usize
+            },
             queued: VecDeque::new(),
             inflight: HashMap::new(),
             last_sent: 0,
@@ -528,24 +621,26 @@ impl Driver {
                 note = s.notes.recv() => match note {
                     Some(Ok(note)) => {
                         if let Err(reason) = self.on_note(&mut s, note).await {
-                            return (End::Lost(reason), s.connected);
+                            return (End::Lost(Lost::other(reason)), s.connected);
                         }
                     }
-                    Some(Err(reason)) => return (End::Lost(reason), s.connected),
-                    None => return (End::Lost("connection task ended".into()), s.connected),
+                    Some(Err(lost)) => return (End::Lost(lost), s.connected),
+                    None => return (End::Lost(Lost::other("connection task ended")), s.connected),
                 },
-                command = self.commands.recv() => match command {
-                    None => {
-                        self.drain(&mut s).await;
-                        return (End::Shutdown, true);
-                    }
-                    Some(Command::Reconfigure(config, cameras)) => {
+                Ok(()) = self.desired.changed() => {
+                    if self.desired.borrow().is_some() {
                         if s.connected {
                             self.publish(&s, &format!("{}/status", self.config.prefix), true, "offline".into());
                             s.client.disconnect();
                         }
-                        self.apply(*config, cameras).await;
+                        self.apply_desired().await;
                         return (End::Reconfigured, false);
+                    }
+                }
+                command = self.commands.recv() => match command {
+                    None => {
+                        self.drain(&mut s).await;
+                        return (End::Shutdown, true);
                     }
                     Some(Command::Activity(camera, activity)) => {
                         let changed = self.activity.insert(camera.clone(), activity) != Some(activity);
@@ -570,17 +665,24 @@ impl Driver {
             .client
             .publish(topic, false, retain, payload.into_bytes(), None)
         {
-            tracing::debug!(topic, "cannot publish: {e}");
+            tracing::debug!(topic, "cannot publish: {e:?}");
         }
     }
 
     async fn on_note(&mut self, s: &mut Session, note: Note) -> Result<(), String> {
         match note {
-            Note::ConnAck { receive_max } => {
+            Note::ConnAck {
+                receive_max,
+                max_packet,
+            } => {
                 if let Some(max) = receive_max {
                     // Keep our window under the broker's limit so that
                     // rumqttc never has to hold a publish back.
                     s.window = s.window.min(usize::from(max.saturating_sub(1)).max(1));
+                }
+                if let Some(max) = max_packet {
+                    // rumqttc drops the connection rather than send more.
+                    s.max_packet = s.max_packet.min(max as usize);
                 }
                 s.connected = true;
                 self.shared.connected.send_replace(true);
@@ -604,11 +706,18 @@ impl Driver {
                     "packet ids ran out while messages were in flight; reconnecting".into(),
                 );
             }
-            Note::PubAck(pkid) => {
-                if let Some(row) = s.inflight.remove(&pkid) {
-                    self.shared.acknowledged.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = blocking(&self.shared, move |o| o.delete(&[row])).await {
-                        tracing::error!("{e}");
+            Note::PubAck { pkid, refused } => {
+                if let Some((row, topic)) = s.inflight.remove(&pkid) {
+                    match refused {
+                        // Sending it again would be refused again.
+                        Some(reason) => self.dead_letter(row, topic, reason).await,
+                        None => {
+                            self.shared.acknowledged.fetch_add(1, Ordering::Relaxed);
+                            if let Err(e) = blocking(&self.shared, move |o| o.delete(&[row])).await
+                            {
+                                tracing::error!("{e}");
+                            }
+                        }
                     }
                     self.pump(s).await;
                 }
@@ -714,20 +823,56 @@ impl Driver {
                     .response_topic
                     .clone()
                     .unwrap_or_else(|| self.topic(&row.camera, row.channel.as_str()));
-                if let Err(e) = s.client.publish(
-                    &topic,
-                    true,
-                    false,
-                    row.payload.into_bytes(),
-                    row.correlation,
-                ) {
+                let size = (
+                    row.payload.len(),
+                    row.correlation.as_ref().map_or(0, Vec::len),
+                );
+                let sent = client::check_publish(&topic, size.0, size.1, s.max_packet)
+                    .map_err(PublishError::Refused)
+                    .and_then(|()| {
+                        s.client.publish(
+                            &topic,
+                            true,
+                            false,
+                            row.payload.into_bytes(),
+                            row.correlation,
+                        )
+                    });
+                match sent {
+                    Ok(()) => s.queued.push_back((row.id, topic)),
                     // The request queue is full; the next ack pumps again.
-                    tracing::debug!("publish queue full: {e}");
-                    return;
+                    Err(PublishError::Busy) => {
+                        tracing::debug!("publish queue full");
+                        return;
+                    }
+                    Err(PublishError::Refused(reason)) => {
+                        self.dead_letter(row.id, topic, reason).await;
+                    }
                 }
-                s.queued.push_back(row.id);
                 s.last_sent = row.id;
             }
+        }
+    }
+
+    /// Moves an outbox row that cannot be delivered to the dead letters,
+    /// logged once (the row is never tried again).
+    async fn dead_letter(&self, row: i64, topic: String, reason: String) {
+        let (t, r) = (topic.clone(), reason.clone());
+        let moved = blocking(&self.shared, move |o| {
+            Ok((o.dead_letter(row, &t, &r)?, o.dead_letters()))
+        })
+        .await;
+        match moved {
+            Ok((true, count)) => {
+                self.shared.dead_letters.store(count, Ordering::Relaxed);
+                tracing::warn!(
+                row,
+                topic,
+                    "message not deliverable, moved to the dead letters (`glimpse events` lists them): {reason}"
+                );
+            }
+            Ok((false, _)) => {}
+            Err(e) => tracing::error!("{e}"),
         }
     }
 
@@ -799,12 +944,23 @@ impl Driver {
                     .await
             }
             "rules/set" => {
-                if !self.cameras.contains(&camera) {
-                    tracing::warn!(camera, "rules for an unknown camera ignored");
-                    return;
-                }
                 let mut rules = self.rules.get(&camera).cloned().unwrap_or_default();
-                match ask::apply_rules(payload, &mut rules) {
+                let bad_topic = response_topic.as_deref().and_then(|topic| {
+                    ask::check_response_topic(topic, &self.config)
+                        .err()
+                        .map(|reason| format!("response topic {topic:?} refused: {reason}"))
+                });
+                let outcome = if let Some(error) = bad_topic {
+                    Err(error)
+                } else if self.cameras.contains(&camera) {
+                    ask::apply_rules(payload, &mut rules)
+                } else {
+                    Err(format!(
+                        "unknown camera {camera:?}; known: {}",
+                        self.cameras.join(", ")
+                    ))
+                };
+                match outcome {
                     Ok(()) => {
                         let (c, r) = (camera.clone(), rules.clone());
                         if let Err(e) = blocking(&self.shared, move |o| o.set_rules(&c, &r)).await {
@@ -815,7 +971,18 @@ impl Driver {
                         self.shared.rules.send_replace(self.rules.clone());
                         self.publish_rules(s, &camera);
                     }
-                    Err(e) => tracing::warn!(camera, "rules change refused: {e}"),
+                    Err(error) => {
+                        tracing::warn!(camera, "rules change refused: {error}");
+                        let refusal = Refusal { id: None, error };
+                        self.refuse(
+                            &camera,
+                            Channel::RulesError,
+                            &refusal,
+                            response_topic,
+                            correlation,
+                        )
+                        .await;
+                    }
                 }
             }
             _ => {}
@@ -831,6 +998,14 @@ impl Driver {
     ) {
         let outcome = ask::parse_question(payload, self.config.max_question_bytes).and_then(|(id, text)| {
             let refuse = |error: String| Refusal { id: id.clone(), error };
+            // Checked before anything else: an answer must never go to a
+            // topic that cannot or should not take it (the error answer
+            // then goes to <prefix>/<camera>/answer).
+            if let Some(topic) = &response_topic {
+                if let Err(reason) = ask::check_response_topic(topic, &self.config) {
+                    return Err(refuse(format!("response topic {topic:?} refused: {reason}")));
+                }
+            }
             if !self.cameras.iter().any(|c| c == camera) {
                 return Err(refuse(format!("unknown camera {camera:?}; known: {}", self.cameras.join(", "))));
             }
@@ -854,13 +1029,36 @@ impl Driver {
         });
         let Err(refusal) = outcome else { return };
         tracing::info!(camera, id = ?refusal.id, "question refused: {}", refusal.error);
+        self.refuse(
+            camera,
+            Channel::Answer,
+            &refusal,
+            response_topic,
+            correlation,
+        )
+        .await;
+    }
+
+    /// Answers a refused question or rules change with an error, through
+    /// the outbox, on the camera's `channel` topic or the (valid) response
+    /// topic.
+    async fn refuse(
+        &self,
+        camera: &str,
+        channel: Channel,
+        refusal: &Refusal,
+        response_topic: Option<String>,
+        correlation: Option<Vec<u8>>,
+    ) {
+        let response_topic =
+            response_topic.filter(|t| ask::check_response_topic(t, &self.config).is_ok());
         let message = Pending {
             id: 0,
             camera: camera.to_owned(),
-            channel: Channel::Answer,
+            channel,
             response_topic,
             correlation,
-            payload: error_payload(camera, &refusal),
+            payload: error_payload(camera, refusal),
         };
         match blocking(&self.shared, move |o| o.push(&message, None)).await {
             Ok(dropped) => {
@@ -869,5 +1067,63 @@ impl Driver {
             }
             Err(e) => tracing::error!("{e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reload must not be lost when the command queue is full (issue
+    /// 15): on a current-thread runtime the driver does not run until the
+    /// test awaits, so 300 stats fill its queue of 256 before the reload.
+    #[tokio::test]
+    async fn a_reload_is_never_dropped_by_a_full_command_queue() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let config = MqttConfig {
+            listen: format!("127.0.0.1:{port}"),
+            prefix: "before".into(),
+            discovery: false,
+            ..MqttConfig::default()
+        };
+        let mqtt = Mqtt::start(&config, vec!["front".into()], dir.path())
+            .await
+            .unwrap();
+        assert!(mqtt.handle.wait_connected(Duration::from_secs(10)).await);
+        for _ in 0..300 {
+            mqtt.handle.publish_stats("front", json!({}));
+        }
+        let reloaded = MqttConfig {
+            prefix: "after".into(),
+            ..config
+        };
+        mqtt.handle.reconfigure(&reloaded, vec!["front".into()]);
+
+        let mut options = rumqttc::MqttOptions::new("reload-test", "127.0.0.1", port);
+        options.set_clean_session(true);
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 16);
+        client
+            .subscribe("after/status", rumqttc::QoS::AtMostOnce)
+            .await
+            .unwrap();
+        let online = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) =
+                    eventloop.poll().await.unwrap()
+                {
+                    if p.payload.as_ref() == b"online" {
+                        return;
+                    }
+                }
+            }
+        })
+        .await;
+        assert!(online.is_ok(), "the reload to prefix \"after\" was lost");
+        mqtt.shutdown().await;
     }
 }

@@ -66,7 +66,11 @@ pub enum MqttError {
 }
 
 /// `glimpse events`: prints the history of the last `since`, oldest first,
-/// as text lines or (with `json`) one JSON event per line.
+/// as text lines or (with `json`) one JSON object per line, and the
+/// messages that could not be delivered (the dead letters): an event that
+/// went there is marked with the reason (`not delivered: …`; in JSON, a
+/// `dead_letter` object is added to it), any other message (an error
+/// answer) gets a line of its own (JSON: `"kind": "dead_letter"`).
 pub fn print_history(
     config: &crate::config::Config,
     since: std::time::Duration,
@@ -79,31 +83,109 @@ pub fn print_history(
     };
     let since_ms = outbox::now_ms().saturating_sub(since.as_millis() as u64);
     let events = read_history(dir, since_ms, camera)?;
-    let mut out = std::io::stdout().lock();
+    let dead = outbox::read_dead_letters(dir, since_ms, camera)?;
+    // Dead letters that are events of the history, by event id; the rest
+    // (error answers) are listed on their own.
+    let mut dead_events = std::collections::HashMap::new();
+    let mut others = Vec::new();
+    for letter in &dead {
+        match event_id(&letter.message.payload) {
+            Some(id) if events.iter().any(|e| e.id == id) => {
+                dead_events.insert(id, letter);
+            }
+            _ => others.push(letter),
+        }
+    }
+    let mut lines: Vec<(u64, String)> = Vec::new();
     for event in &events {
+        let letter = dead_events.get(&event.id);
         let line = if json {
-            serde_json::to_string(event).unwrap_or_default()
+            let mut value = serde_json::to_value(event).unwrap_or_default();
+            if let (Some(letter), Some(object)) = (letter, value.as_object_mut()) {
+                object.insert("dead_letter".into(), dead_letter_json(letter, false));
+            }
+            value.to_string()
         } else {
             let kind = serde_json::to_value(event.kind)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
+            let mark = letter
+                .map(|l| format!("  [not delivered: {}]", l.reason))
+                .unwrap_or_default();
             format!(
-                "{}  {}  {kind}  {}",
+                "{}  {}  {kind}  {}{mark}",
                 format_time(event.wall_time_ms),
                 event.camera,
                 event.text
             )
         };
+        lines.push((event.wall_time_ms, line));
+    }
+    for letter in others {
+        let line = if json {
+            serde_json::json!({
+                "camera": letter.message.camera,
+                "kind": "dead_letter",
+                "wall_time_ms": letter.failed_ms,
+                "dead_letter": dead_letter_json(letter, true),
+            })
+            .to_string()
+        } else {
+            let payload: String = letter.message.payload.chars().take(200).collect();
+            format!(
+                "{}  {}  not delivered  {}: {}; payload {payload}",
+                format_time(letter.failed_ms),
+                letter.message.camera,
+                letter.topic,
+                letter.reason
+            )
+        };
+        lines.push((letter.failed_ms, line));
+    }
+    // Stable: events keep their order at equal times.
+    lines.sort_by_key(|(time, _)| *time);
+    let mut out = std::io::stdout().lock();
+    for (_, line) in &lines {
         // A closed pipe (`| head`) ends the listing quietly.
         if writeln!(out, "{line}").is_err() {
             return Ok(());
         }
     }
-    if events.is_empty() && !json {
-        eprintln!("no events in the last {}s", since.as_secs());
+    if !json {
+        if lines.is_empty() {
+            eprintln!("no events in the last {}s", since.as_secs());
+        } else if !dead.is_empty() {
+            eprintln!(
+                "{} message(s) could not be delivered (marked \"not delivered\"); they stay in the dead letters of {}",
+                dead.len(),
+                dir.join(OUTBOX_FILE).display()
+            );
+        }
     }
     Ok(())
+}
+
+/// The event id of an outbox payload that is an event or an answer (error
+/// answers have no `kind`).
+fn event_id(payload: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(payload).ok()?;
+    value.get("kind")?;
+    value.get("id")?.as_str().map(str::to_owned)
+}
+
+fn dead_letter_json(letter: &outbox::DeadLetter, with_payload: bool) -> serde_json::Value {
+    let mut value = serde_json::json!({
+        "topic": letter.topic,
+        "reason": letter.reason,
+        "channel": letter.message.channel.as_str(),
+        "created_ms": letter.created_ms,
+        "failed_ms": letter.failed_ms,
+    });
+    if with_payload {
+        value["payload"] = letter.message.payload.clone().into();
+    }
+    value
 }
 
 /// Parses a duration such as `90s`, `15m`, `1h` or `2d`.

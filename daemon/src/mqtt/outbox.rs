@@ -9,6 +9,13 @@
 //! `glimpse events` reads. Watch rules set over MQTT live here too, so that
 //! they survive a restart.
 //!
+//! A message that retrying cannot deliver (a topic rumqttc or the broker
+//! refuses, a payload over the packet limit, an MQTT 5 PUBACK with a
+//! reason code of 0x80 or more) moves to the `dead_letters` table, with the
+//! reason and the time, so that it never blocks the messages behind it and
+//! is never deleted as if it had been delivered; `glimpse events` shows
+//! it. That table is bounded like the outbox (`mqtt.outbox_capacity`).
+//!
 //! Blocking: every method does file I/O. The driver calls them through
 //! `spawn_blocking`; the CLI calls them directly.
 
@@ -29,6 +36,9 @@ pub enum Channel {
     Event,
     /// `<prefix>/<camera>/answer` (or the question's MQTT 5 response topic).
     Answer,
+    /// `<prefix>/<camera>/rules/error` (or the MQTT 5 response topic of the
+    /// refused rules change).
+    RulesError,
 }
 
 impl Channel {
@@ -37,14 +47,15 @@ impl Channel {
         match self {
             Channel::Event => "event",
             Channel::Answer => "answer",
+            Channel::RulesError => "rules/error",
         }
     }
 
     fn parse(text: &str) -> Channel {
-        if text == "answer" {
-            Channel::Answer
-        } else {
-            Channel::Event
+        match text {
+            "answer" => Channel::Answer,
+            "rules/error" => Channel::RulesError,
+            _ => Channel::Event,
         }
     }
 }
@@ -75,6 +86,22 @@ pub struct Outbox {
     /// Rows in each table, kept here so that bounding costs no COUNT(*).
     pending: u64,
     history: u64,
+    dead: u64,
+}
+
+/// A message that could not be delivered, from the `dead_letters` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The message as it was in the outbox (same id).
+    pub message: Pending,
+    /// The topic it was, or would have been, published on.
+    pub topic: String,
+    /// Why it cannot be delivered.
+    pub reason: String,
+    /// When it was written to the outbox, in ms since the Unix epoch.
+    pub created_ms: u64,
+    /// When it was given up, in ms since the Unix epoch.
+    pub failed_ms: u64,
 }
 
 fn sql_error(path: &Path, e: rusqlite::Error) -> MqttError {
@@ -122,7 +149,18 @@ impl Outbox {
                 camera TEXT NOT NULL,
                 position INTEGER NOT NULL,
                 rule TEXT NOT NULL,
-                PRIMARY KEY (camera, position));",
+                PRIMARY KEY (camera, position));
+             CREATE TABLE IF NOT EXISTS dead_letters (
+                id INTEGER PRIMARY KEY,
+                camera TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                response_topic TEXT,
+                correlation BLOB,
+                payload TEXT NOT NULL,
+                created_ms INTEGER NOT NULL,
+                topic TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                failed_ms INTEGER NOT NULL);",
         )
         .map_err(err)?;
         let count = |table: &str| -> Result<u64, MqttError> {
@@ -134,6 +172,7 @@ impl Outbox {
         };
         let pending = count("outbox")?;
         let history = count("history")?;
+        let dead = count("dead_letters")?;
         Ok(Outbox {
             db,
             path,
@@ -141,6 +180,7 @@ impl Outbox {
             history_capacity,
             pending,
             history,
+            dead,
         })
     }
 
@@ -153,6 +193,49 @@ impl Outbox {
     /// Messages waiting for the broker.
     pub fn pending(&self) -> u64 {
         self.pending
+    }
+
+    /// Messages in the dead-letter table.
+    pub fn dead_letters(&self) -> u64 {
+        self.dead
+    }
+
+    /// Moves message `id` from the outbox to the dead letters, with the
+    /// `topic` it was meant for and the `reason` it cannot be delivered.
+    /// Returns false when the message is no longer in the outbox (dropped
+    /// meanwhile). The dead letters keep at most `mqtt.outbox_capacity`
+    /// rows; the oldest go first.
+    pub fn dead_letter(&mut self, id: i64, topic: &str, reason: &str) -> Result<bool, MqttError> {
+        let path = self.path.clone();
+        let err = |e| sql_error(&path, e);
+        let tx = self.db.transaction().map_err(err)?;
+        let moved = tx
+            .execute(
+                "INSERT OR REPLACE INTO dead_letters
+                   (id, camera, channel, response_topic, correlation, payload, created_ms, topic, reason, failed_ms)
+                 SELECT id, camera, channel, response_topic, correlation, payload, created_ms, ?2, ?3, ?4
+                 FROM outbox WHERE id = ?1",
+                params![id, topic, reason, now_ms() as i64],
+            )
+            .map_err(err)?;
+        if moved == 0 {
+            return Ok(false);
+        }
+        tx.execute("DELETE FROM outbox WHERE id = ?1", params![id])
+            .map_err(err)?;
+        let mut dead = self.dead + 1;
+        if dead > self.capacity {
+            dead -= tx
+                .execute(
+                    "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters ORDER BY id LIMIT ?1)",
+                    params![(dead - self.capacity) as i64],
+                )
+                .map_err(err)? as u64;
+        }
+        tx.commit().map_err(err)?;
+        self.pending = self.pending.saturating_sub(1);
+        self.dead = dead;
+        Ok(true)
     }
 
     /// Writes a message (and, for events and answers, its history entry)
@@ -336,6 +419,57 @@ pub fn read_history(
     Ok(events)
 }
 
+/// Reads the dead letters that failed since `since_ms` (the `glimpse
+/// events` command), oldest first; read-only, like [`read_history`].
+pub fn read_dead_letters(
+    state_dir: &Path,
+    since_ms: u64,
+    camera: Option<&str>,
+) -> Result<Vec<DeadLetter>, MqttError> {
+    let path = state_dir.join(FILE_NAME);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let err = |e| sql_error(&path, e);
+    let db = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
+    let has_table: Option<i64> = db
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dead_letters'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(err)?;
+    if has_table.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut statement = db
+        .prepare(
+            "SELECT id, camera, channel, response_topic, correlation, payload, created_ms, topic, reason, failed_ms
+             FROM dead_letters WHERE failed_ms >= ?1 AND (?2 IS NULL OR camera = ?2) ORDER BY id",
+        )
+        .map_err(err)?;
+    let rows = statement
+        .query_map(params![since_ms as i64, camera], |r| {
+            Ok(DeadLetter {
+                message: Pending {
+                    id: r.get(0)?,
+                    camera: r.get(1)?,
+                    channel: Channel::parse(&r.get::<_, String>(2)?),
+                    response_topic: r.get(3)?,
+                    correlation: r.get(4)?,
+                    payload: r.get(5)?,
+                },
+                created_ms: r.get::<_, i64>(6)? as u64,
+                topic: r.get(7)?,
+                reason: r.get(8)?,
+                failed_ms: r.get::<_, i64>(9)? as u64,
+            })
+        })
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -393,6 +527,58 @@ mod tests {
             ["e3", "e4"]
         );
         assert!(read_history(dir.path(), 0, Some("b")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_dead_letter_leaves_the_outbox_and_stays_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path(), 2, 10).unwrap();
+        for n in 0..2 {
+            outbox.push(&message("a", n), None).unwrap();
+        }
+        let rows = outbox.after(0, 10).unwrap();
+        assert!(outbox
+            .dead_letter(rows[0].id, "me/+/x", "bad topic")
+            .unwrap());
+        assert!(
+            !outbox.dead_letter(rows[0].id, "me/+/x", "again").unwrap(),
+            "already moved"
+        );
+        assert_eq!((outbox.pending(), outbox.dead_letters()), (1, 1));
+        // The row behind it is next: nothing blocks it.
+        assert_eq!(outbox.after(0, 10).unwrap(), rows[1..]);
+        drop(outbox);
+        let mut outbox = Outbox::open(dir.path(), 2, 10).unwrap();
+        assert_eq!((outbox.pending(), outbox.dead_letters()), (1, 1));
+        let dead = read_dead_letters(dir.path(), 0, None).unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].message, rows[0]);
+        assert_eq!(
+            (dead[0].topic.as_str(), dead[0].reason.as_str()),
+            ("me/+/x", "bad topic")
+        );
+        assert!(dead[0].failed_ms >= dead[0].created_ms);
+        assert!(read_dead_letters(dir.path(), 0, Some("b"))
+            .unwrap()
+            .is_empty());
+        assert!(read_dead_letters(dir.path(), now_ms() + 60_000, None)
+            .unwrap()
+            .is_empty());
+        // Bounded by the outbox capacity (2): the oldest dead letter goes.
+        for n in 2..4 {
+            outbox.push(&message("a", n), None).unwrap();
+        }
+        for row in outbox.after(0, 10).unwrap() {
+            assert!(outbox.dead_letter(row.id, "t", "r").unwrap());
+        }
+        assert_eq!((outbox.pending(), outbox.dead_letters()), (0, 2));
+        let dead = read_dead_letters(dir.path(), 0, None).unwrap();
+        assert_eq!(
+            dead.iter()
+                .map(|d| d.message.payload.as_str())
+                .collect::<Vec<_>>(),
+            ["{\"n\":2}", "{\"n\":3}"]
+        );
     }
 
     #[test]

@@ -324,17 +324,8 @@ fn the_shipped_config_finds_its_files_from_any_working_directory() {
 
 /// A copy of the tiny test model in `dir`/`name`.
 fn copy_test_model(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
-    let from = repo().join("models/test-tiny");
     let to = dir.join(name);
-    for sub in ["", "onnx"] {
-        std::fs::create_dir_all(to.join(sub)).unwrap();
-        for entry in std::fs::read_dir(from.join(sub)).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_file() {
-                std::fs::copy(&path, to.join(sub).join(path.file_name().unwrap())).unwrap();
-            }
-        }
-    }
+    crate::util::copy_model(&repo().join("models/test-tiny"), &to);
     to
 }
 

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::util::{free_port, glimpse, kill, wait_exit};
+use crate::util::{free_port, glimpse, kill, wait_exit, Daemon};
 
 /// A mosquitto broker on a loopback port, stopped on drop.
 pub(crate) struct Mosquitto {
@@ -190,12 +190,6 @@ fn publish(port: u16, args: &[&str]) {
     assert!(status.success(), "mosquitto_pub {args:?}");
 }
 
-/// The daemon under test, killed on drop; its log is in `dir/glimpse.log`.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
 /// Writes `dir/glimpse.toml`: one synthetic camera, `front`, and `mqtt`
 /// in the `[mqtt]` table (with a quick reconnection unless it sets one).
 fn write_config(dir: &Path, mqtt: &str) -> PathBuf {
@@ -216,49 +210,11 @@ fn write_config(dir: &Path, mqtt: &str) -> PathBuf {
     config
 }
 
+/// The daemon under test with the config of [`write_config`], killed on
+/// drop; its log is in `dir/glimpse.log`.
 impl Daemon {
     fn start(dir: &Path, mqtt: &str, env: &[(&str, &str)]) -> Daemon {
-        let config = write_config(dir, mqtt);
-        let log = dir.join("glimpse.log");
-        let mut cmd = glimpse();
-        cmd.args(["run", "--config"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Daemon {
-            child: cmd.spawn().unwrap(),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn assert_running(&mut self) {
-        assert!(
-            self.child.try_wait().unwrap().is_none(),
-            "glimpse exited:\n{}",
-            self.log()
-        );
-    }
-
-    fn stop(mut self) -> String {
-        kill(self.child.id(), "TERM");
-        let status = wait_exit(&mut self.child, Duration::from_secs(15));
-        assert!(status.success(), "{status}\n{}", self.log());
-        self.log()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Daemon::spawn(&write_config(dir, mqtt), env)
     }
 }
 

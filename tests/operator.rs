@@ -5,96 +5,13 @@
 //! throughout, its log read as an operator reads it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::lifecycle::{pings, NotifySocket};
 use crate::mqtt::{Mosquitto, Sub};
-use crate::util::{free_port, glimpse, kill, repo, wait_exit};
-
-/// The daemon with its log in a file, killed on drop.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(config: &Path, env: &[(&str, &str)]) -> Daemon {
-        let log = config.with_extension("log");
-        let mut cmd = glimpse();
-        cmd.args(["run", "--config"])
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Daemon {
-            child: cmd.spawn().unwrap(),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the log, from byte `from` on, has a line containing
-    /// every one of `needles`; returns the log's length after that line.
-    fn expect(&mut self, from: usize, needles: &[&str], within: Duration) -> usize {
-        let deadline = Instant::now() + within;
-        loop {
-            let log = self.log();
-            let mut at = from.min(log.len());
-            for line in log[at..].split_inclusive('\n') {
-                at += line.len();
-                if line.ends_with('\n') && needles.iter().all(|n| line.contains(n)) {
-                    return at;
-                }
-            }
-            assert!(
-                self.child.try_wait().unwrap().is_none(),
-                "glimpse exited while waiting for {needles:?}:\n{log}"
-            );
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {needles:?} within {within:?}:\n{}",
-                &log[from.min(log.len())..]
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stop(mut self) -> String {
-        kill(self.child.id(), "TERM");
-        let status = wait_exit(&mut self.child, Duration::from_secs(20));
-        assert!(status.success(), "{status}\n{}", self.log());
-        self.log()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Copies a model folder (its files and `onnx/`), as an operator installs
-/// a second model.
-fn copy_model(from: &Path, to: &Path) {
-    for sub in ["", "onnx"] {
-        std::fs::create_dir_all(to.join(sub)).unwrap();
-        for entry in std::fs::read_dir(from.join(sub)).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_file() {
-                std::fs::copy(&path, to.join(sub).join(path.file_name().unwrap())).unwrap();
-            }
-        }
-    }
-}
+use crate::util::{copy_model, free_port, glimpse, kill, repo, wait_exit, Daemon};
 
 #[test]
 fn issue15_reload_with_new_workers_then_a_new_model_keeps_the_events_coming() {
@@ -140,7 +57,7 @@ cooldown_s = 1
         .unwrap()
     };
     write(&root.join("models/shapes/model"), 1);
-    let mut daemon = Daemon::start(&config, &[]);
+    let mut daemon = Daemon::spawn(&config, &[]);
     let pid = daemon.child.id();
     let mut at = daemon.expect(0, &["event:"], Duration::from_secs(60));
 
@@ -264,7 +181,7 @@ fn issue15_events_made_just_before_sigterm_are_stored_and_delivered_after_the_ne
     // Events are made by jobs that take 10 ms each, every 5 ms for each of
     // two cameras: the worker is behind, so the stop finds jobs queued, and
     // their events are made while the pipeline drains.
-    let mut daemon = Daemon::start(
+    let mut daemon = Daemon::spawn(
         &config,
         &[
             ("GLIMPSE_DEBUG_EVENT_EVERY_MS", "5"),
@@ -305,7 +222,7 @@ fn issue15_events_made_just_before_sigterm_are_stored_and_delivered_after_the_ne
     assert!(drained > 0, "the stop found work queued:\n{log}");
 
     // Started again without new events: the outbox alone is published.
-    let daemon = Daemon::start(&config, &[]);
+    let daemon = Daemon::spawn(&config, &[]);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut delivered: BTreeMap<String, usize> = BTreeMap::new();
     while delivered.len() < produced.len() {
@@ -386,7 +303,7 @@ source = {{ kind = "synthetic", frame_rate = 2, shapes = 2 }}
     )
     .unwrap();
     // 40 ms a frame: one worker analyses 25 frames/s of the 32 offered.
-    let mut daemon = Daemon::start(&config, &[("GLIMPSE_DEBUG_ANALYSIS_MS", "40")]);
+    let mut daemon = Daemon::spawn(&config, &[("GLIMPSE_DEBUG_ANALYSIS_MS", "40")]);
     let mut at = daemon.expect(0, &["glimpse is running"], Duration::from_secs(20));
     for _ in 0..5 {
         at = daemon.expect(
@@ -526,7 +443,7 @@ fn measure_events_lost_over_sigterm_restart_cycles() {
     let mut made = 0u64;
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     for cycle in 0..cycles {
-        let mut daemon = Daemon::start(
+        let mut daemon = Daemon::spawn(
             &config,
             &[
                 ("GLIMPSE_DEBUG_EVENT_EVERY_MS", "5"),
@@ -547,7 +464,7 @@ fn measure_events_lost_over_sigterm_restart_cycles() {
         made += last + 1;
     }
     let (_, stored) = history(&config);
-    let daemon = Daemon::start(&config, &[]);
+    let daemon = Daemon::spawn(&config, &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let delivered = loop {
         let mut ids: BTreeMap<String, usize> = BTreeMap::new();
@@ -603,7 +520,7 @@ fn measure_reload_to_first_event_with_a_new_model() {
         .unwrap()
     };
     write(&models[0]);
-    let mut daemon = Daemon::start(&config, &[]);
+    let mut daemon = Daemon::spawn(&config, &[]);
     let mut at = daemon.expect(0, &["event:"], Duration::from_secs(60));
     for round in 1..=4 {
         write(&models[round % 2]);
@@ -652,7 +569,7 @@ fn measure_analysed_fps_per_camera() {
             );
         }
         std::fs::write(&config, text).unwrap();
-        let mut daemon = Daemon::start(&config, &[]);
+        let mut daemon = Daemon::spawn(&config, &[]);
         let mut at = daemon.expect(0, &["glimpse is running"], Duration::from_secs(30));
         // The first interval includes start-up; the second is measured.
         for _ in 0..2 {

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// The binary under test, built by cargo for this test run.
 pub fn glimpse() -> Command {
@@ -80,4 +81,101 @@ pub fn wait_exit(
 /// The CPU `libonnxruntime.so` of the `onnxruntime` pip wheel.
 pub fn ort_library() -> PathBuf {
     crate::ort_wheel::wheel_library().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Copies a model folder (its files and `onnx/`), as an operator installs
+/// a second model.
+pub fn copy_model(from: &Path, to: &Path) {
+    for sub in ["", "onnx"] {
+        std::fs::create_dir_all(to.join(sub)).unwrap();
+        for entry in std::fs::read_dir(from.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, to.join(sub).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+}
+
+/// The daemon with its log in a file, killed on drop.
+pub struct Daemon {
+    /// The process.
+    pub child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `glimpse run --config CONFIG` with `env`; its log goes to
+    /// CONFIG with the extension `.log`.
+    pub fn spawn(config: &Path, env: &[(&str, &str)]) -> Daemon {
+        let log = config.with_extension("log");
+        let mut cmd = glimpse();
+        cmd.args(["run", "--config"])
+            .arg(config)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Daemon {
+            child: cmd.spawn().unwrap(),
+            log,
+        }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log, from byte `from` on, has a line containing
+    /// every one of `needles`; returns the log's length after that line.
+    pub fn expect(&mut self, from: usize, needles: &[&str], within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            let log = self.log();
+            let mut at = from.min(log.len());
+            for line in log[at..].split_inclusive('\n') {
+                at += line.len();
+                if line.ends_with('\n') && needles.iter().all(|n| line.contains(n)) {
+                    return at;
+                }
+            }
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "glimpse exited while waiting for {needles:?}:\n{log}"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needles:?} within {within:?}:\n{}",
+                &log[from.min(log.len())..]
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Fails the test if the daemon has exited.
+    pub fn assert_running(&mut self) {
+        assert!(
+            self.child.try_wait().unwrap().is_none(),
+            "glimpse exited:\n{}",
+            self.log()
+        );
+    }
+
+    /// SIGTERM; the daemon must exit 0. Returns its log.
+    pub fn stop(mut self) -> String {
+        kill(self.child.id(), "TERM");
+        let status = wait_exit(&mut self.child, Duration::from_secs(20));
+        assert!(status.success(), "{status}\n{}", self.log());
+        self.log()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -375,6 +375,25 @@ impl Outbox {
     }
 }
 
+/// Opens the outbox file read-only if it exists and has `table` (a daemon
+/// that never ran, or an older one, may have neither).
+fn open_read_only(path: &Path, table: &str) -> Result<Option<Connection>, MqttError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let err = |e| sql_error(path, e);
+    let db = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
+    let has_table: Option<i64> = db
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(err)?;
+    Ok(has_table.map(|_| db))
+}
+
 /// Reads the event history without taking part in publishing (the
 /// `glimpse events` command). Returns the events' JSON, oldest first.
 pub fn read_history(
@@ -383,22 +402,10 @@ pub fn read_history(
     camera: Option<&str>,
 ) -> Result<Vec<Event>, MqttError> {
     let path = state_dir.join(FILE_NAME);
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
     let err = |e| sql_error(&path, e);
-    let db = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
-    let has_table: Option<i64> = db
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'history'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(err)?;
-    if has_table.is_none() {
+    let Some(db) = open_read_only(&path, "history")? else {
         return Ok(Vec::new());
-    }
+    };
     let mut statement = db
         .prepare(
             "SELECT json FROM history WHERE wall_time_ms >= ?1 AND (?2 IS NULL OR camera = ?2)
@@ -427,22 +434,10 @@ pub fn read_dead_letters(
     camera: Option<&str>,
 ) -> Result<Vec<DeadLetter>, MqttError> {
     let path = state_dir.join(FILE_NAME);
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
     let err = |e| sql_error(&path, e);
-    let db = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
-    let has_table: Option<i64> = db
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dead_letters'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(err)?;
-    if has_table.is_none() {
+    let Some(db) = open_read_only(&path, "dead_letters")? else {
         return Ok(Vec::new());
-    }
+    };
     let mut statement = db
         .prepare(
             "SELECT id, camera, channel, response_topic, correlation, payload, created_ms, topic, reason, failed_ms

@@ -125,8 +125,8 @@ pub struct Changes {
     pub stopped: Vec<String>,
     /// Cameras restarted with new settings.
     pub restarted: Vec<String>,
-    /// Whether the worker pool was resized or its queues changed.
-    pub workers_rebuilt: bool,
+    /// Whether the worker pool was resized (or its queue capacity changed).
+    pub workers_resized: bool,
     /// Whether the model was loaded again (or dropped).
     pub model_reloaded: bool,
 }
@@ -347,7 +347,7 @@ impl Pipeline {
         if config.workers != self.workers_config {
             self.workers.resize(&config.workers)?;
             self.workers_config = config.workers.clone();
-            changes.workers_rebuilt = true;
+            changes.workers_resized = true;
         }
 
         let wanted: BTreeMap<&String, &CameraConfig> =
@@ -580,7 +580,7 @@ source = { kind = "synthetic", frame_rate = 20 }
         let changes = pipeline.reload(&config(&changed)).await.unwrap();
         assert_eq!(changes.restarted, vec!["b"]);
         assert_eq!(changes.started, vec!["c"]);
-        assert!(changes.stopped.is_empty() && !changes.workers_rebuilt);
+        assert!(changes.stopped.is_empty() && !changes.workers_resized);
         let a_before = pipeline.stats()[0].received;
         assert!(
             a_before > 0,
@@ -595,7 +595,7 @@ source = { kind = "synthetic", frame_rate = 20 }
             .await
             .unwrap();
         assert_eq!(changes.stopped, vec!["b", "c"]);
-        assert!(changes.workers_rebuilt);
+        assert!(changes.workers_resized);
         assert_eq!(pipeline.workers().threads(), 2);
         assert_eq!(pipeline.cameras().collect::<Vec<_>>(), vec!["a"]);
 

@@ -100,14 +100,7 @@ pub async fn run(
 
     // Registered before anything starts, so that no signal is missed.
     let mut signals = Signals::register().context("cannot register signal handlers")?;
-    let enabled = |c: &Config| -> Vec<String> {
-        c.cameras
-            .iter()
-            .filter(|(_, c)| c.enabled)
-            .map(|(n, _)| n.clone())
-            .collect()
-    };
-    let mut mqtt = Mqtt::start(&config.mqtt, enabled(&config), &state_dir)
+    let mut mqtt = Mqtt::start(&config.mqtt, enabled_cameras(&config), &state_dir)
         .await
         .context("cannot start MQTT")?;
     let heartbeats = Heartbeats::new();
@@ -483,7 +476,7 @@ async fn apply(
                 "config reloaded; cameras started {:?}, restarted {:?}, stopped {:?}",
                 changes.started, changes.restarted, changes.stopped
             );
-            if changes.workers_rebuilt {
+            if changes.workers_resized {
                 status.push_str("; model workers resized");
             }
             if changes.model_reloaded {
@@ -497,18 +490,21 @@ async fn apply(
         }
     };
     tracing::info!("{status}");
-    let enabled = |c: &Config| -> Vec<String> {
-        c.cameras
-            .iter()
-            .filter(|(_, c)| c.enabled)
-            .map(|(n, _)| n.clone())
-            .collect()
-    };
-    if new.mqtt != config.mqtt || enabled(&new) != enabled(config) {
-        mqtt.reconfigure(&new.mqtt, enabled(&new));
+    if new.mqtt != config.mqtt || enabled_cameras(&new) != enabled_cameras(config) {
+        mqtt.reconfigure(&new.mqtt, enabled_cameras(&new));
     }
     *config = new;
     notifier.ready(&status);
+}
+
+/// The names of the cameras `config` enables.
+fn enabled_cameras(config: &Config) -> Vec<String> {
+    config
+        .cameras
+        .iter()
+        .filter(|(_, c)| c.enabled)
+        .map(|(n, _)| n.clone())
+        .collect()
 }
 
 /// The next question, or never when questions are not taken.

@@ -109,3 +109,51 @@ async fn a_moving_scene_is_encoded_dropped_and_described() {
     );
     pipeline.shutdown().await;
 }
+
+/// Issue 15: a reload that changes the model reaches the running camera:
+/// its next frame is encoded by the new model, kept whole (a fresh
+/// reference), and that is no scene change to speak up about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_model_takes_over_the_running_camera_without_a_false_event() {
+    let (tx, mut events) = mpsc::channel(16);
+    let state = tempfile::tempdir().unwrap();
+    let mut pipeline = Pipeline::build(&config(state.path(), 0, ""), &Heartbeats::new(), tx)
+        .await
+        .unwrap();
+    wait_for(&pipeline, "5 analysed frames", |s| s.analysed >= 5).await;
+    assert_eq!(pipeline.stats()[0].encoded, 1);
+
+    let copy = state.path().join("model-copy");
+    crate::util::copy_model(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/test-tiny"),
+        &copy,
+    );
+    let mut new = config(state.path(), 0, "");
+    new.model.as_mut().unwrap().path = copy.clone();
+    let changes = pipeline.reload(&new).await.unwrap();
+    assert!(
+        changes.model_reloaded && changes.restarted.is_empty(),
+        "{changes:?}"
+    );
+    let analysed = pipeline.stats()[0].analysed;
+    wait_for(&pipeline, "5 more analysed frames", |s| {
+        s.analysed >= analysed + 5
+    })
+    .await;
+    let s = &pipeline.stats()[0];
+    assert_eq!(
+        s.encoded, 2,
+        "the new model's first frame is encoded: {s:?}"
+    );
+    assert_eq!(s.kept_tokens, 2 * 64, "and kept whole, then nothing");
+    assert!(
+        events.try_recv().is_err(),
+        "no event: nothing changed in the scene"
+    );
+    assert_eq!(
+        pipeline.model().unwrap().model.folder().path,
+        copy,
+        "the pipeline serves the new model"
+    );
+    pipeline.shutdown().await;
+}

@@ -56,6 +56,10 @@ pub struct CameraAnalysis {
     fingerprint: String,
     /// The next rule to ask when a camera has more rules than one job asks.
     rule_cursor: usize,
+    /// True until this state has seen its first frame, which it keeps whole
+    /// (no reference yet): not a change to speak up about, whatever the
+    /// capture says (a new model's first frame comes mid-stream).
+    fresh: bool,
     snapshot: Option<(PathBuf, Duration)>,
     last_snapshot: Instant,
     next_seq: u64,
@@ -130,6 +134,7 @@ impl CameraAnalysis {
             memory,
             fingerprint: stages.fingerprint.clone(),
             rule_cursor: 0,
+            fresh: true,
             snapshot: snapshot.map(|p| (p, Duration::from_secs(config.memory.snapshot_interval_s))),
             last_snapshot: Instant::now(),
             next_seq: 0,
@@ -381,7 +386,8 @@ pub fn analyse(
     counters
         .last_retention_ppm
         .store((retention * 1e6) as u64, Ordering::Relaxed);
-    let decision = a.trigger.observe(frame.pts, retention, frame.discont);
+    let discont = frame.discont || std::mem::take(&mut a.fresh);
+    let decision = a.trigger.observe(frame.pts, retention, discont);
     if decision.activity != a.activity {
         tracing::debug!(camera = %a.camera, activity = ?decision.activity, "activity changed");
         a.activity = decision.activity;

@@ -29,7 +29,10 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "ort")]
 pub use self::ort::{engine_cache_key, OrtModel};
-pub use folder::{GraphInfo, ModelFolder, ModelInfo, TensorInfo, GRAPHS};
+pub use folder::{
+    ChatTemplate, Float, Floats, GraphInfo, ModelFolder, ModelInfo, TensorInfo, GRAPHS,
+    TEMPLATE_SOURCES,
+};
 pub use tract::TractModel;
 
 use crate::config::Problems;

@@ -1,10 +1,11 @@
 //! A model folder shaped as the hub ships SmolVLM2 (models/test-hub, made by
 //! models/testing/make_hub_model.py from the test model): the chat template
 //! only in `chat_template.json`, a `processor_config.json`, and `_fp16`
-//! (float16 inputs, outputs and KV cache) and `_quantized` (dynamic int8)
-//! graphs beside the fp32 ones. Issue 19: the folder loads as it is, and
-//! every variant describes, answers and checks rules on tract and ONNX
-//! Runtime with the tokens of ONNX Runtime in Python.
+//! (float16 inputs, outputs and KV cache), `_quantized` (dynamic int8),
+//! `_q4` and `_q4f16` (4-bit MatMulNBits) graphs beside the fp32 ones.
+//! Issue 19: the folder loads as it is, and every variant describes,
+//! answers and checks rules on tract and ONNX Runtime with the tokens of
+//! ONNX Runtime in Python.
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +40,11 @@ fn inspect_names_the_template_file_and_the_variant_of_the_hub_folder() {
             "_quantized",
             "_quantized",
             "float32 pixels, float32 embeddings, float32 KV cache; quantized (DynamicQuantizeLinear, MatMulInteger)",
+        ),
+        (
+            "_q4f16",
+            "_q4f16",
+            "float16 pixels, float16 embeddings, float16 KV cache; quantized (MatMulNBits)",
         ),
     ] {
         let out = glimpse()
@@ -272,7 +278,9 @@ fn configs(variant: &str) -> Vec<ModelConfig> {
 /// boundary may land one int8 step apart on another CPU); `_fp16` 1e-2
 /// (2e-3 on tract, two float16 steps at 1.0: tract's float16 kernels
 /// round and accumulate in their own order; 0 on ONNX Runtime, the same
-/// kernels as Python's).
+/// kernels as Python's); `_q4` 5e-3 (4e-4 on tract, whose MatMulNBits
+/// kernel computes in its own precision and order; 0 on ONNX Runtime);
+/// `_q4f16` 1e-2 (1.5e-3 on tract, 0 on ONNX Runtime).
 fn variant_matches_python(variant: &str, tolerance: f32) {
     let folder = ModelFolder::open(&hub_model(), variant).unwrap();
     let pre = Preprocessor::from_folder(&folder).unwrap();
@@ -401,4 +409,14 @@ fn tract_running_a_quantized_graph_says_so_and_auto_takes_onnx_runtime() {
         assert!(stdout.contains("runtime        ort (cpu)"), "{stdout}");
         assert!(!stderr.contains(SLOW), "{stderr}");
     }
+}
+
+#[test]
+fn the_q4_graphs_run_on_both_backends_and_match_onnx_runtime_in_python() {
+    variant_matches_python("_q4", 5e-3);
+}
+
+#[test]
+fn the_q4f16_graphs_run_on_both_backends_and_match_onnx_runtime_in_python() {
+    variant_matches_python("_q4f16", 1e-2);
 }

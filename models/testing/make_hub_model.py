@@ -7,9 +7,11 @@ so that the tests load a folder shaped exactly like the hub's:
   not in `tokenizer_config.json`;
 - a `processor_config.json` with `image_seq_len` and `processor_class`;
 - beside the fp32 graphs, an `_fp16` variant whose float inputs, outputs
-  and KV cache are float16 (as the hub's `_fp16` and `_q4f16` files are),
-  and a `_quantized` variant (ONNX Runtime's dynamic int8 quantization of
-  the MatMul weights, as the hub's `_quantized` and `_int8` files are made).
+  and KV cache are float16 (as the hub's `_fp16` files are), a `_quantized`
+  variant (ONNX Runtime's dynamic int8 quantization of the MatMul weights,
+  as the hub's `_quantized` and `_int8` files are made), and `_q4` and
+  `_q4f16` variants (4-bit block-quantized MatMul weights, ONNX Runtime's
+  MatMulNBits operator, on the fp32 and the float16 graphs).
 
 The weights are test-tiny's: the fp32 graphs are copied as they are, the
 others derived from them, so the answers per variant can be compared with
@@ -17,8 +19,9 @@ ONNX Runtime in Python (models/testing/reference.py --variant).
 
     python3 models/testing/make_hub_model.py [OUT_DIR]
 
-Needs: onnx, onnxruntime, numpy (models/testing/requirements.txt); no torch.
-Takes a second.
+Needs: onnx, onnxruntime, numpy (models/testing/requirements.txt) and
+onnx-ir (models/testing/requirements-make.txt, for the 4-bit quantizer); no
+torch. Takes a few seconds.
 """
 
 import json
@@ -26,8 +29,11 @@ import os
 import shutil
 import sys
 
+import logging
+
 import onnx
 from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,6 +43,8 @@ GRAPHS = ["vision_encoder", "embed_tokens", "decoder_model_merged"]
 
 
 def main():
+    # The 4-bit quantizer logs every node at INFO.
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
     os.makedirs(os.path.join(OUT, "onnx"), exist_ok=True)
     for name in ["config.json", "generation_config.json", "preprocessor_config.json", "tokenizer.json"]:
         shutil.copy(os.path.join(SOURCE, name), os.path.join(OUT, name))
@@ -70,6 +78,12 @@ def main():
             weight_type=QuantType.QInt8,
             op_types_to_quantize=["MatMul"],
         )
+        # 4-bit weights in blocks of 32 (MatMulNBits), from the fp32 graph
+        # (_q4) and from the float16 one (_q4f16, float16 at the boundary).
+        for suffix, model in [("_q4", onnx.load(fp32)), ("_q4f16", half)]:
+            quantizer = MatMulNBitsQuantizer(model, algo_config=DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True))
+            quantizer.process()
+            onnx.save(quantizer.model.model, os.path.join(OUT, "onnx", graph + suffix + ".onnx"))
     print("wrote", os.path.abspath(OUT))
 
 

@@ -346,7 +346,7 @@ fn broken_folders_say_which_file_and_why() {
     );
     assert_eq!(
         refusal(&model, "_bnb4"),
-        format!("{}: variant \"_bnb4\" cannot run here: bitsandbytes 4-bit weights use the CUDA-only MatMulBnb4 operator; pick the fp32, _fp16, _int8 or _quantized files", p("onnx"))
+        format!("{}: variant \"_bnb4\" cannot run here: bitsandbytes 4-bit weights use the CUDA-only MatMulBnb4 operator; pick the fp32, _fp16, _int8, _uint8, _quantized, _q4 or _q4f16 files", p("onnx"))
     );
     assert_eq!(
         refusal(&model, "_fp16"),

@@ -30,7 +30,7 @@ pub const GRAPHS: [&str; 3] = ["vision_encoder", "embed_tokens", "decoder_model_
 /// Precision variants that cannot run here, and why.
 const REFUSED: [(&str, &str); 1] = [(
     "_bnb4",
-    "bitsandbytes 4-bit weights use the CUDA-only MatMulBnb4 operator; pick the fp32, _fp16, _int8 or _quantized files",
+    "bitsandbytes 4-bit weights use the CUDA-only MatMulBnb4 operator; pick the fp32, _fp16, _int8, _uint8, _quantized, _q4 or _q4f16 files",
 )];
 
 /// Operators of quantized graphs (ONNX and ONNX Runtime's contrib set):

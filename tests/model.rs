@@ -25,7 +25,7 @@ fn load() -> infer::Model {
 }
 
 /// Runs a script of models/testing with `request` as JSON on stdin.
-fn python(script: &str, request: serde_json::Value) -> String {
+pub(crate) fn python(script: &str, request: serde_json::Value) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../models/testing")
         .join(script);
@@ -282,7 +282,7 @@ fn the_chat_template_renders_as_transformers_does() {
         let reference = python(
             "render_template.py",
             serde_json::json!({
-                "template": folder.tokenizer_config["chat_template"],
+                "template": folder.chat_template.source,
                 "messages": messages,
                 "add_generation_prompt": add_generation_prompt,
                 "bos_token": "<|im_start|>",
@@ -346,7 +346,7 @@ fn broken_folders_say_which_file_and_why() {
     );
     assert_eq!(
         refusal(&model, "_bnb4"),
-        format!("{}: variant \"_bnb4\" cannot run here: bitsandbytes 4-bit weights use the CUDA-only MatMulBnb4 operator; pick the fp32, _fp16, _int8 or _quantized files", p("onnx"))
+        format!("{}: variant \"_bnb4\" cannot run here: bitsandbytes 4-bit weights use the CUDA-only MatMulBnb4 operator; pick the fp32, _fp16, _int8, _uint8, _quantized, _q4 or _q4f16 files", p("onnx"))
     );
     assert_eq!(
         refusal(&model, "_fp16"),

@@ -2,11 +2,17 @@
 //! checked before anything is compiled.
 //!
 //! The folder is taken as users have it (docs/architecture.md §6): the JSON configs, the
-//! tokenizer, and `onnx/{vision_encoder,embed_tokens,decoder_model_merged}`
-//! with an optional precision suffix and `.onnx_data` files. Every tensor
-//! is found by name; a missing file, a missing or mismatched tensor, an
-//! external-data path leaving the folder, or a variant no CPU backend can
-//! run is refused with the file and the reason.
+//! tokenizer, the chat template wherever the hub puts it ([`ChatTemplate`]),
+//! and `onnx/{vision_encoder,embed_tokens,decoder_model_merged}` with an
+//! optional precision suffix and `.onnx_data` files. Every tensor is found
+//! by name; a missing file, a missing or mismatched tensor, an external-data
+//! path leaving the folder, a missing chat template, or a variant no CPU
+//! backend can run is refused with the file and the reason.
+//!
+//! Graphs may be float32 or float16 at their boundary (the hub's `_fp16` and
+//! `_q4f16` files), and quantized inside (`_int8`, `_uint8`, `_quantized`,
+//! `_q4`): [`Floats`] says which float type each boundary tensor has, and
+//! [`GraphInfo::quantized`] which quantized operators a graph uses.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,8 +30,85 @@ pub const GRAPHS: [&str; 3] = ["vision_encoder", "embed_tokens", "decoder_model_
 /// Precision variants that cannot run here, and why.
 const REFUSED: [(&str, &str); 1] = [(
     "_bnb4",
-    "bitsandbytes 4-bit weights use the CUDA-only MatMulBnb4 operator; pick the fp32, _fp16, _int8 or _quantized files",
+    "bitsandbytes 4-bit weights use the CUDA-only MatMulBnb4 operator; pick the fp32, _fp16, _int8, _uint8, _quantized, _q4 or _q4f16 files",
 )];
+
+/// Operators of quantized graphs (ONNX and ONNX Runtime's contrib set):
+/// dynamic int8/uint8 (`_int8`, `_uint8`, `_quantized`), static QDQ, and
+/// the 4-bit block formats (`_q4`, `_q4f16`, `_bnb4`).
+const QUANTIZED_OPS: [&str; 10] = [
+    "DynamicQuantizeLinear",
+    "MatMulInteger",
+    "ConvInteger",
+    "QLinearMatMul",
+    "QLinearConv",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "MatMulNBits",
+    "GatherBlockQuantized",
+    "MatMulBnb4",
+];
+
+/// Where a chat template can be, in transformers' order of precedence
+/// (read in huggingface/transformers, `ProcessorMixin.get_processor_dict`
+/// and `PreTrainedTokenizerBase._from_pretrained`): a `chat_template` key in
+/// `processor_config.json` is kept over any file (transformers warns that it
+/// belongs in a file); then the processor's legacy `chat_template.json`,
+/// which wins over `chat_template.jinja` when both exist; then
+/// `chat_template.jinja`, which the tokenizer also prefers over its own
+/// config; last, `tokenizer_config.json`'s `chat_template`. The processor's
+/// template is the one transformers applies for a vision model (its
+/// `apply_chat_template`), so the processor's files come first.
+pub const TEMPLATE_SOURCES: [(&str, Option<&str>); 4] = [
+    ("processor_config.json", Some("chat_template")),
+    ("chat_template.json", Some("chat_template")),
+    ("chat_template.jinja", None),
+    ("tokenizer_config.json", Some("chat_template")),
+];
+
+/// A chat template and the file it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatTemplate {
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// The JSON key that holds it (`chat_template`), or `None` for a
+    /// `.jinja` file that is the template itself.
+    pub key: Option<&'static str>,
+    /// The Jinja source.
+    pub source: String,
+}
+
+/// The float type of a tensor at a graph's boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Float {
+    /// IEEE 754 single precision (`float`).
+    F32,
+    /// IEEE 754 half precision (`float16`): the hub's `_fp16` and `_q4f16`.
+    F16,
+}
+
+impl Float {
+    fn of(dtype: &str) -> Float {
+        if dtype == "float16" {
+            Float::F16
+        } else {
+            Float::F32
+        }
+    }
+}
+
+/// The float types the graphs take, as their signatures declare them.
+/// Backends convert at the boundary (glimpse works in f32) and keep the KV
+/// cache in the decoder's own type, since it goes back in as it came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Floats {
+    /// The vision encoder's `pixel_values`.
+    pub pixel_values: Float,
+    /// The decoder's `inputs_embeds`.
+    pub inputs_embeds: Float,
+    /// The decoder's `past_key_values.*` (and so the KV cache).
+    pub cache: Float,
+}
 
 /// What a model folder holds, as read from its files.
 #[derive(Debug, Clone)]
@@ -46,6 +129,13 @@ pub struct ModelFolder {
     pub generation_config: Value,
     /// `preprocessor_config.json`, parsed.
     pub preprocessor_config: Value,
+    /// `processor_config.json`, parsed, when the folder has one (SmolVLM's
+    /// processor settings: `image_seq_len`, its class).
+    pub processor_config: Option<Value>,
+    /// The chat template, from the first of [`TEMPLATE_SOURCES`] that has one.
+    pub chat_template: ChatTemplate,
+    /// The float types at the graphs' boundaries.
+    pub floats: Floats,
 }
 
 /// Sizes and ids of a model.
@@ -99,6 +189,9 @@ pub struct GraphInfo {
     pub outputs: Vec<TensorInfo>,
     /// Bytes of weights in external data files.
     pub external_bytes: u64,
+    /// The quantized operators the graph uses (sorted, each once); empty for
+    /// a float graph.
+    pub quantized: Vec<String>,
 }
 
 /// A named tensor of a graph's signature.
@@ -148,6 +241,12 @@ impl ModelFolder {
         let generation_config = json("generation_config.json")?;
         let preprocessor_config = json("preprocessor_config.json")?;
         let tokenizer_config = json("tokenizer_config.json")?;
+        let processor_config = if path.join("processor_config.json").is_file() {
+            Some(json("processor_config.json")?)
+        } else {
+            None
+        };
+        let chat_template = find_template(path)?;
         let tokenizer = path.join("tokenizer.json");
         if !tokenizer.is_file() {
             return Err(broken(&tokenizer, "missing".into()));
@@ -156,6 +255,10 @@ impl ModelFolder {
             read_info(&config).map_err(|reason| broken(&path.join("config.json"), reason))?;
         (info.image_before, info.image_after) =
             image_markers(&config, &tokenizer).map_err(|reason| broken(&tokenizer, reason))?;
+        if let Some(processor) = &processor_config {
+            check_processor(processor, &info)
+                .map_err(|reason| broken(&path.join("processor_config.json"), reason))?;
+        }
 
         let graphs = GRAPHS.map(|g| path.join("onnx").join(format!("{g}{variant}.onnx")));
         let mut infos: Vec<GraphInfo> = Vec::new();
@@ -173,6 +276,21 @@ impl ModelFolder {
             .try_into()
             .map_err(|_| broken(path, "internal: graph count".into()))?;
         check_signatures(&graphs, &info)?;
+        let input = |graph: &GraphInfo, name: &str| {
+            // check_signatures found each of these with a float type.
+            Float::of(
+                graph
+                    .inputs
+                    .iter()
+                    .find(|t| t.name == name)
+                    .map_or("float", |t| t.dtype),
+            )
+        };
+        let floats = Floats {
+            pixel_values: input(&graphs[0], "pixel_values"),
+            inputs_embeds: input(&graphs[2], "inputs_embeds"),
+            cache: input(&graphs[2], "past_key_values.0.key"),
+        };
         Ok(ModelFolder {
             path: path.to_owned(),
             variant: variant.to_owned(),
@@ -182,7 +300,23 @@ impl ModelFolder {
             tokenizer_config,
             generation_config,
             preprocessor_config,
+            processor_config,
+            chat_template,
+            floats,
         })
+    }
+
+    /// The quantized operators of the three graphs, each once: empty when
+    /// every graph is float.
+    pub fn quantized_ops(&self) -> Vec<&str> {
+        let mut ops: Vec<&str> = self
+            .graphs
+            .iter()
+            .flat_map(|g| g.quantized.iter().map(String::as_str))
+            .collect();
+        ops.sort_unstable();
+        ops.dedup();
+        ops
     }
 
     /// Token ids that end generation (`generation_config.json` eos_token_id).
@@ -191,6 +325,97 @@ impl ModelFolder {
             Value::Number(n) => n.as_i64().into_iter().collect(),
             Value::Array(a) => a.iter().filter_map(Value::as_i64).collect(),
             _ => Vec::new(),
+        }
+    }
+}
+
+/// The chat template of the folder at `path`: the first of
+/// [`TEMPLATE_SOURCES`] that holds one, or an error naming them all.
+fn find_template(path: &Path) -> Result<ChatTemplate, InferError> {
+    for (name, key) in TEMPLATE_SOURCES {
+        let file = path.join(name);
+        if !file.is_file() {
+            continue;
+        }
+        let broken = |reason: String| InferError::Folder {
+            file: file.clone(),
+            reason,
+        };
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| broken(format!("cannot read: {e}")))?;
+        let Some(key) = key else {
+            return Ok(ChatTemplate {
+                file,
+                key: None,
+                source: text,
+            });
+        };
+        let json: Value =
+            serde_json::from_str(&text).map_err(|e| broken(format!("not valid JSON: {e}")))?;
+        let source = match &json[key] {
+            Value::Null => continue,
+            Value::String(source) => source.clone(),
+            // transformers' named templates: a list of {name, template};
+            // it applies the one named "default".
+            Value::Array(named) => named
+                .iter()
+                .find(|t| t["name"] == "default")
+                .and_then(|t| t["template"].as_str())
+                .ok_or_else(|| {
+                    broken(format!(
+                        "{key} is a list of named templates without one named \"default\""
+                    ))
+                })?
+                .to_owned(),
+            _ => return Err(broken(format!("{key} is not a string"))),
+        };
+        return Ok(ChatTemplate {
+            file,
+            key: Some(key),
+            source,
+        });
+    }
+    let looked: Vec<String> = TEMPLATE_SOURCES
+        .iter()
+        .map(|(name, key)| match key {
+            Some(key) => format!("{name} ({key})"),
+            None => (*name).to_owned(),
+        })
+        .collect();
+    Err(InferError::Folder {
+        file: path.to_owned(),
+        reason: format!(
+            "no chat template: looked in {} (glimpse needs the model's template to build its prompts)",
+            looked.join(", ")
+        ),
+    })
+}
+
+/// Checks `processor_config.json` against config.json: SmolVLM's processor
+/// writes `image_seq_len` image tokens per image, and glimpse gives each
+/// frame the vision encoder's whole grid; the two must agree, or every
+/// prompt would have the wrong number of image slots.
+fn check_processor(processor: &Value, info: &ModelInfo) -> Result<(), String> {
+    match &processor["image_seq_len"] {
+        Value::Null => Ok(()),
+        value => {
+            let n = value
+                .as_u64()
+                .ok_or_else(|| format!("image_seq_len is not a positive integer: {value}"))?;
+            if n as usize == info.tokens_per_image() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "image_seq_len is {n}, but config.json's vision_config gives {} tokens per image \
+                     ({}x{} grid: image_size {} / patch_size {} / scale_factor {})",
+                    info.tokens_per_image(),
+                    info.grid,
+                    info.grid,
+                    info.image_size,
+                    info.patch_size,
+                    info.scale_factor
+                ))
+            }
         }
     }
 }
@@ -374,8 +599,17 @@ fn read_graph(file: &Path, folder: &Path) -> Result<GraphInfo, String> {
             None => Vec::new(),
         },
     };
+    let mut quantized: Vec<String> = graph
+        .node
+        .iter()
+        .filter(|n| QUANTIZED_OPS.contains(&n.op_type.as_str()))
+        .map(|n| n.op_type.clone())
+        .collect();
+    quantized.sort();
+    quantized.dedup();
     Ok(GraphInfo {
         file: file.to_owned(),
+        quantized,
         // Old exporters list initializers among the inputs; they are weights.
         inputs: graph
             .input
@@ -499,6 +733,40 @@ impl fmt::Display for ModelFolder {
                 &self.variant
             }
         )?;
+        let boundary = |float: Float| match float {
+            Float::F32 => "float32",
+            Float::F16 => "float16",
+        };
+        let quantized = self.quantized_ops();
+        writeln!(
+            f,
+            "precision      {} pixels, {} embeddings, {} KV cache; {}",
+            boundary(self.floats.pixel_values),
+            boundary(self.floats.inputs_embeds),
+            boundary(self.floats.cache),
+            if quantized.is_empty() {
+                "float weights".to_owned()
+            } else {
+                format!("quantized ({})", quantized.join(", "))
+            }
+        )?;
+        let template = &self.chat_template;
+        let file = template
+            .file
+            .strip_prefix(&self.path)
+            .unwrap_or(&template.file)
+            .display();
+        match template.key {
+            Some(key) => writeln!(f, "chat template  {file} ({key})")?,
+            None => writeln!(f, "chat template  {file}")?,
+        }
+        if let Some(n) = self
+            .processor_config
+            .as_ref()
+            .and_then(|p| p["image_seq_len"].as_u64())
+        {
+            writeln!(f, "processor      processor_config.json: image_seq_len {n}")?;
+        }
         writeln!(
             f,
             "vision         {}x{} px, {} px patches, scale factor {} -> {}x{} token grid ({} tokens per frame)",

@@ -29,7 +29,10 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "ort")]
 pub use self::ort::{engine_cache_key, OrtModel};
-pub use folder::{GraphInfo, ModelFolder, ModelInfo, TensorInfo, GRAPHS};
+pub use folder::{
+    ChatTemplate, Float, Floats, GraphInfo, ModelFolder, ModelInfo, TensorInfo, GRAPHS,
+    TEMPLATE_SOURCES,
+};
 pub use tract::TractModel;
 
 use crate::config::Problems;
@@ -177,11 +180,13 @@ pub struct ModelConfig {
     /// relative to the config file's folder. `glimpse check` opens it.
     pub path: PathBuf,
     /// Graph precision suffix: "" (fp32), "_fp16", "_int8", "_quantized",
-    /// ... as the folder's `onnx/` files are named. Default: "".
+    /// ... as the folder's `onnx/` files are named. float16 graphs (`_fp16`,
+    /// `_q4f16`) run on both backends; quantized ones are several times
+    /// slower on tract than on ONNX Runtime (a warning says so). Default: "".
     #[serde(default)]
     pub variant: String,
     /// `auto`, `tract` or `ort`. Default: auto (ort when its library is
-    /// found, else tract).
+    /// found, else tract; ort is the one for quantized graphs).
     #[serde(default)]
     pub backend: BackendKind,
     /// Threads one model call may use (matrix products). Default: 2.
@@ -388,6 +393,20 @@ pub fn load_in(config: &ModelConfig, state_dir: Option<&Path>) -> Result<Model, 
         }
         Choice::Refuse(why) => return Err(InferError::Runtime(why)),
     };
+    let quantized = folder.quantized_ops().join(", ");
+    if matches!(plans, Plans::Tract(_)) && !quantized.is_empty() {
+        // Measured on SmolVLM2-256M `_quantized`, 2 cores (FACTS.md): tract
+        // 7.6-8.1 s per frame and ~120 ms per token, ONNX Runtime 1.1-1.4 s
+        // and 11-13 ms, tract on the fp32 graphs 2.0-2.3 s and ~25 ms.
+        tracing::warn!(
+            model = %config.path.display(),
+            variant = %config.variant,
+            operators = %quantized,
+            "tract runs quantized graphs several times slower than ONNX Runtime (and than its own \
+             fp32 graphs): give glimpse ONNX Runtime (model.ort_library or ORT_DYLIB_PATH), or \
+             use the fp32 graphs (variant = \"\")"
+        );
+    }
     let model = Model {
         folder: Arc::new(folder),
         plans,

@@ -20,7 +20,9 @@
 //! `ort`'s `Session::run` takes `&mut self`, and a session per worker would
 //! hold the weights (and TensorRT engines) twice. The KV cache is a list of
 //! ONNX Runtime tensors handed back to the decoder at every step, as in
-//! tract. Runs on the model worker threads.
+//! tract, in the decoder's own float type (float16 graphs get f32 inputs
+//! converted and their outputs converted back, [`Floats`]). Runs on the
+//! model worker threads.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -29,10 +31,11 @@ use std::sync::{Arc, Mutex};
 use ort::environment::Environment;
 use ort::ep::{self, ExecutionProvider, ExecutionProviderDispatch};
 use ort::session::Session;
-use ort::value::{DynValue, Tensor};
+use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 
 use super::{
-    Backend, GraphInfo, InferError, KvCache, ModelConfig, ModelFolder, ModelInfo, Provider,
+    Backend, Float, Floats, GraphInfo, InferError, KvCache, ModelConfig, ModelFolder, ModelInfo,
+    Provider,
 };
 
 /// The library's file name where we look for it ourselves.
@@ -393,6 +396,7 @@ impl Graph {
 /// The sessions of one model.
 pub struct OrtModel {
     info: ModelInfo,
+    floats: Floats,
     providers: Vec<Provider>,
     vision: Graph,
     embed: Graph,
@@ -462,6 +466,7 @@ impl OrtModel {
         };
         Ok(OrtModel {
             info: folder.info.clone(),
+            floats: folder.floats,
             vision: session("vision_encoder", vision)?,
             embed: session("embed_tokens", embed)?,
             decoder: session("decoder_model_merged", decoder)?,
@@ -501,14 +506,36 @@ where
         .map_err(|e| InferError::Input(e.to_string()))
 }
 
+/// `data` (f32) as a tensor of the graph's float type.
+fn float_tensor(shape: &[usize], data: &[f32], float: Float) -> Result<DynValue, InferError> {
+    match float {
+        Float::F32 => tensor(shape, data.to_vec()),
+        Float::F16 => tensor(
+            shape,
+            data.iter().map(|&v| half::f16::from_f32(v)).collect(),
+        ),
+    }
+}
+
+/// A float output as f32, whatever float type the graph gives.
 fn floats(graph: &'static str, value: &DynValue) -> Result<Vec<f32>, InferError> {
-    value
-        .try_extract_tensor::<f32>()
-        .map(|(_, data)| data.to_vec())
-        .map_err(|e| InferError::Run {
-            graph,
-            message: format!("unexpected output: {e}"),
-        })
+    let fail = |e: ort::Error| InferError::Run {
+        graph,
+        message: format!("unexpected output: {e}"),
+    };
+    match value.dtype() {
+        ValueType::Tensor {
+            ty: TensorElementType::Float16,
+            ..
+        } => value
+            .try_extract_tensor::<half::f16>()
+            .map(|(_, data)| data.iter().map(|v| v.to_f32()).collect())
+            .map_err(fail),
+        _ => value
+            .try_extract_tensor::<f32>()
+            .map(|(_, data)| data.to_vec())
+            .map_err(fail),
+    }
 }
 
 impl Backend for OrtBackend {
@@ -528,7 +555,11 @@ impl Backend for OrtBackend {
             vec![
                 (
                     "pixel_values".into(),
-                    tensor(&[1, 1, 3, s, s], pixel_values.to_vec())?,
+                    float_tensor(
+                        &[1, 1, 3, s, s],
+                        pixel_values,
+                        self.model.floats.pixel_values,
+                    )?,
                 ),
                 (
                     "pixel_attention_mask".into(),
@@ -562,7 +593,14 @@ impl Backend for OrtBackend {
     fn new_cache(&self) -> KvCache {
         let i = &self.model.info;
         let empty: Vec<DynValue> = (0..2 * i.layers)
-            .filter_map(|_| tensor::<f32>(&[1, i.kv_heads, 0, i.head_dim], Vec::new()).ok())
+            .filter_map(|_| {
+                float_tensor(
+                    &[1, i.kv_heads, 0, i.head_dim],
+                    &[],
+                    self.model.floats.cache,
+                )
+                .ok()
+            })
             .collect();
         KvCache::new(0, Box::new(empty))
     }
@@ -597,7 +635,11 @@ impl Backend for OrtBackend {
         let mut inputs = vec![
             (
                 "inputs_embeds".to_owned(),
-                tensor(&[1, s, info.hidden], embeds.to_vec())?,
+                float_tensor(
+                    &[1, s, info.hidden],
+                    embeds,
+                    self.model.floats.inputs_embeds,
+                )?,
             ),
             (
                 "attention_mask".to_owned(),

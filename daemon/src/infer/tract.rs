@@ -3,7 +3,10 @@
 //! Each graph is loaded with its ONNX dim names as tract symbols (sequence
 //! and past lengths are resolved per run), optimised for this machine once,
 //! and kept as an `Arc` plan that every worker runs. The KV cache is a list
-//! of tract tensors handed back to the decoder at every step.
+//! of tract tensors handed back to the decoder at every step, in the
+//! decoder's own float type: float16 graphs get their inputs cast from f32
+//! and their outputs cast back ([`Floats`]), and the cache is never
+//! converted.
 //!
 //! tract-transformers can rewrite the decoder to keep the cache in the
 //! plan's state (`transformers_detect_all`). `examples/tract_kv.rs` measured
@@ -15,13 +18,14 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
-use super::{Backend, InferError, KvCache, ModelFolder, ModelInfo};
+use super::{Backend, Float, Floats, InferError, KvCache, ModelFolder, ModelInfo};
 
 type Plan = Arc<TypedRunnableModel>;
 
 /// The compiled graphs of one model.
 pub struct TractModel {
     info: ModelInfo,
+    floats: Floats,
     vision: Graph,
     embed: Graph,
     decoder: Graph,
@@ -104,6 +108,7 @@ impl TractModel {
         let [vision, embed, decoder] = &folder.graphs;
         Ok(TractModel {
             info: folder.info.clone(),
+            floats: folder.floats,
             vision: Graph::compile(&vision.file)?,
             embed: Graph::compile(&embed.file)?,
             decoder: Graph::compile(&decoder.file)?,
@@ -129,10 +134,35 @@ fn tensor<T: Datum + Copy>(shape: &[usize], data: &[T]) -> Result<TValue, InferE
         .map_err(|e| InferError::Input(format!("{e:#}")))
 }
 
+fn datum(float: Float) -> DatumType {
+    match float {
+        Float::F32 => DatumType::F32,
+        Float::F16 => DatumType::F16,
+    }
+}
+
+/// `data` (f32) as a tensor of the graph's float type.
+fn float_tensor(shape: &[usize], data: &[f32], float: Float) -> Result<TValue, InferError> {
+    let fail = |e: TractError| InferError::Input(format!("{e:#}"));
+    let tensor = Tensor::from_shape(shape, data).map_err(fail)?;
+    let tensor = match float {
+        Float::F32 => tensor,
+        Float::F16 => tensor
+            .cast_to_dt(DatumType::F16)
+            .map_err(fail)?
+            .into_owned(),
+    };
+    Ok(tensor.into_tvalue())
+}
+
+/// A float output as f32, whatever float type the graph gives.
 fn floats(graph: &'static str, value: &TValue) -> Result<Vec<f32>, InferError> {
     value
-        .try_as_plain_ram()
-        .and_then(|v| v.as_slice::<f32>().map(<[f32]>::to_vec))
+        .cast_to::<f32>()
+        .and_then(|t| {
+            t.try_as_plain_ram()
+                .and_then(|v| v.as_slice::<f32>().map(<[f32]>::to_vec))
+        })
         .map_err(|e| InferError::Run {
             graph,
             message: format!("unexpected output: {e:#}"),
@@ -155,7 +185,14 @@ impl Backend for TractBackend {
         let outputs = self.model.vision.run(
             "vision_encoder",
             vec![
-                ("pixel_values", tensor(&[1, 1, 3, s, s], pixel_values)?),
+                (
+                    "pixel_values",
+                    float_tensor(
+                        &[1, 1, 3, s, s],
+                        pixel_values,
+                        self.model.floats.pixel_values,
+                    )?,
+                ),
                 (
                     "pixel_attention_mask",
                     tensor(&[1, 1, s, s], &vec![true; s * s])?,
@@ -192,10 +229,11 @@ impl Backend for TractBackend {
 
     fn new_cache(&self) -> KvCache {
         let i = &self.model.info;
+        let dt = datum(self.model.floats.cache);
         let empty: Vec<TValue> = (0..2 * i.layers)
-            .map(|_| Tensor::zero::<f32>(&[1, i.kv_heads, 0, i.head_dim]).map(|t| t.into_tvalue()))
+            .map(|_| Tensor::zero_dt(dt, &[1, i.kv_heads, 0, i.head_dim]).map(|t| t.into_tvalue()))
             .collect::<TractResult<_>>()
-            // Zero-length f32 tensors of a valid shape always build.
+            // Zero-length float tensors of a valid shape always build.
             .unwrap_or_default();
         KvCache::new(0, Box::new(empty))
     }
@@ -229,7 +267,14 @@ impl Backend for TractBackend {
             })
             .collect();
         let mut inputs: Vec<(&str, TValue)> = vec![
-            ("inputs_embeds", tensor(&[1, s, info.hidden], embeds)?),
+            (
+                "inputs_embeds",
+                float_tensor(
+                    &[1, s, info.hidden],
+                    embeds,
+                    self.model.floats.inputs_embeds,
+                )?,
+            ),
             ("attention_mask", tensor(&[1, total], &vec![1i64; total])?),
             ("position_ids", tensor(&[1, s], positions)?),
         ];

@@ -1,8 +1,8 @@
 //! Text: the tokenizer (`tokenizer.json`, through Hugging Face's
-//! `tokenizers`) and the chat template (`tokenizer_config.json`, rendered
-//! with minijinja the way transformers renders it with jinja2:
-//! `trim_blocks`, `lstrip_blocks`, loop controls, `raise_exception`,
-//! `tojson`, Python string methods).
+//! `tokenizers`) and the chat template (from the file the folder found it
+//! in, [`crate::infer::ChatTemplate`]; rendered with minijinja the way
+//! transformers renders it with jinja2: `trim_blocks`, `lstrip_blocks`,
+//! loop controls, `raise_exception`, `tojson`, Python string methods).
 
 use minijinja::{context, Environment, ErrorKind};
 use serde::Serialize;
@@ -47,7 +47,7 @@ impl Message {
 /// The tokenizer and chat template of a model.
 pub struct TextCodec {
     tokenizer: tokenizers::Tokenizer,
-    template: Option<Environment<'static>>,
+    template: Environment<'static>,
     bos: String,
     eos: String,
 }
@@ -66,15 +66,13 @@ impl TextCodec {
                 .unwrap_or_default()
                 .to_owned()
         };
-        let template = match config["chat_template"].as_str() {
-            Some(source) => Some(environment(source.to_owned()).map_err(|e| {
-                LlmError::Template(format!(
-                    "{}: chat_template: {e:#}",
-                    folder.path.join("tokenizer_config.json").display()
-                ))
-            })?),
-            None => None,
-        };
+        let chat = &folder.chat_template;
+        let template = environment(chat.source.clone()).map_err(|e| {
+            LlmError::Template(match chat.key {
+                Some(key) => format!("{}: {key}: {e:#}", chat.file.display()),
+                None => format!("{}: {e:#}", chat.file.display()),
+            })
+        })?;
         Ok(TextCodec {
             tokenizer,
             template,
@@ -90,10 +88,8 @@ impl TextCodec {
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<String, LlmError> {
-        let env = self.template.as_ref().ok_or_else(|| {
-            LlmError::Template("the model has no chat_template in tokenizer_config.json".into())
-        })?;
-        let template = env
+        let template = self
+            .template
             .get_template("chat")
             .map_err(|e| LlmError::Template(format!("{e:#}")))?;
         template

@@ -97,7 +97,7 @@ fn wait_port(port: u16, within: Duration) {
 pub(crate) struct Sub {
     child: Child,
     lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
+    pub(crate) seen: Vec<String>,
 }
 
 impl Sub {
@@ -181,7 +181,7 @@ impl Drop for Sub {
     }
 }
 
-fn publish(port: u16, args: &[&str]) {
+pub(crate) fn publish(port: u16, args: &[&str]) {
     let status = Command::new("mosquitto_pub")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
@@ -218,7 +218,7 @@ impl Daemon {
     }
 }
 
-fn json_of(line: &str) -> serde_json::Value {
+pub(crate) fn json_of(line: &str) -> serde_json::Value {
     let payload = line.split_once(' ').map_or(line, |(_, p)| p);
     serde_json::from_str(payload).unwrap_or_else(|e| panic!("{e}: {line}"))
 }
@@ -279,9 +279,47 @@ fn round_trip(port: u16, protocol: &str, mut daemon: Daemon) {
             r#"{"add":["a person is at the door"]}"#,
         ],
     );
-    sub.expect("changed rules", SECS, |l| {
-        l == r#"glimpse/front/rules {"rules":["a person is at the door"]}"#
+    // The list names each rule with its id, source and state; each rule
+    // has a retained state topic of its own.
+    let rules = json_of(&sub.expect("changed rules", SECS, |l| {
+        l.starts_with(r#"glimpse/front/rules {"rules":[{"#)
+    }));
+    let rule = &rules["rules"][0];
+    assert_eq!(rule["id"], "a_person_is_at_the_door", "{rules}");
+    assert_eq!(rule["rule"], "a person is at the door", "{rules}");
+    assert_eq!(rule["source"], "mqtt", "{rules}");
+    assert_eq!(rule["state"], "unknown", "no model: never asked; {rules}");
+    let state = json_of(&sub.expect("the rule's state", SECS, |l| {
+        l.starts_with("glimpse/front/rules/a_person_is_at_the_door/state ")
+    }));
+    assert_eq!(state["state"], "unknown", "{state}");
+    assert!(state["since_ms"].as_u64().unwrap() > 0, "{state}");
+    // Removed: its state topic is cleared (empty retained payload).
+    publish(
+        port,
+        &[
+            "-V",
+            version,
+            "-t",
+            "glimpse/front/rules/set",
+            "-m",
+            r#"{"remove":["a person is at the door"]}"#,
+        ],
+    );
+    // mosquitto_sub shows an empty payload as "(null)".
+    sub.expect("the rule's state cleared", SECS, |l| {
+        let topic = "glimpse/front/rules/a_person_is_at_the_door/state";
+        l.trim_end() == topic || l == format!("{topic} (null)")
     });
+    // The list without it came just before (the first empty list was the
+    // retained one at start).
+    let empty = r#"glimpse/front/rules {"rules":[]}"#;
+    assert_eq!(
+        sub.seen.iter().filter(|l| *l == empty).count(),
+        2,
+        "{:?}",
+        sub.seen
+    );
     // A refused change is answered, not only logged.
     publish(
         port,
@@ -809,7 +847,7 @@ fn home_assistant_discovery_has_the_required_fields_and_is_resent() {
     let event = platform("event").unwrap();
     assert_eq!(
         event["event_types"],
-        serde_json::json!(["description", "alert", "answer"])
+        serde_json::json!(["description", "rule_on", "rule_off", "answer"])
     );
     assert_eq!(
         components["glimpse-glimpse_front_activity"]["state_topic"],

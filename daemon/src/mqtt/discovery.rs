@@ -79,7 +79,7 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str) -> Value {
                 "unique_id": format!("{id}_event"),
                 "name": "Event",
                 "state_topic": format!("{base}/event"),
-                "event_types": ["description", "alert", "answer"],
+                "event_types": ["description", "rule_on", "rule_off", "answer"],
                 "value_template": "{{ {'event_type': value_json.kind, 'text': value_json.text, 'id': value_json.id} | to_json }}",
             },
         },

@@ -10,19 +10,22 @@
 //! are analysed in order. A state is built for one model: its tokens and
 //! memory mean nothing to another (docs/architecture.md §8, "The swappable model").
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::capture::{CameraConfig, Frame};
 use crate::dtd::{Kept, PixelGate, TokenDropper};
 use crate::infer::{InferError, Model};
 use crate::llm::{Labelled, Responder, Visual, DESCRIBE};
 use crate::memory::{self, MemoryBank};
-use crate::trigger::{Activity, Decision, Event, EventKind, Evidence, SceneTrigger};
+use crate::trigger::{
+    Activity, Decision, Event, EventKind, Evidence, RuleBook, RuleState, RuleStatus, SceneTrigger,
+};
 use crate::vision::{self, Preprocessor};
 use crate::workers::{Priority, Submitter};
 
@@ -41,6 +44,88 @@ pub struct ModelStages {
 /// Where events go. Events are never dropped: a full channel makes the
 /// worker wait.
 pub type EventSink = mpsc::Sender<Event>;
+
+/// Every camera's watch rules and their states, by camera: published to
+/// whoever reads them (the service hands them to MQTT). A watch channel:
+/// only the latest states matter, and a worker never waits on it.
+pub type RuleStates = BTreeMap<String, Vec<RuleStatus>>;
+
+/// One camera's watch rules as states: its [`RuleBook`], updated by the
+/// proactive jobs' answers and by rule changes, and where the camera's
+/// states are published after each change. Shared by the camera and its
+/// jobs (which run off the camera's lock).
+pub struct CameraRules {
+    camera: String,
+    // A std mutex: held for one answer's bookkeeping, never across a model
+    // call.
+    book: Mutex<RuleBook>,
+    publish: watch::Sender<RuleStates>,
+}
+
+impl CameraRules {
+    /// The rules of `camera` (none yet), published on `publish`.
+    pub fn new(
+        camera: &str,
+        debounce: crate::trigger::Debounce,
+        publish: watch::Sender<RuleStates>,
+    ) -> CameraRules {
+        CameraRules {
+            camera: camera.to_owned(),
+            book: Mutex::new(RuleBook::new(debounce)),
+            publish,
+        }
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, RuleBook> {
+        // A panic mid-update leaves a valid book (each field is set whole).
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the rules (the config's, then MQTT's) and publishes the list
+    /// (always: a new camera's list must be published even when empty).
+    pub fn set(&self, config: &[String], mqtt: &[String]) {
+        let statuses = {
+            let mut book = self.book();
+            book.set_rules(config, mqtt);
+            book.statuses()
+        };
+        self.publish_statuses(statuses);
+    }
+
+    /// Takes the model's answer to `rule` about the scene at `pts`; when
+    /// the rule's state changed, the state it left and its new status
+    /// (published).
+    pub fn record(
+        &self,
+        rule: &str,
+        pts: Duration,
+        yes: bool,
+        answer: &str,
+    ) -> Option<(RuleState, RuleStatus)> {
+        let (changed, statuses) = {
+            let mut book = self.book();
+            let changed = book.record(rule, pts, yes, answer);
+            (changed, book.statuses())
+        };
+        if changed.is_some() {
+            self.publish_statuses(statuses);
+        }
+        changed
+    }
+
+    fn publish_statuses(&self, statuses: Vec<RuleStatus>) {
+        self.publish.send_modify(|all| {
+            all.insert(self.camera.clone(), statuses);
+        });
+    }
+
+    /// Takes the camera's rules off the published states (it stopped).
+    pub fn withdraw(&self) {
+        self.publish.send_modify(|all| {
+            all.remove(&self.camera);
+        });
+    }
+}
 
 /// One camera's analysis state.
 pub struct CameraAnalysis {
@@ -62,6 +147,8 @@ pub struct CameraAnalysis {
     activity: Activity,
     /// Counters read by the stats.
     pub counters: Arc<AnalysisCounters>,
+    /// The watch rules' states, set by the camera.
+    pub rule_states: Option<Arc<CameraRules>>,
 }
 
 /// Per-camera counters of the model stages.
@@ -135,6 +222,7 @@ impl CameraAnalysis {
             next_seq: 0,
             activity: Activity::Idle,
             counters: Arc::new(AnalysisCounters::default()),
+            rule_states: None,
         }
     }
 
@@ -402,6 +490,7 @@ pub fn analyse(
     let context = a.context();
     let job_stages = stages.clone();
     let sink = events.clone();
+    let rule_states = a.rule_states.clone();
     let captured = frame.wall_time;
     let queued = pool.submit(
         Priority::Proactive,
@@ -412,6 +501,7 @@ pub fn analyse(
                 &context,
                 decision,
                 &rules,
+                rule_states.as_deref(),
                 &job_stages,
                 &sink,
                 captured,
@@ -432,6 +522,7 @@ fn respond(
     context: &Context,
     decision: Decision,
     rules: &[String],
+    rule_states: Option<&CameraRules>,
     stages: &ModelStages,
     events: &EventSink,
     captured: SystemTime,
@@ -462,23 +553,40 @@ fn respond(
         // One model call per rule: a worker beat per rule, so a long job
         // still counts as progress.
         crate::health::progress();
-        match stages
+        let (yes, answer) = match stages
             .responder
             .check_rule(backend.as_mut(), &labelled, rule)
         {
-            Ok((true, answer)) => {
-                let mut event = Event::new(
-                    camera,
-                    EventKind::Alert,
-                    format!("{rule} {}", answer.text),
-                    span,
-                );
-                event.reference = Some(rule.clone());
-                out.push(event);
+            Ok((yes, answer)) => (yes, answer.text),
+            Err(e) => {
+                tracing::warn!(camera, rule, "checking a watch rule failed: {e}");
+                continue;
             }
-            Ok((false, _)) => {}
-            Err(e) => tracing::warn!(camera, rule, "checking a watch rule failed: {e}"),
-        }
+        };
+        let at = kept.meta.pts;
+        tracing::debug!(
+            camera,
+            rule,
+            at_s = at.as_secs_f64(),
+            yes,
+            answer,
+            "watch rule checked"
+        );
+        // Only a change of state is news; the debounce decides it. A rule
+        // found off when it was unknown (at start, or just set) ended
+        // nothing: its state topic says so, without an event.
+        let Some((from, status)) = rule_states.and_then(|r| r.record(rule, at, yes, &answer))
+        else {
+            continue;
+        };
+        let kind = match (from, status.state) {
+            (_, RuleState::On) => EventKind::RuleOn,
+            (RuleState::On, RuleState::Off) => EventKind::RuleOff,
+            _ => continue,
+        };
+        let mut event = Event::new(camera, kind, format!("{rule} {answer}"), span);
+        event.reference = Some(status.id);
+        out.push(event);
     }
     for mut event in out {
         event.evidence = evidence.clone();

@@ -818,6 +818,33 @@ fn tls_with_a_ca_and_client_certificates() {
     daemon.stop();
 }
 
+/// What Home Assistant requires of each component of a device discovery
+/// payload, by platform (its MQTT schemas), and what glimpse promises:
+/// unique ids, QoS 1 on each component (ignored at the device level).
+fn check_components(config: &serde_json::Value) {
+    assert!(config.get("qos").is_none(), "{config}");
+    let components = config["components"].as_object().unwrap();
+    let mut unique = BTreeSet::new();
+    for (key, c) in components {
+        assert_eq!(c["unique_id"], key.as_str(), "{c}");
+        assert!(unique.insert(key.clone()));
+        assert_eq!(c["qos"], 1, "{key}");
+        assert!(c["name"].is_string(), "{key}");
+        match c["platform"].as_str() {
+            Some("sensor" | "binary_sensor") => assert!(c["state_topic"].is_string(), "{key}"),
+            Some("event") => {
+                assert!(c["state_topic"].is_string(), "{key}");
+                assert!(c["event_types"].as_array().is_some_and(|t| !t.is_empty()));
+            }
+            Some("text") => assert!(c["command_topic"].is_string(), "{key}"),
+            other => panic!("{key}: unexpected platform {other:?}"),
+        }
+        if let Some(category) = c.get("entity_category") {
+            assert!(["diagnostic", "config"].contains(&category.as_str().unwrap()));
+        }
+    }
+}
+
 #[test]
 fn home_assistant_discovery_has_the_required_fields_and_is_resent() {
     let dir = tempfile::tempdir().unwrap();
@@ -836,29 +863,81 @@ fn home_assistant_discovery_has_the_required_fields_and_is_resent() {
     assert!(config["device"]["name"].is_string());
     assert_eq!(config["origin"]["name"], "glimpse");
     assert_eq!(config["availability"][0]["topic"], "glimpse/status");
+    check_components(&config);
     let components = config["components"].as_object().unwrap();
-    assert_eq!(components.len(), 3);
-    let platform = |p: &str| components.values().find(|c| c["platform"] == p).cloned();
-    let last = components["glimpse-glimpse_front_last_event"].clone();
+    let c = |k: &str| components[&format!("glimpse-glimpse_front_{k}")].clone();
+    let last = c("last_event");
     assert_eq!(last["platform"], "sensor");
     assert_eq!(last["state_topic"], "glimpse/front/event");
     assert_eq!(last["json_attributes_topic"], "glimpse/front/event");
     assert!(last["value_template"].as_str().unwrap().contains("[:255]"));
-    let event = platform("event").unwrap();
+    assert_eq!(c("description")["state_topic"], "glimpse/front/event");
     assert_eq!(
-        event["event_types"],
-        serde_json::json!(["description", "rule_on", "rule_off", "answer"])
+        c("event")["event_types"],
+        serde_json::json!(["description", "rule_on", "rule_off"])
     );
+    assert_eq!(c("answer_event")["state_topic"], "glimpse/front/answer");
+    assert_eq!(c("answer")["state_topic"], "glimpse/front/answer");
+    assert_eq!(c("ask")["platform"], "text");
+    assert_eq!(c("ask")["command_topic"], "glimpse/front/ask");
+    assert_eq!(c("activity")["state_topic"], "glimpse/front/activity");
+    for k in ["fps", "analysed_fps", "dropped", "outbox_pending"] {
+        assert_eq!(c(k)["state_topic"], "glimpse/front/stats", "{k}");
+        assert_eq!(c(k)["entity_category"], "diagnostic", "{k}");
+    }
+    assert!(
+        !components.keys().any(|k| k.contains("_rule_")),
+        "no rules yet: {config}"
+    );
+    // A rule added over MQTT gets its binary_sensor, reading its state
+    // topic; removing it removes the component.
+    let rule_key = "glimpse-glimpse_front_rule_a_person_is_at_the_door";
+    publish(
+        broker.port,
+        &[
+            "-t",
+            "glimpse/front/rules/set",
+            "-m",
+            "a person is at the door",
+        ],
+    );
+    let with_rule = json_of(&sub.expect("discovery with the rule", SECS, |l| {
+        l.starts_with("homeassistant/device/glimpse-glimpse_front/config ") && l.contains(rule_key)
+    }));
+    check_components(&with_rule);
+    let rule = &with_rule["components"][rule_key];
+    assert_eq!(rule["platform"], "binary_sensor", "{rule}");
     assert_eq!(
-        components["glimpse-glimpse_front_activity"]["state_topic"],
-        "glimpse/front/activity"
+        rule["state_topic"],
+        "glimpse/front/rules/a_person_is_at_the_door/state"
     );
-    let mut unique: Vec<_> = components
-        .values()
-        .map(|c| c["unique_id"].as_str().unwrap())
-        .collect();
-    unique.dedup();
-    assert_eq!(unique.len(), 3);
+    assert_eq!(rule["name"], "a person is at the door");
+    publish(
+        broker.port,
+        &[
+            "-t",
+            "glimpse/front/rules/set",
+            "-m",
+            r#"{"remove":["a person is at the door"]}"#,
+        ],
+    );
+    let deadline = Instant::now() + SECS;
+    loop {
+        let last = sub
+            .drain(Duration::from_millis(200))
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("homeassistant/device/glimpse-glimpse_front/config "))
+            .cloned()
+            .unwrap();
+        if !last.contains(rule_key) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rule's component stayed: {last}"
+        );
+    }
     // Home Assistant restarts: its birth message brings the config again
     // (a live message, not the retained copy: -R hides retained ones).
     let mut live = Sub::start(broker.port, &["-R", "-t", "homeassistant/device/#", "-v"]);

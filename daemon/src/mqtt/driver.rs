@@ -796,6 +796,15 @@ impl Driver {
     /// it.
     fn sync_rules(&mut self, s: &Session, full: bool) {
         let current = self.rule_states.borrow_and_update().clone();
+        // A rule added or removed changes the cameras' discovery (one
+        // binary_sensor per rule); sent after the states it reads.
+        let ids = |states: &RuleStates| -> BTreeMap<String, Vec<String>> {
+            states
+                .iter()
+                .map(|(c, rules)| (c.clone(), rules.iter().map(|r| r.id.clone()).collect()))
+                .collect()
+        };
+        let rediscover = !full && ids(&current) != ids(&self.retained_rules);
         let mut gone: Vec<String> = self
             .retained_rules
             .keys()
@@ -835,6 +844,9 @@ impl Driver {
             }
             self.publish(s, &self.topic(&camera, "rules"), true, String::new());
         }
+        if rediscover {
+            self.publish_discovery(s);
+        }
     }
 
     fn publish_discovery(&mut self, s: &Session) {
@@ -858,7 +870,11 @@ impl Driver {
         }
         for camera in self.cameras.clone() {
             let topic = discovery::topic(&self.config.discovery_prefix, &client_id, &camera);
-            let payload = discovery::payload(&self.config.prefix, &client_id, &camera);
+            let rules = self
+                .retained_rules
+                .get(&camera)
+                .map_or(&[][..], Vec::as_slice);
+            let payload = discovery::payload(&self.config.prefix, &client_id, &camera, rules);
             self.publish(s, &topic, true, payload.to_string());
             self.announced.insert(camera);
         }

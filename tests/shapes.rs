@@ -400,3 +400,85 @@ rule_recheck_s = 2.0
     assert_eq!(list["rules"][0]["state"], want, "{list}");
     daemon.stop();
 }
+
+/// Issue 16: after a restart with a restored memory, a file source's
+/// stream time starts at 0 again while the memory ends later; the evidence
+/// of an event must still be in time order (memory time = where the
+/// restored memory ended + the new stream time).
+#[test]
+fn issue_16_evidence_stays_in_time_order_after_a_restart_with_a_restored_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo();
+    let config = dir.path().join("glimpse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[service]
+state_dir = {state:?}
+[mqtt]
+listen = "127.0.0.1:{port}"
+discovery = false
+[model]
+path = {model:?}
+threads = 1
+[cameras.door]
+fps = 2
+width = 128
+height = 128
+queue_capacity = 64
+source = {{ kind = "file", path = {clip:?}, loop = false, realtime = false }}
+[cameras.door.trigger]
+drop_ratio_below = 0.95
+rearm_drop_ratio_above = 0.98
+"#,
+            port = free_port(),
+            state = dir.path().join("state").display().to_string(),
+            model = root.join("models/shapes/model").display().to_string(),
+            clip = root
+                .join("models/shapes/clips/appear.mkv")
+                .display()
+                .to_string(),
+        ),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let mut daemon = crate::util::Daemon::spawn(&config, &[]);
+        daemon.expect(0, &["event:", "kind=Description"], Duration::from_secs(30));
+        // The memory snapshot is written at the stop.
+        daemon.stop();
+    }
+    let out = glimpse()
+        .args(["events", "--since", "1h", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["kind"] == "description")
+        .collect();
+    assert_eq!(events.len(), 2, "one description per run: {events:?}");
+    let first_end = events[0]["end_s"].as_f64().unwrap();
+    let second = &events[1];
+    let times: Vec<f64> = second["evidence"]["frame_times_s"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_f64().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "evidence in time order: {times:?}"
+    );
+    // The second run's frames come after the first run's memory.
+    assert!(
+        second["end_s"].as_f64().unwrap() > first_end,
+        "{first_end} then {second}"
+    );
+    assert!(
+        times.iter().any(|t| *t <= first_end),
+        "the restored memory is in the context: {times:?}"
+    );
+}

@@ -127,6 +127,38 @@ impl CameraRules {
     }
 }
 
+/// Memory time: the stream time of a camera's frames made never to go
+/// back, so that the memory (and the evidence and spans of events, which
+/// read it) stays in time order across restarts, reconnects and loops. A
+/// file source's stream time restarts at 0 at each start while the memory
+/// restored from its snapshot ends later: when a frame's time would go
+/// back, the times after it are shifted by where the memory ended
+/// (memory time = end + stream time).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MemoryClock {
+    offset: Duration,
+    last: Duration,
+}
+
+impl MemoryClock {
+    /// A clock for a memory that ends at `end` (zero when empty).
+    pub fn new(end: Duration) -> MemoryClock {
+        MemoryClock {
+            offset: Duration::ZERO,
+            last: end,
+        }
+    }
+
+    /// The memory time of a frame at stream time `pts`.
+    pub fn time(&mut self, pts: Duration) -> Duration {
+        if pts + self.offset < self.last {
+            self.offset = self.last;
+        }
+        self.last = pts + self.offset;
+        self.last
+    }
+}
+
 /// One camera's analysis state.
 pub struct CameraAnalysis {
     camera: String,
@@ -137,6 +169,8 @@ pub struct CameraAnalysis {
     /// Rules added at run time (over MQTT), asked after the config's.
     pub runtime_rules: Vec<String>,
     memory: MemoryBank,
+    /// Frame times as the memory takes them (never going back).
+    clock: MemoryClock,
     /// The model this state was built for; its memory is saved under it.
     fingerprint: String,
     /// The next rule to ask when a camera has more rules than one job asks.
@@ -214,6 +248,7 @@ impl CameraAnalysis {
             trigger: SceneTrigger::new(&config.trigger),
             rules: config.rules.clone(),
             runtime_rules: Vec::new(),
+            clock: MemoryClock::new(memory.end()),
             memory,
             fingerprint: stages.fingerprint.clone(),
             rule_cursor: 0,
@@ -237,11 +272,13 @@ impl CameraAnalysis {
         stages: &ModelStages,
     ) -> Result<(bool, Kept), InferError> {
         let info = &stages.model.folder().info;
+        // Everything downstream (memory, trigger spans, events) takes the
+        // memory time; the trigger keeps the stream's own.
+        let pts = self.clock.time(frame.pts);
         if !self.gate.check(frame).encode {
-            return Ok((
-                false,
-                Kept::nothing(frame.meta(), info.grid, info.grid, info.hidden),
-            ));
+            let mut kept = Kept::nothing(frame.meta(), info.grid, info.grid, info.hidden);
+            kept.meta.pts = pts;
+            return Ok((false, kept));
         }
         self.counters.encoded.fetch_add(1, Ordering::Relaxed);
         let mut backend = stages.model.backend();
@@ -252,7 +289,8 @@ impl CameraAnalysis {
                 return Err(e);
             }
         };
-        let kept = self.dropper.drop_unchanged(tokens);
+        let mut kept = self.dropper.drop_unchanged(tokens);
+        kept.meta.pts = pts;
         // Memory counts encoded frames only.
         self.memory.push(&kept);
         for (counter, len) in self.counters.memory_entries.iter().zip(self.memory.lens()) {
@@ -626,4 +664,29 @@ pub fn answer(
     let mut event = Event::new(camera, EventKind::Answer, answer.text, span);
     event.evidence = context.evidence();
     Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    /// Issue 16: a restored memory that ended at 256.5 s, then a file
+    /// source that starts again at 0, then loops back to 0 once more.
+    #[test]
+    fn issue_16_memory_time_never_goes_back_after_a_restart_or_a_loop() {
+        let mut clock = MemoryClock::new(secs(256.5));
+        let times: Vec<f64> = [0.0, 0.5, 1.0, 22.0, 0.0, 3.0]
+            .iter()
+            .map(|&t| clock.time(secs(t)).as_secs_f64())
+            .collect();
+        assert_eq!(times, [256.5, 257.0, 257.5, 278.5, 278.5, 281.5]);
+        // A fresh memory takes the stream time as it is.
+        let mut clock = MemoryClock::new(Duration::ZERO);
+        assert_eq!(clock.time(secs(3.0)), secs(3.0));
+        assert_eq!(clock.time(secs(8.0)), secs(8.0));
+    }
 }

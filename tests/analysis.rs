@@ -85,7 +85,7 @@ async fn a_moving_scene_is_encoded_dropped_and_described() {
     assert_eq!(event.camera, "cam");
     assert!(matches!(
         event.kind,
-        EventKind::Description | EventKind::Alert
+        EventKind::Description | EventKind::RuleOn | EventKind::RuleOff
     ));
     // The model saw the memory (the first frame whole, then only what
     // changed) and the canvas last.

@@ -97,7 +97,7 @@ fn wait_port(port: u16, within: Duration) {
 pub(crate) struct Sub {
     child: Child,
     lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
+    pub(crate) seen: Vec<String>,
 }
 
 impl Sub {
@@ -181,7 +181,7 @@ impl Drop for Sub {
     }
 }
 
-fn publish(port: u16, args: &[&str]) {
+pub(crate) fn publish(port: u16, args: &[&str]) {
     let status = Command::new("mosquitto_pub")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
@@ -218,7 +218,7 @@ impl Daemon {
     }
 }
 
-fn json_of(line: &str) -> serde_json::Value {
+pub(crate) fn json_of(line: &str) -> serde_json::Value {
     let payload = line.split_once(' ').map_or(line, |(_, p)| p);
     serde_json::from_str(payload).unwrap_or_else(|e| panic!("{e}: {line}"))
 }
@@ -279,9 +279,47 @@ fn round_trip(port: u16, protocol: &str, mut daemon: Daemon) {
             r#"{"add":["a person is at the door"]}"#,
         ],
     );
-    sub.expect("changed rules", SECS, |l| {
-        l == r#"glimpse/front/rules {"rules":["a person is at the door"]}"#
+    // The list names each rule with its id, source and state; each rule
+    // has a retained state topic of its own.
+    let rules = json_of(&sub.expect("changed rules", SECS, |l| {
+        l.starts_with(r#"glimpse/front/rules {"rules":[{"#)
+    }));
+    let rule = &rules["rules"][0];
+    assert_eq!(rule["id"], "a_person_is_at_the_door", "{rules}");
+    assert_eq!(rule["rule"], "a person is at the door", "{rules}");
+    assert_eq!(rule["source"], "mqtt", "{rules}");
+    assert_eq!(rule["state"], "unknown", "no model: never asked; {rules}");
+    let state = json_of(&sub.expect("the rule's state", SECS, |l| {
+        l.starts_with("glimpse/front/rules/a_person_is_at_the_door/state ")
+    }));
+    assert_eq!(state["state"], "unknown", "{state}");
+    assert!(state["since_ms"].as_u64().unwrap() > 0, "{state}");
+    // Removed: its state topic is cleared (empty retained payload).
+    publish(
+        port,
+        &[
+            "-V",
+            version,
+            "-t",
+            "glimpse/front/rules/set",
+            "-m",
+            r#"{"remove":["a person is at the door"]}"#,
+        ],
+    );
+    // mosquitto_sub shows an empty payload as "(null)".
+    sub.expect("the rule's state cleared", SECS, |l| {
+        let topic = "glimpse/front/rules/a_person_is_at_the_door/state";
+        l.trim_end() == topic || l == format!("{topic} (null)")
     });
+    // The list without it came just before (the first empty list was the
+    // retained one at start).
+    let empty = r#"glimpse/front/rules {"rules":[]}"#;
+    assert_eq!(
+        sub.seen.iter().filter(|l| *l == empty).count(),
+        2,
+        "{:?}",
+        sub.seen
+    );
     // A refused change is answered, not only logged.
     publish(
         port,
@@ -780,6 +818,33 @@ fn tls_with_a_ca_and_client_certificates() {
     daemon.stop();
 }
 
+/// What Home Assistant requires of each component of a device discovery
+/// payload, by platform (its MQTT schemas), and what glimpse promises:
+/// unique ids, QoS 1 on each component (ignored at the device level).
+fn check_components(config: &serde_json::Value) {
+    assert!(config.get("qos").is_none(), "{config}");
+    let components = config["components"].as_object().unwrap();
+    let mut unique = BTreeSet::new();
+    for (key, c) in components {
+        assert_eq!(c["unique_id"], key.as_str(), "{c}");
+        assert!(unique.insert(key.clone()));
+        assert_eq!(c["qos"], 1, "{key}");
+        assert!(c["name"].is_string(), "{key}");
+        match c["platform"].as_str() {
+            Some("sensor" | "binary_sensor") => assert!(c["state_topic"].is_string(), "{key}"),
+            Some("event") => {
+                assert!(c["state_topic"].is_string(), "{key}");
+                assert!(c["event_types"].as_array().is_some_and(|t| !t.is_empty()));
+            }
+            Some("text") => assert!(c["command_topic"].is_string(), "{key}"),
+            other => panic!("{key}: unexpected platform {other:?}"),
+        }
+        if let Some(category) = c.get("entity_category") {
+            assert!(["diagnostic", "config"].contains(&category.as_str().unwrap()));
+        }
+    }
+}
+
 #[test]
 fn home_assistant_discovery_has_the_required_fields_and_is_resent() {
     let dir = tempfile::tempdir().unwrap();
@@ -798,29 +863,81 @@ fn home_assistant_discovery_has_the_required_fields_and_is_resent() {
     assert!(config["device"]["name"].is_string());
     assert_eq!(config["origin"]["name"], "glimpse");
     assert_eq!(config["availability"][0]["topic"], "glimpse/status");
+    check_components(&config);
     let components = config["components"].as_object().unwrap();
-    assert_eq!(components.len(), 3);
-    let platform = |p: &str| components.values().find(|c| c["platform"] == p).cloned();
-    let last = components["glimpse-glimpse_front_last_event"].clone();
+    let c = |k: &str| components[&format!("glimpse-glimpse_front_{k}")].clone();
+    let last = c("last_event");
     assert_eq!(last["platform"], "sensor");
     assert_eq!(last["state_topic"], "glimpse/front/event");
     assert_eq!(last["json_attributes_topic"], "glimpse/front/event");
     assert!(last["value_template"].as_str().unwrap().contains("[:255]"));
-    let event = platform("event").unwrap();
+    assert_eq!(c("description")["state_topic"], "glimpse/front/event");
     assert_eq!(
-        event["event_types"],
-        serde_json::json!(["description", "alert", "answer"])
+        c("event")["event_types"],
+        serde_json::json!(["description", "rule_on", "rule_off"])
     );
+    assert_eq!(c("answer_event")["state_topic"], "glimpse/front/answer");
+    assert_eq!(c("answer")["state_topic"], "glimpse/front/answer");
+    assert_eq!(c("ask")["platform"], "text");
+    assert_eq!(c("ask")["command_topic"], "glimpse/front/ask");
+    assert_eq!(c("activity")["state_topic"], "glimpse/front/activity");
+    for k in ["fps", "analysed_fps", "dropped", "outbox_pending"] {
+        assert_eq!(c(k)["state_topic"], "glimpse/front/stats", "{k}");
+        assert_eq!(c(k)["entity_category"], "diagnostic", "{k}");
+    }
+    assert!(
+        !components.keys().any(|k| k.contains("_rule_")),
+        "no rules yet: {config}"
+    );
+    // A rule added over MQTT gets its binary_sensor, reading its state
+    // topic; removing it removes the component.
+    let rule_key = "glimpse-glimpse_front_rule_a_person_is_at_the_door";
+    publish(
+        broker.port,
+        &[
+            "-t",
+            "glimpse/front/rules/set",
+            "-m",
+            "a person is at the door",
+        ],
+    );
+    let with_rule = json_of(&sub.expect("discovery with the rule", SECS, |l| {
+        l.starts_with("homeassistant/device/glimpse-glimpse_front/config ") && l.contains(rule_key)
+    }));
+    check_components(&with_rule);
+    let rule = &with_rule["components"][rule_key];
+    assert_eq!(rule["platform"], "binary_sensor", "{rule}");
     assert_eq!(
-        components["glimpse-glimpse_front_activity"]["state_topic"],
-        "glimpse/front/activity"
+        rule["state_topic"],
+        "glimpse/front/rules/a_person_is_at_the_door/state"
     );
-    let mut unique: Vec<_> = components
-        .values()
-        .map(|c| c["unique_id"].as_str().unwrap())
-        .collect();
-    unique.dedup();
-    assert_eq!(unique.len(), 3);
+    assert_eq!(rule["name"], "a person is at the door");
+    publish(
+        broker.port,
+        &[
+            "-t",
+            "glimpse/front/rules/set",
+            "-m",
+            r#"{"remove":["a person is at the door"]}"#,
+        ],
+    );
+    let deadline = Instant::now() + SECS;
+    loop {
+        let last = sub
+            .drain(Duration::from_millis(200))
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("homeassistant/device/glimpse-glimpse_front/config "))
+            .cloned()
+            .unwrap();
+        if !last.contains(rule_key) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rule's component stayed: {last}"
+        );
+    }
     // Home Assistant restarts: its birth message brings the config again
     // (a live message, not the retained copy: -R hides retained ones).
     let mut live = Sub::start(broker.port, &["-R", "-t", "homeassistant/device/#", "-v"]);

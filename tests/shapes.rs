@@ -1,8 +1,8 @@
 //! The bundled shapes model (models/shapes/) in the daemon: the context the
 //! training code builds equals the one the daemon builds (so training and
 //! serving cannot drift apart), and a shape appearing in a clip becomes an
-//! MQTT event that names its colour and kind, with an alert from the watch
-//! rule that matches it.
+//! MQTT event that names its colour and kind, and the watch rule that
+//! matches it turns on.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -144,7 +144,7 @@ rearm_drop_ratio_above = 0.98
         }
     });
     // The square's appearance fires the trigger: a description, and the
-    // watch rule asked at the same firing, which matches. (The test does not
+    // watch rule asked at the same firing, which matches: it turns on. (The test does not
     // check that a rule about another colour stays quiet: the demo model
     // answers rules 69% right, a false yes is its commonest mistake, and in
     // this clip it says yes to "is there a blue shape?"; see
@@ -159,12 +159,12 @@ rearm_drop_ratio_above = 0.98
                 seen.push(line);
                 match event["kind"].as_str() {
                     Some("description") => described = Some(event),
-                    Some("alert") => alert = Some(event),
+                    Some("rule_on") => alert = Some(event),
                     _ => {}
                 }
             }
             Err(_) => panic!(
-                "no description and alert within 60 s; events: {seen:?}\n{}",
+                "no description and rule_on within 60 s; events: {seen:?}\n{}",
                 read_log()
             ),
         }
@@ -179,7 +179,7 @@ rearm_drop_ratio_above = 0.98
     );
     let alert = alert.unwrap();
     assert_eq!(alert["text"], "is there a red shape? yes", "{alert}");
-    assert_eq!(alert["reference"], "is there a red shape?", "{alert}");
+    assert_eq!(alert["reference"], "is_there_a_red_shape", "{alert}");
     kill(daemon.0.id(), "TERM");
     let status = wait_exit(&mut daemon.0, Duration::from_secs(15));
     assert!(status.success(), "{status}\n{}", read_log());
@@ -215,4 +215,270 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Issue 16: a watch rule is a state. On the demo clip (the red square
+/// appears at 3 s and leaves at 28 s) the red rule turns `on` at its first
+/// check after 3 s and `off` once the model stops seeing red, each
+/// transition published once, and the retained state says the same.
+///
+/// The clip is read as fast as the model goes (`realtime = false`, a queue
+/// that holds the whole clip: no frame is dropped, so the run is the same
+/// every time and takes seconds, not a minute), with the rules checked
+/// every 2 s of stream time.
+///
+/// The demo model answers "is there a red shape?" with yes from 3 s until
+/// about 55 s, long after the square left at 28 s (it says yes while other
+/// shapes are there; measured with checks every second: no lone wrong
+/// answer, only that run). So `off` comes when the model says no, ~29 s
+/// after the square left, not within two rule intervals; the test prints
+/// the answers it got and checks the state machine against them.
+#[test]
+fn issue_16_the_red_rule_turns_on_and_off_once_on_the_demo_clip() {
+    use crate::mqtt::{json_of, publish, Mosquitto, Sub};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let root = repo();
+    let config = dir.path().join("glimpse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[service]
+state_dir = {state:?}
+log_level = "info,glimpse::pipeline::analysis=debug"
+[mqtt]
+broker = "mqtt://127.0.0.1:{port}"
+discovery = false
+[model]
+path = {model:?}
+threads = 1
+[cameras.door]
+fps = 2
+width = 128
+height = 128
+queue_capacity = 256
+rules = ["is there a red shape?"]
+source = {{ kind = "file", path = {clip:?}, loop = false, realtime = false }}
+[cameras.door.dtd]
+tau = 0.7
+[cameras.door.trigger]
+drop_ratio_below = 0.95
+rearm_drop_ratio_above = 0.98
+rule_interval_s = 2.0
+rule_recheck_s = 2.0
+"#,
+            port = broker.port,
+            state = dir.path().join("state").display().to_string(),
+            model = root.join("models/shapes/model").display().to_string(),
+            clip = root
+                .join("models/shapes/clips/demo.mkv")
+                .display()
+                .to_string(),
+        ),
+    )
+    .unwrap();
+    let port = broker.port;
+    let mut sub = Sub::start(
+        port,
+        &["-q", "1", "-v", "-t", "glimpse/door/event", "-t", "probe"],
+    );
+    // Subscribed once a message published now comes back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sub
+        .drain(Duration::from_millis(200))
+        .iter()
+        .any(|l| l == "probe ready")
+    {
+        assert!(Instant::now() < deadline, "mosquitto_sub did not subscribe");
+        publish(port, &["-t", "probe", "-m", "ready"]);
+    }
+    let mut daemon = crate::util::Daemon::spawn(&config, &[]);
+    let rule = "is there a red shape?";
+    // The model's answers, from the log: (stream time, yes).
+    let answers = |log: &str| -> Vec<(f64, bool)> {
+        log.lines()
+            .filter(|l| l.contains("watch rule checked"))
+            .filter_map(|l| {
+                let at = l.split("at_s=").nth(1)?.split(' ').next()?.parse().ok()?;
+                Some((at, l.contains("yes=true")))
+            })
+            .collect()
+    };
+    // Until the last frames (59.5 s) are checked, then a little longer for
+    // the events to arrive.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        daemon.assert_running();
+        let got = answers(&daemon.log());
+        if got.iter().any(|(at, _)| *at >= 58.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the clip was not analysed to its end within 40 s; answers {got:?}\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    sub.drain(Duration::from_secs(1));
+    let got = answers(&daemon.log());
+    let events: Vec<serde_json::Value> = sub
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("glimpse/door/event "))
+        .map(|l| json_of(l))
+        .collect();
+    let of = |kind: &str| -> Vec<f64> {
+        events
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .map(|e| e["end_s"].as_f64().unwrap())
+            .collect()
+    };
+    let (on, off) = (of("rule_on"), of("rule_off"));
+    let report = format!("answers {got:?}; rule_on at {on:?}, rule_off at {off:?}");
+    eprintln!("{report}");
+    assert!(of("alert").is_empty(), "no alert kind any more; {report}");
+    // On at the first check after 3 s, once.
+    let first_after = got.iter().find(|(at, _)| *at >= 3.0).unwrap().0;
+    assert_eq!(on, vec![first_after], "{report}");
+    assert!(first_after < 4.0, "{report}");
+    // Off once, after the square left, at the second no in a row (the
+    // default debounce) after the last yes.
+    let last_yes = got.iter().rfind(|(_, yes)| *yes).unwrap().0;
+    let expected_off = got
+        .iter()
+        .filter(|(at, yes)| *at > last_yes && !yes)
+        .nth(1)
+        .map(|(at, _)| *at);
+    assert_eq!(
+        off,
+        expected_off.into_iter().collect::<Vec<_>>(),
+        "{report}"
+    );
+    assert!(off.iter().all(|at| *at > 28.0), "{report}");
+    for e in events.iter().filter(|e| e["kind"] != "description") {
+        assert_eq!(e["reference"], "is_there_a_red_shape", "{e}");
+        assert!(e["text"].as_str().unwrap().starts_with(rule), "{e}");
+    }
+    eprintln!(
+        "the red square left at 28.0 s; rule_off at {off:?} s (checks every 2 s of stream time)"
+    );
+    // The retained state and list say the same as the last transition.
+    let mut retained = Sub::start(
+        port,
+        &[
+            "-v",
+            "-C",
+            "2",
+            "-t",
+            "glimpse/door/rules",
+            "-t",
+            "glimpse/door/rules/is_there_a_red_shape/state",
+        ],
+    );
+    let state = json_of(
+        &retained.expect("the retained state", Duration::from_secs(5), |l| {
+            l.starts_with("glimpse/door/rules/is_there_a_red_shape/state ")
+        }),
+    );
+    let list = json_of(
+        &retained.expect("the retained list", Duration::from_secs(5), |l| {
+            l.starts_with("glimpse/door/rules ")
+        }),
+    );
+    let (want, since) = match off.last() {
+        Some(at) => ("off", *at),
+        None => ("on", on[0]),
+    };
+    assert_eq!(state["state"], want, "{state}; {report}");
+    assert_eq!(state["since_s"], since, "{state}; {report}");
+    assert_eq!(state["rule"], rule, "{state}");
+    assert_eq!(state["source"], "config", "{state}");
+    assert_eq!(list["rules"][0]["id"], "is_there_a_red_shape", "{list}");
+    assert_eq!(list["rules"][0]["state"], want, "{list}");
+    daemon.stop();
+}
+
+/// Issue 16: after a restart with a restored memory, a file source's
+/// stream time starts at 0 again while the memory ends later; the evidence
+/// of an event must still be in time order (memory time = where the
+/// restored memory ended + the new stream time).
+#[test]
+fn issue_16_evidence_stays_in_time_order_after_a_restart_with_a_restored_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo();
+    let config = dir.path().join("glimpse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[service]
+state_dir = {state:?}
+[mqtt]
+listen = "127.0.0.1:{port}"
+discovery = false
+[model]
+path = {model:?}
+threads = 1
+[cameras.door]
+fps = 2
+width = 128
+height = 128
+queue_capacity = 64
+source = {{ kind = "file", path = {clip:?}, loop = false, realtime = false }}
+[cameras.door.trigger]
+drop_ratio_below = 0.95
+rearm_drop_ratio_above = 0.98
+"#,
+            port = free_port(),
+            state = dir.path().join("state").display().to_string(),
+            model = root.join("models/shapes/model").display().to_string(),
+            clip = root
+                .join("models/shapes/clips/appear.mkv")
+                .display()
+                .to_string(),
+        ),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let mut daemon = crate::util::Daemon::spawn(&config, &[]);
+        daemon.expect(0, &["event:", "kind=Description"], Duration::from_secs(30));
+        // The memory snapshot is written at the stop.
+        daemon.stop();
+    }
+    let out = glimpse()
+        .args(["events", "--since", "1h", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["kind"] == "description")
+        .collect();
+    assert_eq!(events.len(), 2, "one description per run: {events:?}");
+    let first_end = events[0]["end_s"].as_f64().unwrap();
+    let second = &events[1];
+    let times: Vec<f64> = second["evidence"]["frame_times_s"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_f64().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "evidence in time order: {times:?}"
+    );
+    // The second run's frames come after the first run's memory.
+    assert!(
+        second["end_s"].as_f64().unwrap() > first_end,
+        "{first_end} then {second}"
+    );
+    assert!(
+        times.iter().any(|t| *t <= first_end),
+        "the restored memory is in the context: {times:?}"
+    );
 }

@@ -56,9 +56,11 @@ pub struct CameraConfig {
     /// How much of the past is remembered.
     #[serde(default)]
     pub memory: MemoryConfig,
-    /// Watch rules: yes/no questions asked when the scene changes, e.g.
-    /// "is there a person at the door?". A yes publishes an alert.
-    /// Default: none.
+    /// Watch rules: yes/no questions asked when the scene changes and at
+    /// least every `trigger.rule_recheck_s`, e.g. "is there a person at the
+    /// door?". Each is a state (on, off, unknown) decided from the answers
+    /// (`trigger.rule_window`, `rule_on_after`, `rule_off_after`); a change
+    /// publishes a `rule_on` or `rule_off` event. Default: none.
     #[serde(default)]
     pub rules: Vec<String>,
 }

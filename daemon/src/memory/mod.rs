@@ -157,6 +157,18 @@ impl MemoryBank {
         }
     }
 
+    /// The newest time in the memory (zero when empty): where the stream
+    /// time of a restored memory ended.
+    pub fn end(&self) -> Duration {
+        self.levels
+            .iter()
+            .flatten()
+            .map(|e| e.pts)
+            .chain([self.canvas_pts])
+            .max()
+            .unwrap_or_default()
+    }
+
     /// The canvas: the last kept token at every position seen so far.
     pub fn canvas(&self) -> (Vec<u32>, Vec<f32>) {
         let mut cells = Vec::new();

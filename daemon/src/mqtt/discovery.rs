@@ -1,9 +1,14 @@
 //! Home Assistant MQTT discovery, device-based: one device per camera with
-//! a "last event" sensor (state cut to 255 characters, the whole event in
-//! its attributes), an activity sensor and an `event` entity. Pure
-//! functions: the driver publishes what they return, retained.
+//! sensors for the last event, the last description, the activity and the
+//! last answer (states cut to 255 characters, the whole JSON in the
+//! attributes), `event` entities for events and answers, a `text` entity
+//! to ask, a `binary_sensor` per watch rule, and diagnostic sensors from
+//! the stats. Pure functions: the driver publishes what they return,
+//! retained.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+
+use crate::trigger::RuleStatus;
 
 /// Home Assistant's limit on a sensor's state.
 pub const MAX_STATE_CHARS: usize = 255;
@@ -30,8 +35,10 @@ fn object_id(client_id: &str, camera: &str) -> String {
         .collect()
 }
 
-/// The device discovery payload of `camera`.
-pub fn payload(prefix: &str, client_id: &str, camera: &str) -> Value {
+/// The device discovery payload of `camera`, whose watch rules are
+/// `rules` (one `binary_sensor` each). Home Assistant reads `qos` per
+/// component (at the device level it is ignored), so every component has it.
+pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]) -> Value {
     let id = object_id(client_id, camera);
     let base = format!("{prefix}/{camera}");
     let availability = json!([{
@@ -39,6 +46,142 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str) -> Value {
         "payload_available": "online",
         "payload_not_available": "offline",
     }]);
+    let mut components = Map::new();
+    let mut add = |key: String, mut component: Value| {
+        component["unique_id"] = key.clone().into();
+        component["qos"] = 1.into();
+        components.insert(key, component);
+    };
+    add(
+        format!("{id}_last_event"),
+        json!({
+            "platform": "sensor",
+            "name": "Last event",
+            "icon": "mdi:cctv",
+            "state_topic": format!("{base}/event"),
+            // A sensor's state holds at most 255 characters; the
+            // whole event (text, kind, times) is in the attributes.
+            "value_template": format!("{{{{ value_json.text[:{MAX_STATE_CHARS}] }}}}"),
+            "json_attributes_topic": format!("{base}/event"),
+        }),
+    );
+    // Only descriptions: a rule event that follows a description a
+    // millisecond later must not hide it, so other kinds keep the state
+    // (`this`: the entity's own state in Home Assistant's MQTT templates).
+    add(
+        format!("{id}_description"),
+        json!({
+            "platform": "sensor",
+            "name": "Last description",
+            "icon": "mdi:text-box-outline",
+            "state_topic": format!("{base}/event"),
+            "value_template": format!(
+                "{{% if value_json.kind == 'description' %}}{{{{ value_json.text[:{MAX_STATE_CHARS}] }}}}{{% else %}}{{{{ this.state }}}}{{% endif %}}"
+            ),
+            "json_attributes_topic": format!("{base}/event"),
+            "json_attributes_template": "{% if value_json.kind == 'description' %}{{ value }}{% else %}{{ this.attributes | to_json }}{% endif %}",
+        }),
+    );
+    add(
+        format!("{id}_activity"),
+        json!({
+            "platform": "sensor",
+            "name": "Activity",
+            "icon": "mdi:motion-sensor",
+            "device_class": "enum",
+            "options": ["idle", "changing"],
+            "state_topic": format!("{base}/activity"),
+        }),
+    );
+    add(
+        format!("{id}_event"),
+        json!({
+            "platform": "event",
+            "name": "Event",
+            "state_topic": format!("{base}/event"),
+            "event_types": ["description", "rule_on", "rule_off"],
+            "value_template": "{{ {'event_type': value_json.kind, 'text': value_json.text, 'id': value_json.id, 'reference': value_json.reference} | to_json }}",
+        }),
+    );
+    // Answers have a topic of their own; an error answer has `error`
+    // instead of `text`.
+    add(
+        format!("{id}_answer_event"),
+        json!({
+            "platform": "event",
+            "name": "Answer event",
+            "state_topic": format!("{base}/answer"),
+            "event_types": ["answer"],
+            "value_template": "{{ {'event_type': 'answer', 'text': value_json.text if value_json.text is defined else value_json.error, 'id': value_json.id} | to_json }}",
+        }),
+    );
+    add(
+        format!("{id}_answer"),
+        json!({
+            "platform": "sensor",
+            "name": "Answer",
+            "icon": "mdi:chat-outline",
+            "state_topic": format!("{base}/answer"),
+            "value_template": format!(
+                "{{{{ (value_json.text if value_json.text is defined else 'error: ' ~ value_json.error)[:{MAX_STATE_CHARS}] }}}}"
+            ),
+            "json_attributes_topic": format!("{base}/answer"),
+        }),
+    );
+    add(
+        format!("{id}_ask"),
+        json!({
+            "platform": "text",
+            "name": "Ask",
+            "icon": "mdi:comment-question-outline",
+            "command_topic": format!("{base}/ask"),
+            "max": MAX_STATE_CHARS,
+        }),
+    );
+    // Diagnostics from the stats (published every
+    // service.stats_interval_s): key, name, unit, state class.
+    for (key, name, unit, class) in [
+        ("fps", "Frames per second", Some("fps"), "measurement"),
+        (
+            "analysed_fps",
+            "Analysed frames per second",
+            Some("fps"),
+            "measurement",
+        ),
+        // Counted since start: back to 0 after a restart.
+        ("dropped", "Frames dropped", None, "total_increasing"),
+        ("outbox_pending", "Outbox pending", None, "measurement"),
+    ] {
+        let mut sensor = json!({
+            "platform": "sensor",
+            "name": name,
+            "entity_category": "diagnostic",
+            "state_class": class,
+            "state_topic": format!("{base}/stats"),
+            "value_template": format!("{{{{ value_json.{key} }}}}"),
+        });
+        if let Some(unit) = unit {
+            sensor["unit_of_measurement"] = unit.into();
+        }
+        add(format!("{id}_{key}"), sensor);
+    }
+    for rule in rules {
+        let topic = format!("{base}/rules/{}/state", rule.id);
+        add(
+            format!("{id}_rule_{}", rule.id),
+            json!({
+                "platform": "binary_sensor",
+                "name": rule.rule.chars().take(MAX_STATE_CHARS).collect::<String>(),
+                "icon": "mdi:eye-check-outline",
+                "state_topic": topic,
+                // `None` is Home Assistant's unknown.
+                "value_template": "{{ value_json.state if value_json.state in ['on', 'off'] else 'None' }}",
+                "payload_on": "on",
+                "payload_off": "off",
+                "json_attributes_topic": topic,
+            }),
+        );
+    }
     json!({
         "device": {
             "identifiers": [id],
@@ -52,58 +195,77 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str) -> Value {
             "sw_version": env!("CARGO_PKG_VERSION"),
         },
         "availability": availability,
-        "qos": 1,
-        "components": {
-            format!("{id}_last_event"): {
-                "platform": "sensor",
-                "unique_id": format!("{id}_last_event"),
-                "name": "Last event",
-                "icon": "mdi:cctv",
-                "state_topic": format!("{base}/event"),
-                // A sensor's state holds at most 255 characters; the
-                // whole event (text, kind, times) is in the attributes.
-                "value_template": format!("{{{{ value_json.text[:{MAX_STATE_CHARS}] }}}}"),
-                "json_attributes_topic": format!("{base}/event"),
-            },
-            format!("{id}_activity"): {
-                "platform": "sensor",
-                "unique_id": format!("{id}_activity"),
-                "name": "Activity",
-                "icon": "mdi:motion-sensor",
-                "device_class": "enum",
-                "options": ["idle", "changing"],
-                "state_topic": format!("{base}/activity"),
-            },
-            format!("{id}_event"): {
-                "platform": "event",
-                "unique_id": format!("{id}_event"),
-                "name": "Event",
-                "state_topic": format!("{base}/event"),
-                "event_types": ["description", "alert", "answer"],
-                "value_template": "{{ {'event_type': value_json.kind, 'text': value_json.text, 'id': value_json.id} | to_json }}",
-            },
-        },
+        "components": components,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trigger::{RuleSource, RuleState};
 
     #[test]
     fn carries_what_home_assistant_requires() {
-        let p = payload("glimpse", "glimpse-glimpse", "front door");
+        let rule = RuleStatus {
+            id: "is_there_a_red_shape".into(),
+            rule: "is there a red shape?".into(),
+            source: RuleSource::Config,
+            state: RuleState::Unknown,
+            since_ms: 1,
+            since_s: None,
+            last_answer: None,
+        };
+        let p = payload("glimpse", "glimpse-glimpse", "front door", &[rule]);
         assert_eq!(
             topic("homeassistant", "glimpse-glimpse", "front door"),
             "homeassistant/device/glimpse-glimpse_front_door/config"
         );
         assert_eq!(p["device"]["identifiers"][0], "glimpse-glimpse_front_door");
-        for (_, c) in p["components"].as_object().unwrap() {
-            assert!(
-                c["platform"].is_string()
-                    && c["unique_id"].is_string()
-                    && c["state_topic"].is_string()
-            );
+        assert!(p.get("qos").is_none(), "ignored at the device level");
+        let components = p["components"].as_object().unwrap();
+        for (key, c) in components {
+            // Every component: its platform, its unique id (device
+            // discovery requires it), QoS 1.
+            assert!(c["platform"].is_string(), "{key}");
+            assert_eq!(c["unique_id"], key.as_str());
+            assert_eq!(c["qos"], 1, "{key}");
+            // What each platform requires.
+            match c["platform"].as_str().unwrap() {
+                "sensor" | "binary_sensor" => assert!(c["state_topic"].is_string(), "{key}"),
+                "event" => {
+                    assert!(c["state_topic"].is_string(), "{key}");
+                    assert!(!c["event_types"].as_array().unwrap().is_empty(), "{key}");
+                }
+                "text" => assert!(c["command_topic"].is_string(), "{key}"),
+                other => panic!("unexpected platform {other}"),
+            }
+        }
+        let c = |k: &str| &components[&format!("glimpse-glimpse_front_door_{k}")];
+        let rule = c("rule_is_there_a_red_shape");
+        assert_eq!(rule["platform"], "binary_sensor");
+        assert_eq!(
+            rule["state_topic"],
+            "glimpse/front door/rules/is_there_a_red_shape/state"
+        );
+        assert_eq!(
+            (&rule["payload_on"], &rule["payload_off"]),
+            (&"on".into(), &"off".into())
+        );
+        assert_eq!(c("description")["state_topic"], "glimpse/front door/event");
+        assert!(c("description")["value_template"]
+            .as_str()
+            .unwrap()
+            .contains("value_json.kind == 'description'"));
+        assert_eq!(c("answer")["state_topic"], "glimpse/front door/answer");
+        assert_eq!(c("ask")["command_topic"], "glimpse/front door/ask");
+        assert_eq!(
+            c("event")["event_types"],
+            json!(["description", "rule_on", "rule_off"])
+        );
+        assert_eq!(c("answer_event")["event_types"], json!(["answer"]));
+        for k in ["fps", "analysed_fps", "dropped", "outbox_pending"] {
+            assert_eq!(c(k)["entity_category"], "diagnostic", "{k}");
+            assert_eq!(c(k)["state_topic"], "glimpse/front door/stats", "{k}");
         }
         assert_eq!(p["availability"][0]["topic"], "glimpse/status");
     }

@@ -31,7 +31,10 @@ use super::ask::{self, Question, RateLimit, Refusal};
 use super::client::{self, Client, Lost, Note, PublishError};
 use super::outbox::{Channel, Outbox, Pending};
 use super::{broker, discovery, MqttConfig, MqttError};
-use crate::trigger::{Event, EventKind};
+use crate::trigger::{Event, EventKind, RuleStatus};
+
+/// Every camera's watch rules and their states, by camera.
+pub type RuleStates = BTreeMap<String, Vec<RuleStatus>>;
 
 /// What a camera's scene is doing, published retained on
 /// `<prefix>/<camera>/activity`.
@@ -77,6 +80,9 @@ struct Shared {
     wake: Notify,
     connected: watch::Sender<bool>,
     rules: watch::Sender<BTreeMap<String, Vec<String>>>,
+    /// The rules' states to publish (from the pipeline, through the
+    /// service): only the latest matter.
+    rule_states: watch::Sender<RuleStates>,
     acknowledged: AtomicU64,
     dropped: AtomicU64,
     /// Rows in the dead-letter table, mirrored here so that the stats do
@@ -193,6 +199,7 @@ impl Mqtt {
             wake: Notify::new(),
             connected: watch::channel(false).0,
             rules: watch::channel(rule_map.clone()).0,
+            rule_states: watch::channel(RuleStates::new()).0,
             acknowledged: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             desired: watch::channel(None).0,
@@ -220,6 +227,8 @@ impl Mqtt {
             questions: questions_tx,
             activity: BTreeMap::new(),
             rules: rule_map,
+            rule_states: shared.rule_states.subscribe(),
+            retained_rules: RuleStates::new(),
             limit: RateLimit::new(config.questions_per_minute),
             cancel: cancel.clone(),
             announced: BTreeSet::new(),
@@ -380,6 +389,13 @@ impl MqttHandle {
         }
     }
 
+    /// Publishes the watch rules' states (retained: each rule's state
+    /// topic and each camera's `rules` list); only what changed is sent,
+    /// and the state topic of a rule that is gone is cleared.
+    pub fn set_rule_states(&self, states: RuleStates) {
+        self.shared.rule_states.send_replace(states);
+    }
+
     /// The current watch rules of every camera; changes as they are set
     /// over MQTT.
     pub fn rules(&self) -> watch::Receiver<BTreeMap<String, Vec<String>>> {
@@ -468,6 +484,11 @@ struct Driver {
     questions: mpsc::Sender<Question>,
     activity: BTreeMap<String, Activity>,
     rules: BTreeMap<String, Vec<String>>,
+    rule_states: watch::Receiver<RuleStates>,
+    /// The rule states the broker holds retained, as far as we know: what
+    /// was last published, to publish changes only and to clear the state
+    /// topics of rules that are gone.
+    retained_rules: RuleStates,
     limit: RateLimit,
     cancel: CancellationToken,
     /// Cameras whose discovery was published (to retract removed ones).
@@ -655,6 +676,7 @@ impl Driver {
                     }
                 },
                 _ = self.shared.wake.notified(), if s.connected => self.pump(&mut s).await,
+                Ok(()) = self.rule_states.changed(), if s.connected => self.sync_rules(&s, false),
             }
         }
     }
@@ -762,19 +784,69 @@ impl Driver {
                 true,
                 activity.as_str().into(),
             );
-            self.publish_rules(s, &camera);
         }
+        self.sync_rules(s, true);
         self.publish_discovery(s);
     }
 
-    fn publish_rules(&self, s: &Session, camera: &str) {
-        let rules = self.rules.get(camera).cloned().unwrap_or_default();
-        self.publish(
-            s,
-            &self.topic(camera, "rules"),
-            true,
-            json!({ "rules": rules }).to_string(),
-        );
+    /// Publishes the rules' states that changed since the last call (all
+    /// of them when `full`, after a connect): per camera the `rules` list
+    /// and `rules/<id>/state` of each rule, both retained; the state topic
+    /// of a rule that is gone gets an empty retained payload, which clears
+    /// it.
+    fn sync_rules(&mut self, s: &Session, full: bool) {
+        let current = self.rule_states.borrow_and_update().clone();
+        // A rule added or removed changes the cameras' discovery (one
+        // binary_sensor per rule); sent after the states it reads.
+        let ids = |states: &RuleStates| -> BTreeMap<String, Vec<String>> {
+            states
+                .iter()
+                .map(|(c, rules)| (c.clone(), rules.iter().map(|r| r.id.clone()).collect()))
+                .collect()
+        };
+        let rediscover = !full && ids(&current) != ids(&self.retained_rules);
+        let mut gone: Vec<String> = self
+            .retained_rules
+            .keys()
+            .filter(|c| !self.cameras.contains(c))
+            .cloned()
+            .collect();
+        for camera in self.cameras.clone() {
+            let now = current.get(&camera).cloned().unwrap_or_default();
+            let before = self.retained_rules.remove(&camera).unwrap_or_default();
+            if full || before != now {
+                self.publish(
+                    s,
+                    &self.topic(&camera, "rules"),
+                    true,
+                    json!({ "rules": now }).to_string(),
+                );
+            }
+            for status in &now {
+                let was = before.iter().find(|b| b.id == status.id);
+                if full || was != Some(status) {
+                    let payload = serde_json::to_string(status).unwrap_or_default();
+                    let topic = self.topic(&camera, &format!("rules/{}/state", status.id));
+                    self.publish(s, &topic, true, payload);
+                }
+            }
+            for old in before.iter().filter(|b| !now.iter().any(|n| n.id == b.id)) {
+                let topic = self.topic(&camera, &format!("rules/{}/state", old.id));
+                self.publish(s, &topic, true, String::new());
+            }
+            self.retained_rules.insert(camera, now);
+        }
+        // A camera that was removed: its retained rules go with it.
+        for camera in gone.drain(..) {
+            for old in self.retained_rules.remove(&camera).unwrap_or_default() {
+                let topic = self.topic(&camera, &format!("rules/{}/state", old.id));
+                self.publish(s, &topic, true, String::new());
+            }
+            self.publish(s, &self.topic(&camera, "rules"), true, String::new());
+        }
+        if rediscover {
+            self.publish_discovery(s);
+        }
     }
 
     fn publish_discovery(&mut self, s: &Session) {
@@ -798,7 +870,11 @@ impl Driver {
         }
         for camera in self.cameras.clone() {
             let topic = discovery::topic(&self.config.discovery_prefix, &client_id, &camera);
-            let payload = discovery::payload(&self.config.prefix, &client_id, &camera);
+            let rules = self
+                .retained_rules
+                .get(&camera)
+                .map_or(&[][..], Vec::as_slice);
+            let payload = discovery::payload(&self.config.prefix, &client_id, &camera, rules);
             self.publish(s, &topic, true, payload.to_string());
             self.announced.insert(camera);
         }
@@ -968,8 +1044,9 @@ impl Driver {
                         }
                         tracing::info!(camera, rules = ?rules, "watch rules changed");
                         self.rules.insert(camera.clone(), rules);
+                        // The `rules` list and the state topics follow
+                        // from the pipeline's rule states (sync_rules).
                         self.shared.rules.send_replace(self.rules.clone());
-                        self.publish_rules(s, &camera);
                     }
                     Err(error) => {
                         tracing::warn!(camera, "rules change refused: {error}");

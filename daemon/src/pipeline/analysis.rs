@@ -10,19 +10,22 @@
 //! are analysed in order. A state is built for one model: its tokens and
 //! memory mean nothing to another (docs/architecture.md §8, "The swappable model").
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::capture::{CameraConfig, Frame};
 use crate::dtd::{Kept, PixelGate, TokenDropper};
 use crate::infer::{InferError, Model};
 use crate::llm::{Labelled, Responder, Visual, DESCRIBE};
 use crate::memory::{self, MemoryBank};
-use crate::trigger::{Activity, Decision, Event, EventKind, Evidence, SceneTrigger};
+use crate::trigger::{
+    Activity, Decision, Event, EventKind, Evidence, RuleBook, RuleState, RuleStatus, SceneTrigger,
+};
 use crate::vision::{self, Preprocessor};
 use crate::workers::{Priority, Submitter};
 
@@ -42,6 +45,120 @@ pub struct ModelStages {
 /// worker wait.
 pub type EventSink = mpsc::Sender<Event>;
 
+/// Every camera's watch rules and their states, by camera: published to
+/// whoever reads them (the service hands them to MQTT). A watch channel:
+/// only the latest states matter, and a worker never waits on it.
+pub type RuleStates = BTreeMap<String, Vec<RuleStatus>>;
+
+/// One camera's watch rules as states: its [`RuleBook`], updated by the
+/// proactive jobs' answers and by rule changes, and where the camera's
+/// states are published after each change. Shared by the camera and its
+/// jobs (which run off the camera's lock).
+pub struct CameraRules {
+    camera: String,
+    // A std mutex: held for one answer's bookkeeping, never across a model
+    // call.
+    book: Mutex<RuleBook>,
+    publish: watch::Sender<RuleStates>,
+}
+
+impl CameraRules {
+    /// The rules of `camera` (none yet), published on `publish`.
+    pub fn new(
+        camera: &str,
+        debounce: crate::trigger::Debounce,
+        publish: watch::Sender<RuleStates>,
+    ) -> CameraRules {
+        CameraRules {
+            camera: camera.to_owned(),
+            book: Mutex::new(RuleBook::new(debounce)),
+            publish,
+        }
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, RuleBook> {
+        // A panic mid-update leaves a valid book (each field is set whole).
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the rules (the config's, then MQTT's) and publishes the list
+    /// (always: a new camera's list must be published even when empty).
+    pub fn set(&self, config: &[String], mqtt: &[String]) {
+        let statuses = {
+            let mut book = self.book();
+            book.set_rules(config, mqtt);
+            book.statuses()
+        };
+        self.publish_statuses(statuses);
+    }
+
+    /// Takes the model's answer to `rule` about the scene at `pts`; when
+    /// the rule's state changed, the state it left and its new status
+    /// (published).
+    pub fn record(
+        &self,
+        rule: &str,
+        pts: Duration,
+        yes: bool,
+        answer: &str,
+    ) -> Option<(RuleState, RuleStatus)> {
+        let (changed, statuses) = {
+            let mut book = self.book();
+            let changed = book.record(rule, pts, yes, answer);
+            (changed, book.statuses())
+        };
+        if changed.is_some() {
+            self.publish_statuses(statuses);
+        }
+        changed
+    }
+
+    fn publish_statuses(&self, statuses: Vec<RuleStatus>) {
+        self.publish.send_modify(|all| {
+            all.insert(self.camera.clone(), statuses);
+        });
+    }
+
+    /// Takes the camera's rules off the published states (it stopped).
+    pub fn withdraw(&self) {
+        self.publish.send_modify(|all| {
+            all.remove(&self.camera);
+        });
+    }
+}
+
+/// Memory time: the stream time of a camera's frames made never to go
+/// back, so that the memory (and the evidence and spans of events, which
+/// read it) stays in time order across restarts, reconnects and loops. A
+/// file source's stream time restarts at 0 at each start while the memory
+/// restored from its snapshot ends later: when a frame's time would go
+/// back, the times after it are shifted by where the memory ended
+/// (memory time = end + stream time).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MemoryClock {
+    offset: Duration,
+    last: Duration,
+}
+
+impl MemoryClock {
+    /// A clock for a memory that ends at `end` (zero when empty).
+    pub fn new(end: Duration) -> MemoryClock {
+        MemoryClock {
+            offset: Duration::ZERO,
+            last: end,
+        }
+    }
+
+    /// The memory time of a frame at stream time `pts`.
+    pub fn time(&mut self, pts: Duration) -> Duration {
+        if pts + self.offset < self.last {
+            self.offset = self.last;
+        }
+        self.last = pts + self.offset;
+        self.last
+    }
+}
+
 /// One camera's analysis state.
 pub struct CameraAnalysis {
     camera: String,
@@ -52,6 +169,8 @@ pub struct CameraAnalysis {
     /// Rules added at run time (over MQTT), asked after the config's.
     pub runtime_rules: Vec<String>,
     memory: MemoryBank,
+    /// Frame times as the memory takes them (never going back).
+    clock: MemoryClock,
     /// The model this state was built for; its memory is saved under it.
     fingerprint: String,
     /// The next rule to ask when a camera has more rules than one job asks.
@@ -66,6 +185,8 @@ pub struct CameraAnalysis {
     activity: Activity,
     /// Counters read by the stats.
     pub counters: Arc<AnalysisCounters>,
+    /// The watch rules' states, set by the camera.
+    pub rule_states: Option<Arc<CameraRules>>,
 }
 
 /// Per-camera counters of the model stages.
@@ -131,6 +252,7 @@ impl CameraAnalysis {
             trigger: SceneTrigger::new(&config.trigger),
             rules: config.rules.clone(),
             runtime_rules: Vec::new(),
+            clock: MemoryClock::new(memory.end()),
             memory,
             fingerprint: stages.fingerprint.clone(),
             rule_cursor: 0,
@@ -140,6 +262,7 @@ impl CameraAnalysis {
             next_seq: 0,
             activity: Activity::Idle,
             counters: Arc::new(AnalysisCounters::default()),
+            rule_states: None,
         }
     }
 
@@ -154,11 +277,13 @@ impl CameraAnalysis {
         stages: &ModelStages,
     ) -> Result<(bool, Kept), InferError> {
         let info = &stages.model.folder().info;
+        // Everything downstream (memory, trigger spans, events) takes the
+        // memory time; the trigger keeps the stream's own.
+        let pts = self.clock.time(frame.pts);
         if !self.gate.check(frame).encode {
-            return Ok((
-                false,
-                Kept::nothing(frame.meta(), info.grid, info.grid, info.hidden),
-            ));
+            let mut kept = Kept::nothing(frame.meta(), info.grid, info.grid, info.hidden);
+            kept.meta.pts = pts;
+            return Ok((false, kept));
         }
         self.counters.encoded.fetch_add(1, Ordering::Relaxed);
         let mut backend = stages.model.backend();
@@ -169,7 +294,8 @@ impl CameraAnalysis {
                 return Err(e);
             }
         };
-        let kept = self.dropper.drop_unchanged(tokens);
+        let mut kept = self.dropper.drop_unchanged(tokens);
+        kept.meta.pts = pts;
         // Memory counts encoded frames only.
         self.memory.push(&kept);
         for (counter, len) in self.counters.memory_entries.iter().zip(self.memory.lens()) {
@@ -408,6 +534,7 @@ pub fn analyse(
     let context = a.context();
     let job_stages = stages.clone();
     let sink = events.clone();
+    let rule_states = a.rule_states.clone();
     let captured = frame.wall_time;
     let queued = pool.submit(
         Priority::Proactive,
@@ -418,6 +545,7 @@ pub fn analyse(
                 &context,
                 decision,
                 &rules,
+                rule_states.as_deref(),
                 &job_stages,
                 &sink,
                 captured,
@@ -438,6 +566,7 @@ fn respond(
     context: &Context,
     decision: Decision,
     rules: &[String],
+    rule_states: Option<&CameraRules>,
     stages: &ModelStages,
     events: &EventSink,
     captured: SystemTime,
@@ -468,23 +597,40 @@ fn respond(
         // One model call per rule: a worker beat per rule, so a long job
         // still counts as progress.
         crate::health::progress();
-        match stages
+        let (yes, answer) = match stages
             .responder
             .check_rule(backend.as_mut(), &labelled, rule)
         {
-            Ok((true, answer)) => {
-                let mut event = Event::new(
-                    camera,
-                    EventKind::Alert,
-                    format!("{rule} {}", answer.text),
-                    span,
-                );
-                event.reference = Some(rule.clone());
-                out.push(event);
+            Ok((yes, answer)) => (yes, answer.text),
+            Err(e) => {
+                tracing::warn!(camera, rule, "checking a watch rule failed: {e}");
+                continue;
             }
-            Ok((false, _)) => {}
-            Err(e) => tracing::warn!(camera, rule, "checking a watch rule failed: {e}"),
-        }
+        };
+        let at = kept.meta.pts;
+        tracing::debug!(
+            camera,
+            rule,
+            at_s = at.as_secs_f64(),
+            yes,
+            answer,
+            "watch rule checked"
+        );
+        // Only a change of state is news; the debounce decides it. A rule
+        // found off when it was unknown (at start, or just set) ended
+        // nothing: its state topic says so, without an event.
+        let Some((from, status)) = rule_states.and_then(|r| r.record(rule, at, yes, &answer))
+        else {
+            continue;
+        };
+        let kind = match (from, status.state) {
+            (_, RuleState::On) => EventKind::RuleOn,
+            (RuleState::On, RuleState::Off) => EventKind::RuleOff,
+            _ => continue,
+        };
+        let mut event = Event::new(camera, kind, format!("{rule} {answer}"), span);
+        event.reference = Some(status.id);
+        out.push(event);
     }
     for mut event in out {
         event.evidence = evidence.clone();
@@ -524,4 +670,29 @@ pub fn answer(
     let mut event = Event::new(camera, EventKind::Answer, answer.text, span);
     event.evidence = context.evidence();
     Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    /// Issue 16: a restored memory that ended at 256.5 s, then a file
+    /// source that starts again at 0, then loops back to 0 once more.
+    #[test]
+    fn issue_16_memory_time_never_goes_back_after_a_restart_or_a_loop() {
+        let mut clock = MemoryClock::new(secs(256.5));
+        let times: Vec<f64> = [0.0, 0.5, 1.0, 22.0, 0.0, 3.0]
+            .iter()
+            .map(|&t| clock.time(secs(t)).as_secs_f64())
+            .collect();
+        assert_eq!(times, [256.5, 257.0, 257.5, 278.5, 278.5, 281.5]);
+        // A fresh memory takes the stream time as it is.
+        let mut clock = MemoryClock::new(Duration::ZERO);
+        assert_eq!(clock.time(secs(3.0)), secs(3.0));
+        assert_eq!(clock.time(secs(8.0)), secs(8.0));
+    }
 }

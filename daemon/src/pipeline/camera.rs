@@ -23,7 +23,9 @@ use crate::queue;
 use crate::trigger::Event;
 use crate::workers::{Job, Lane, Submitter};
 
-use super::analysis::{self, AnalysisCounters, CameraAnalysis, EventSink, ModelStages};
+use super::analysis::{
+    self, AnalysisCounters, CameraAnalysis, CameraRules, EventSink, ModelStages, RuleStates,
+};
 
 /// What every camera's jobs reach when they start: the model of the moment,
 /// the worker pool and the event sink. The pipeline swaps the model in
@@ -35,6 +37,8 @@ pub struct Current {
     pub pool: Submitter,
     /// Where events go.
     pub events: EventSink,
+    /// Where every camera's watch-rule states are published.
+    pub rule_states: tokio::sync::watch::Sender<RuleStates>,
 }
 
 impl Current {
@@ -44,6 +48,7 @@ impl Current {
             model: RwLock::new(model),
             pool,
             events,
+            rule_states: tokio::sync::watch::channel(RuleStates::new()).0,
         }
     }
 
@@ -73,6 +78,8 @@ pub struct Camera {
     analysis: Mutex<Option<CameraAnalysis>>,
     /// Watch rules set at run time (over MQTT).
     rules: Mutex<Vec<String>>,
+    /// Every watch rule's state (the config's and MQTT's).
+    rule_states: Arc<CameraRules>,
     snapshot: Option<PathBuf>,
     /// Frames taken off the queue by a worker.
     pub received: AtomicU64,
@@ -94,7 +101,14 @@ impl Camera {
         current: Arc<Current>,
         snapshot: Option<PathBuf>,
     ) -> Camera {
+        let rule_states = Arc::new(CameraRules::new(
+            name,
+            config.trigger.debounce(),
+            current.rule_states.clone(),
+        ));
+        rule_states.set(&config.rules, &[]);
         Camera {
+            rule_states,
             name: name.to_owned(),
             config: config.clone(),
             current,
@@ -122,7 +136,13 @@ impl Camera {
 
     /// Sets the watch rules added at run time.
     pub fn set_runtime_rules(&self, rules: Vec<String>) {
+        self.rule_states.set(&self.config.rules, &rules);
         *lock(&self.rules) = rules;
+    }
+
+    /// Takes this camera's rules off the published states (it stops).
+    pub fn withdraw_rules(&self) {
+        self.rule_states.withdraw();
     }
 
     /// Frames waiting for a worker.
@@ -191,6 +211,7 @@ impl Camera {
             let mut state =
                 CameraAnalysis::new(&self.name, &self.config, stages, self.snapshot.clone());
             state.counters = self.counters.clone();
+            state.rule_states = Some(self.rule_states.clone());
             state
         })
     }

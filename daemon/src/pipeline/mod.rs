@@ -27,7 +27,9 @@ use tokio_util::sync::CancellationToken;
 pub mod analysis;
 pub mod camera;
 
-pub use analysis::{AnalysisCounters, CameraAnalysis, EventSink, ModelStages};
+pub use analysis::{
+    AnalysisCounters, CameraAnalysis, CameraRules, EventSink, ModelStages, RuleStates,
+};
 
 use crate::capture::{self, CameraConfig, CameraState, CaptureError, CaptureHandle};
 use crate::config::Config;
@@ -254,6 +256,12 @@ impl Pipeline {
         self.runtime_rules = rules;
     }
 
+    /// Every running camera's watch rules and their states; changes with
+    /// each rule change and each change of state.
+    pub fn rule_states(&self) -> tokio::sync::watch::Receiver<RuleStates> {
+        self.current.rule_states.subscribe()
+    }
+
     /// The model worker pool.
     pub fn workers(&self) -> &WorkerPool {
         &self.workers
@@ -367,6 +375,7 @@ impl Pipeline {
         for name in obsolete {
             if let Some(running) = self.cameras.remove(&name) {
                 self.workers.remove_lane(&name);
+                running.unit.withdraw_rules();
                 let unit = running.unit.clone();
                 stop_camera(&name, running, self.shutdown_timeout).await;
                 // Saved before the camera restarts, so it comes back with

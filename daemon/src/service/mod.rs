@@ -174,6 +174,9 @@ pub async fn run(
     // Watch rules set over MQTT reach the model stages.
     let mut rules = events.rules();
     pipeline.set_runtime_rules(rules.borrow_and_update().clone());
+    // The rules' states go from the pipeline to MQTT as plain data.
+    let mut rule_states = pipeline.rule_states();
+    events.set_rule_states(rule_states.borrow_and_update().clone());
     let mut pending: Option<PendingReload> = None;
     // A SIGHUP that came while a model was loading: reload again after.
     let mut pending_again = false;
@@ -213,6 +216,10 @@ pub async fn run(
             Ok(()) = rules.changed() => {
                 let current = rules.borrow_and_update().clone();
                 pipeline.set_runtime_rules(current);
+                continue;
+            }
+            Ok(()) = rule_states.changed() => {
+                events.set_rule_states(rule_states.borrow_and_update().clone());
                 continue;
             }
             _ = activity_tick.tick() => {

@@ -27,7 +27,8 @@ pub struct Event {
     pub evidence: Evidence,
     /// From the frame that triggered it to the event, in milliseconds.
     pub latency_ms: u64,
-    /// The watch rule that matched (alerts) or the question's id (answers).
+    /// The watch rule's id (`rule_on`, `rule_off`) or the question's id
+    /// (answers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
 }
@@ -38,8 +39,12 @@ pub struct Event {
 pub enum EventKind {
     /// The scene changed; what changed.
     Description,
-    /// A watch rule answered yes.
-    Alert,
+    /// A watch rule turned on (it holds now). Histories written before
+    /// rules were states call it `alert`.
+    #[serde(alias = "alert")]
+    RuleOn,
+    /// A watch rule turned off (it no longer holds).
+    RuleOff,
     /// The answer to a question.
     Answer,
 }
@@ -82,7 +87,7 @@ mod tests {
     fn events_serialise_as_documented_and_ids_sort_by_time() {
         let a = Event::new(
             "front",
-            EventKind::Alert,
+            EventKind::RuleOn,
             "a person is at the door".into(),
             (Duration::from_secs(3), Duration::from_secs(5)),
         );
@@ -95,11 +100,16 @@ mod tests {
         );
         assert!(a.id < b.id);
         let json: serde_json::Value = serde_json::to_value(&a).unwrap();
-        assert_eq!(json["kind"], "alert");
+        assert_eq!(json["kind"], "rule_on");
         assert_eq!(json["start_s"], 3.0);
         assert_eq!(json["evidence"]["kept_tokens"], serde_json::json!([]));
         assert!(json.get("reference").is_none());
-        let back: Event = serde_json::from_value(json).unwrap();
+        let back: Event = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(back, a);
+        // A history written before rules were states still reads.
+        let mut old = json;
+        old["kind"] = "alert".into();
+        let old: Event = serde_json::from_value(old).unwrap();
+        assert_eq!(old.kind, EventKind::RuleOn);
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::rules::Debounce;
 use crate::config::Problems;
 
 /// `[cameras.NAME.trigger]` table.
@@ -34,6 +35,24 @@ pub struct TriggerConfig {
     /// often, in seconds. Default: 10.
     #[serde(default = "default_rule_interval_s")]
     pub rule_interval_s: f64,
+    /// While the scene is still, ask the watch rules again at least this
+    /// often, in seconds, so that a rule that stopped holding is noticed
+    /// with no change to trigger on; 0 never asks a still scene. Default: 20.
+    #[serde(default = "default_rule_recheck_s")]
+    pub rule_recheck_s: f64,
+    /// Answers remembered per watch rule for its state. Default: 2.
+    #[serde(default = "default_rule_window")]
+    pub rule_window: u32,
+    /// A rule turns `on` after this many yes answers among its last
+    /// `rule_window`. Default: 1 (the demo model's answers do not flap:
+    /// its mistakes come in runs, which no debounce removes, so the first
+    /// yes counts and a lone no does not end an `on`; README "Watch rules").
+    #[serde(default = "default_rule_on_after")]
+    pub rule_on_after: u32,
+    /// A rule turns `off` after this many no answers among its last
+    /// `rule_window`. Default: 2.
+    #[serde(default = "default_rule_off_after")]
+    pub rule_off_after: u32,
 }
 
 fn default_drop_ratio_below() -> f32 {
@@ -51,6 +70,18 @@ fn default_cooldown_s() -> f64 {
 fn default_rule_interval_s() -> f64 {
     10.0
 }
+fn default_rule_recheck_s() -> f64 {
+    20.0
+}
+fn default_rule_window() -> u32 {
+    2
+}
+fn default_rule_on_after() -> u32 {
+    1
+}
+fn default_rule_off_after() -> u32 {
+    2
+}
 
 impl Default for TriggerConfig {
     fn default() -> Self {
@@ -60,6 +91,10 @@ impl Default for TriggerConfig {
             min_frames: default_min_frames(),
             cooldown_s: default_cooldown_s(),
             rule_interval_s: default_rule_interval_s(),
+            rule_recheck_s: default_rule_recheck_s(),
+            rule_window: default_rule_window(),
+            rule_on_after: default_rule_on_after(),
+            rule_off_after: default_rule_off_after(),
         }
     }
 }
@@ -104,6 +139,7 @@ impl TriggerConfig {
         for (field, v) in [
             ("cooldown_s", self.cooldown_s),
             ("rule_interval_s", self.rule_interval_s),
+            ("rule_recheck_s", self.rule_recheck_s),
         ] {
             if !(0.0..=86_400.0).contains(&v) {
                 problems.push(
@@ -111,6 +147,46 @@ impl TriggerConfig {
                     format!("must be between 0 and 86400, got {v}"),
                 );
             }
+        }
+        if !(1..=16).contains(&self.rule_window) {
+            problems.push(
+                format!("{key}.rule_window"),
+                format!("must be between 1 and 16, got {}", self.rule_window),
+            );
+        }
+        for (field, v) in [
+            ("rule_on_after", self.rule_on_after),
+            ("rule_off_after", self.rule_off_after),
+        ] {
+            if !(1..=self.rule_window.max(1)).contains(&v) {
+                problems.push(
+                    format!("{key}.{field}"),
+                    format!(
+                        "must be between 1 and rule_window ({}), got {v}",
+                        self.rule_window
+                    ),
+                );
+            }
+        }
+        // Otherwise one window could hold enough yes and enough no answers
+        // at once, and the state would flip on every answer.
+        if self.rule_on_after + self.rule_off_after <= self.rule_window {
+            problems.push(
+                format!("{key}.rule_off_after"),
+                format!(
+                    "rule_on_after ({}) + rule_off_after ({}) must exceed rule_window ({}), so that a window never holds enough answers for both states",
+                    self.rule_on_after, self.rule_off_after, self.rule_window
+                ),
+            );
+        }
+    }
+
+    /// The watch rules' debounce.
+    pub fn debounce(&self) -> Debounce {
+        Debounce {
+            window: self.rule_window as usize,
+            on_after: self.rule_on_after as usize,
+            off_after: self.rule_off_after as usize,
         }
     }
 }
@@ -183,11 +259,14 @@ impl SceneTrigger {
             self.armed = false;
             self.last_fired = Some(pts);
         }
-        // Rules: at each firing, and every rule_interval_s while changing.
-        let due = self
-            .last_asked
-            .is_none_or(|t| pts.saturating_sub(t).as_secs_f64() >= self.config.rule_interval_s);
-        let ask = fire || (self.run > 0 && !self.armed && due);
+        // Rules: at each firing, every rule_interval_s while changing, and
+        // every rule_recheck_s in any case (a rule can stop holding without
+        // a change big enough to fire: it must still be noticed).
+        let since_asked = self.last_asked.map(|t| pts.saturating_sub(t).as_secs_f64());
+        let due = since_asked.is_none_or(|s| s >= self.config.rule_interval_s);
+        let recheck = self.config.rule_recheck_s > 0.0
+            && since_asked.is_none_or(|s| s >= self.config.rule_recheck_s);
+        let ask = fire || (self.run > 0 && !self.armed && due) || recheck;
         if ask {
             self.last_asked = Some(pts);
         }
@@ -211,6 +290,14 @@ impl SceneTrigger {
 mod tests {
     use super::*;
 
+    /// The defaults without the re-check of a still scene.
+    fn still_unasked() -> TriggerConfig {
+        TriggerConfig {
+            rule_recheck_s: 0.0,
+            ..TriggerConfig::default()
+        }
+    }
+
     /// Feeds retentions at 2 fps; returns the frame indexes that fired and
     /// those that asked the rules.
     fn run(config: &TriggerConfig, retentions: &[f32]) -> (Vec<usize>, Vec<usize>) {
@@ -233,10 +320,7 @@ mod tests {
     fn a_static_scene_never_fires_or_asks() {
         let mut retentions = vec![1.0];
         retentions.extend([0.0; 200]);
-        assert_eq!(
-            run(&TriggerConfig::default(), &retentions),
-            (vec![], vec![])
-        );
+        assert_eq!(run(&still_unasked(), &retentions), (vec![], vec![]));
     }
 
     #[test]
@@ -247,7 +331,7 @@ mod tests {
             1.0, 0.0, 0.0, 0.6, 0.3, 0.5, 0.35, 0.45, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
             0.0, 0.0, 0.0, 0.0, 0.7, 0.0,
         ];
-        let (fired, asked) = run(&TriggerConfig::default(), &r);
+        let (fired, asked) = run(&still_unasked(), &r);
         assert_eq!(
             fired,
             vec![3, 21],
@@ -260,7 +344,7 @@ mod tests {
     fn the_cooldown_holds_back_a_change_that_comes_too_soon() {
         let config = TriggerConfig {
             cooldown_s: 5.0,
-            ..TriggerConfig::default()
+            ..still_unasked()
         };
         // Second change 2 s after the first (4 frames at 2 fps): held back;
         // it is still changing at 5 s, so it fires then.
@@ -275,7 +359,7 @@ mod tests {
     fn min_frames_needs_a_run_of_changed_frames() {
         let config = TriggerConfig {
             min_frames: 3,
-            ..TriggerConfig::default()
+            ..still_unasked()
         };
         let r = [1.0, 0.9, 0.0, 0.9, 0.9, 0.0, 0.9, 0.9, 0.9, 0.0];
         assert_eq!(run(&config, &r).0, vec![8]);
@@ -285,7 +369,7 @@ mod tests {
     fn rules_are_asked_again_while_the_scene_keeps_changing() {
         let config = TriggerConfig {
             rule_interval_s: 2.0,
-            ..TriggerConfig::default()
+            ..still_unasked()
         };
         let mut r = vec![1.0];
         r.extend([0.9; 12]);
@@ -295,8 +379,38 @@ mod tests {
     }
 
     #[test]
+    fn a_still_scene_rechecks_the_rules_every_rule_recheck_s() {
+        let config = TriggerConfig {
+            rule_recheck_s: 20.0,
+            ..TriggerConfig::default()
+        };
+        let mut r = vec![1.0];
+        r.extend([0.0; 100]);
+        let (fired, asked) = run(&config, &r);
+        assert!(fired.is_empty());
+        // Once right after the first frame (the states start unknown),
+        // then every 20 s (40 frames) with nothing changing.
+        assert_eq!(asked, vec![1, 41, 81]);
+    }
+
+    #[test]
+    fn the_debounce_must_not_allow_both_states_at_once() {
+        let mut problems = Problems::default();
+        let config = TriggerConfig {
+            rule_window: 3,
+            ..TriggerConfig::default()
+        };
+        config.validate("cameras.a.trigger", &mut problems);
+        let text = format!("{problems:?}");
+        assert!(text.contains("cameras.a.trigger.rule_off_after"), "{text}");
+        let mut problems = Problems::default();
+        TriggerConfig::default().validate("t", &mut problems);
+        assert!(format!("{problems:?}").matches("rule_").count() == 0);
+    }
+
+    #[test]
     fn a_new_stream_does_not_fire() {
-        let mut trigger = SceneTrigger::new(&TriggerConfig::default());
+        let mut trigger = SceneTrigger::new(&still_unasked());
         let d = trigger.observe(Duration::from_secs(100), 1.0, true);
         assert!(!d.describe && !d.ask_rules);
         assert_eq!(d.activity, Activity::Idle);

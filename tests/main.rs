@@ -15,5 +15,6 @@ mod onnxruntime;
 mod operator;
 mod ort_wheel;
 mod shapes;
+mod snapshots;
 mod systemd;
 mod util;

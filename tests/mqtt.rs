@@ -837,6 +837,12 @@ fn check_components(config: &serde_json::Value) {
                 assert!(c["event_types"].as_array().is_some_and(|t| !t.is_empty()));
             }
             Some("text") => assert!(c["command_topic"].is_string(), "{key}"),
+            // One of image_topic or url_topic; a binary image needs its
+            // content type.
+            Some("image") => {
+                assert!(c["image_topic"].is_string(), "{key}");
+                assert_eq!(c["content_type"], "image/jpeg", "{key}");
+            }
             other => panic!("{key}: unexpected platform {other:?}"),
         }
         if let Some(category) = c.get("entity_category") {
@@ -879,6 +885,7 @@ fn home_assistant_discovery_has_the_required_fields_and_is_resent() {
     assert_eq!(c("answer_event")["state_topic"], "glimpse/front/answer");
     assert_eq!(c("answer")["state_topic"], "glimpse/front/answer");
     assert_eq!(c("ask")["platform"], "text");
+    assert_eq!(c("snapshot")["image_topic"], "glimpse/front/snapshot");
     assert_eq!(c("ask")["command_topic"], "glimpse/front/ask");
     assert_eq!(c("activity")["state_topic"], "glimpse/front/activity");
     for k in ["fps", "analysed_fps", "dropped", "outbox_pending"] {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::{EventSink, Pipeline};
+use crate::snapshot::Picture;
 use crate::trigger::{Event, EventKind};
 use crate::workers::{Priority, Submitter};
 
@@ -68,10 +69,12 @@ pub fn stall(pipeline: &Pipeline) -> Arc<AtomicBool> {
 /// model's response is: a `Proactive` job on the worker pool (slowed by
 /// [`SLOW_ANALYSIS_ENV`] like a frame) that sends the event into `sink`.
 /// So at a stop, queued jobs still make events while the pipeline drains.
+/// A camera with snapshots on gives each its snapshot: a test pattern of
+/// its frame size, scaled and encoded on the worker as a real one is.
 pub fn test_events(
     sink: EventSink,
     pool: Submitter,
-    cameras: Vec<String>,
+    cameras: Vec<crate::snapshot::CameraSnapshots>,
     stop: CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let every = env_ms(TEST_EVENTS_ENV)?;
@@ -85,8 +88,10 @@ pub fn test_events(
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            for (camera, n) in cameras.iter().zip(next.iter_mut()) {
-                let event = Event::new(
+            for ((camera, snapshots), n) in cameras.iter().zip(next.iter_mut()) {
+                let snapshots = snapshots.clone();
+                let number = *n;
+                let mut event = Event::new(
                     camera,
                     EventKind::Description,
                     format!("test event {n}"),
@@ -95,6 +100,18 @@ pub fn test_events(
                 let sink = sink.clone();
                 let job = Box::new(move || {
                     slow_analysis();
+                    if let Some((snapshotter, width, height)) = snapshots {
+                        let frame = Picture::pattern(width, height, number);
+                        let (w, h) =
+                            crate::snapshot::fit(width, height, snapshotter.config.max_side);
+                        let picture = Picture {
+                            rgb: crate::imageops::resize_bilinear(&frame.rgb, width, height, w, h),
+                            width: w,
+                            height: h,
+                            ..frame
+                        };
+                        snapshotter.attach(&picture, std::slice::from_mut(&mut event));
+                    }
                     let text = event.text.clone();
                     // As a model's response does: wait for room, never drop.
                     if sink.blocking_send(event).is_err() {
@@ -108,7 +125,7 @@ pub fn test_events(
             }
         }
         // The tests compare this with what reached the outbox.
-        for (camera, n) in cameras.iter().zip(next) {
+        for ((camera, _), n) in cameras.iter().zip(next) {
             tracing::info!(
                 camera = %camera,
                 "fault injection: made test events 0 to {} of camera {camera}",

@@ -23,6 +23,7 @@ pub mod mqtt;
 pub mod pipeline;
 pub mod queue;
 pub mod service;
+pub mod snapshot;
 pub mod trigger;
 pub mod tune;
 pub mod vision;

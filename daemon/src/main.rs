@@ -82,6 +82,13 @@ enum Command {
         /// One JSON event per line instead of text.
         #[arg(long)]
         json: bool,
+        /// Write this event's snapshot (an event id, or the event's
+        /// `snapshot` name) to `--out` instead of listing events.
+        #[arg(long, requires = "out")]
+        snapshot: Option<String>,
+        /// Where `--snapshot` writes the JPEG (`-`: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Ask a running glimpse a question about a camera, over MQTT, and
     /// print the answer.
@@ -227,11 +234,22 @@ fn main() -> ExitCode {
             since,
             camera,
             json,
+            snapshot,
+            out,
         } => {
             let config = match load_config(&path) {
                 Ok(config) => config,
                 Err(code) => return code,
             };
+            if let (Some(id), Some(out)) = (snapshot, out) {
+                return match glimpse::mqtt::write_snapshot(&config, &id, &out) {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::from(EX_SOFTWARE)
+                    }
+                };
+            }
             match glimpse::mqtt::print_history(&config, since, camera.as_deref(), json) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

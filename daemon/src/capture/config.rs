@@ -63,6 +63,9 @@ pub struct CameraConfig {
     /// publishes a `rule_on` or `rule_off` event. Default: none.
     #[serde(default)]
     pub rules: Vec<String>,
+    /// The picture attached to each event (`[cameras.<name>.snapshot]`).
+    #[serde(default)]
+    pub snapshot: crate::snapshot::SnapshotConfig,
 }
 
 fn default_enabled() -> bool {
@@ -352,6 +355,7 @@ impl CameraConfig {
         self.dtd.validate(&format!("{key}.dtd"), problems);
         self.trigger.validate(&format!("{key}.trigger"), problems);
         self.memory.validate(&format!("{key}.memory"), problems);
+        self.snapshot.validate(&format!("{key}.snapshot"), problems);
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.trim().is_empty() || rule.len() > 500 {
                 problems.push(

@@ -138,6 +138,16 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
             "max": MAX_STATE_CHARS,
         }),
     );
+    // The picture of the last event (binary JPEG, retained).
+    add(
+        format!("{id}_snapshot"),
+        json!({
+            "platform": "image",
+            "name": "Snapshot",
+            "image_topic": format!("{base}/snapshot"),
+            "content_type": "image/jpeg",
+        }),
+    );
     // Diagnostics from the stats (published every
     // service.stats_interval_s): key, name, unit, state class.
     for (key, name, unit, class) in [
@@ -237,6 +247,13 @@ mod tests {
                     assert!(!c["event_types"].as_array().unwrap().is_empty(), "{key}");
                 }
                 "text" => assert!(c["command_topic"].is_string(), "{key}"),
+                // One of image_topic or url_topic; a binary payload needs
+                // its content type.
+                "image" => {
+                    assert!(c["image_topic"].is_string(), "{key}");
+                    assert_eq!(c["content_type"], "image/jpeg", "{key}");
+                    assert!(c.get("url_topic").is_none(), "{key}");
+                }
                 other => panic!("unexpected platform {other}"),
             }
         }
@@ -258,6 +275,7 @@ mod tests {
             .contains("value_json.kind == 'description'"));
         assert_eq!(c("answer")["state_topic"], "glimpse/front door/answer");
         assert_eq!(c("ask")["command_topic"], "glimpse/front door/ask");
+        assert_eq!(c("snapshot")["image_topic"], "glimpse/front door/snapshot");
         assert_eq!(
             c("event")["event_types"],
             json!(["description", "rule_on", "rule_off"])

@@ -103,6 +103,7 @@ impl Shared {
 enum Command {
     Activity(String, Activity),
     Stats(String, String),
+    Snapshot(String, Arc<Vec<u8>>),
 }
 
 /// The cloneable side of the MQTT stage.
@@ -226,6 +227,7 @@ impl Mqtt {
             desired: shared.desired.subscribe(),
             questions: questions_tx,
             activity: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
             rules: rule_map,
             rule_states: shared.rule_states.subscribe(),
             retained_rules: RuleStates::new(),
@@ -362,6 +364,13 @@ impl MqttHandle {
         self.send(Command::Activity(camera.to_owned(), activity));
     }
 
+    /// Publishes a camera's latest snapshot (JPEG), retained, QoS 0: a
+    /// picture of the moment, not a record (the history keeps its name and
+    /// the state directory its bytes); skipped when the driver is busy.
+    pub fn publish_snapshot(&self, camera: &str, jpeg: Arc<Vec<u8>>) {
+        self.send(Command::Snapshot(camera.to_owned(), jpeg));
+    }
+
     /// Publishes a camera's statistics (JSON object) on its stats topic,
     /// with `outbox_dead_letters` added (the MQTT stage's own count).
     /// Not durable: dropped while the broker is away.
@@ -483,6 +492,9 @@ struct Driver {
     desired: watch::Receiver<Desired>,
     questions: mpsc::Sender<Question>,
     activity: BTreeMap<String, Activity>,
+    /// Each camera's latest snapshot, published again on each connection
+    /// (the embedded broker forgets its retained messages at a restart).
+    snapshots: BTreeMap<String, Arc<Vec<u8>>>,
     rules: BTreeMap<String, Vec<String>>,
     rule_states: watch::Receiver<RuleStates>,
     /// The rule states the broker holds retained, as far as we know: what
@@ -568,6 +580,9 @@ impl Driver {
                             self.activity.insert(camera, activity);
                         }
                         Some(Command::Stats(..)) => {}
+                        Some(Command::Snapshot(camera, jpeg)) => {
+                            self.snapshots.insert(camera, jpeg);
+                        }
                     },
                 }
             }
@@ -674,6 +689,12 @@ impl Driver {
                             self.publish(&s, &self.topic(&camera, "stats"), false, payload);
                         }
                     }
+                    Some(Command::Snapshot(camera, jpeg)) => {
+                        if s.connected {
+                            self.publish_bytes(&s, &self.topic(&camera, "snapshot"), jpeg.to_vec());
+                        }
+                        self.snapshots.insert(camera, jpeg);
+                    }
                 },
                 _ = self.shared.wake.notified(), if s.connected => self.pump(&mut s).await,
                 Ok(()) = self.rule_states.changed(), if s.connected => self.sync_rules(&s, false),
@@ -687,6 +708,13 @@ impl Driver {
             .client
             .publish(topic, false, retain, payload.into_bytes(), None)
         {
+            tracing::debug!(topic, "cannot publish: {e:?}");
+        }
+    }
+
+    /// A QoS 0 retained publish of binary state (a snapshot).
+    fn publish_bytes(&self, s: &Session, topic: &str, payload: Vec<u8>) {
+        if let Err(e) = s.client.publish(topic, false, true, payload, None) {
             tracing::debug!(topic, "cannot publish: {e:?}");
         }
     }
@@ -784,6 +812,9 @@ impl Driver {
                 true,
                 activity.as_str().into(),
             );
+            if let Some(jpeg) = self.snapshots.get(&camera) {
+                self.publish_bytes(s, &self.topic(&camera, "snapshot"), jpeg.to_vec());
+            }
         }
         self.sync_rules(s, true);
         self.publish_discovery(s);

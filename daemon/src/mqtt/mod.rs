@@ -65,6 +65,46 @@ pub enum MqttError {
     Closed(String),
 }
 
+/// Writes the snapshot of an event to `out` (`-`: standard output) and
+/// returns its name. `id` is the event's `snapshot` (`<id>.jpg`) or the
+/// event's id: events made together share the first one's snapshot, which
+/// the history names.
+pub fn write_snapshot(
+    config: &crate::config::Config,
+    id: &str,
+    out: &std::path::Path,
+) -> Result<String, String> {
+    use crate::snapshot;
+    let Some(dir) = config.service.state_dir() else {
+        return Err("no state directory was resolved".into());
+    };
+    let name = match snapshot::read(dir, id) {
+        Ok(_) => snapshot::file_name(id).map_err(|e| e.to_string())?,
+        Err(first) => {
+            let stem = id.strip_suffix(".jpg").unwrap_or(id);
+            let events = read_history(dir, 0, None).map_err(|e| e.to_string())?;
+            match events.iter().find(|e| e.id == stem) {
+                Some(event) => event
+                    .snapshot
+                    .clone()
+                    .ok_or_else(|| format!("event {stem} has no snapshot"))?,
+                None => return Err(first.to_string()),
+            }
+        }
+    };
+    let jpeg = snapshot::read(dir, &name).map_err(|e| {
+        format!("{e} (removed to keep service.snapshot_max_count or service.snapshot_max_bytes?)")
+    })?;
+    let written = if out.as_os_str() == "-" {
+        use std::io::Write;
+        std::io::stdout().lock().write_all(&jpeg)
+    } else {
+        std::fs::write(out, &jpeg)
+    };
+    written.map_err(|e| format!("write {}: {e}", out.display()))?;
+    Ok(name)
+}
+
 /// `glimpse events`: prints the history of the last `since`, oldest first,
 /// as text lines or (with `json`) one JSON object per line, and the
 /// messages that could not be delivered (the dead letters): an event that

@@ -23,6 +23,7 @@ use crate::dtd::{Kept, PixelGate, TokenDropper};
 use crate::infer::{InferError, Model};
 use crate::llm::{Labelled, Responder, Visual, DESCRIBE};
 use crate::memory::{self, MemoryBank};
+use crate::snapshot::{Picture, Snapshotter};
 use crate::trigger::{
     Activity, Decision, Event, EventKind, Evidence, RuleBook, RuleState, RuleStatus, SceneTrigger,
 };
@@ -187,6 +188,11 @@ pub struct CameraAnalysis {
     pub counters: Arc<AnalysisCounters>,
     /// The watch rules' states, set by the camera.
     pub rule_states: Option<Arc<CameraRules>>,
+    /// Event snapshots, set by the camera when enabled.
+    pub snapshotter: Option<Snapshotter>,
+    /// The last sampled frame, downscaled for snapshots (only while
+    /// snapshots are on): the camera never keeps a full frame.
+    picture: Option<Arc<Picture>>,
 }
 
 /// Per-camera counters of the model stages.
@@ -263,6 +269,8 @@ impl CameraAnalysis {
             activity: Activity::Idle,
             counters: Arc::new(AnalysisCounters::default()),
             rule_states: None,
+            snapshotter: None,
+            picture: None,
         }
     }
 
@@ -302,6 +310,11 @@ impl CameraAnalysis {
             counter.store(len as u64, Ordering::Relaxed);
         }
         Ok((true, kept))
+    }
+
+    /// The last sampled frame, downscaled, if snapshots are on.
+    pub fn picture(&self) -> Option<Arc<Picture>> {
+        self.picture.clone()
     }
 
     /// The fingerprint of the model this state was built for.
@@ -495,6 +508,16 @@ pub fn analyse(
         }
     };
     let retention = kept.retention();
+    if let Some(snapshotter) = &a.snapshotter {
+        // Downscaled now, while the frame is here; the frame itself is
+        // dropped at the end of this function.
+        let mut picture = Picture::from_frame(&frame, snapshotter.config.max_side);
+        if snapshotter.config.tint_kept {
+            picture.kept = kept.mask.clone();
+            picture.grid = kept.cols;
+        }
+        a.picture = Some(Arc::new(picture));
+    }
     if a.snapshot
         .as_ref()
         .is_some_and(|(_, every)| !every.is_zero() && a.last_snapshot.elapsed() >= *every)
@@ -535,6 +558,7 @@ pub fn analyse(
     let job_stages = stages.clone();
     let sink = events.clone();
     let rule_states = a.rule_states.clone();
+    let snapshot = a.snapshotter.clone().zip(a.picture.clone());
     let captured = frame.wall_time;
     let queued = pool.submit(
         Priority::Proactive,
@@ -550,6 +574,7 @@ pub fn analyse(
                 &sink,
                 captured,
                 &counters,
+                snapshot.as_ref().map(|(s, p)| (s, p.as_ref())),
             )
         }),
     );
@@ -571,6 +596,7 @@ fn respond(
     events: &EventSink,
     captured: SystemTime,
     counters: &AnalysisCounters,
+    snapshot: Option<(&Snapshotter, &Picture)>,
 ) {
     let mut backend = stages.model.backend();
     // The model sees the memory (past frames, pooled by age) and the
@@ -631,6 +657,10 @@ fn respond(
         let mut event = Event::new(camera, kind, format!("{rule} {answer}"), span);
         event.reference = Some(status.id);
         out.push(event);
+    }
+    // One picture for the job's events: they are about the same frame.
+    if let Some((snapshotter, picture)) = snapshot {
+        snapshotter.attach(picture, &mut out);
     }
     for mut event in out {
         event.evidence = evidence.clone();

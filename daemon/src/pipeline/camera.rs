@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::capture::{CameraConfig, CameraState, Frame};
 use crate::queue;
+use crate::snapshot::{SnapshotStore, Snapshotter};
 use crate::trigger::Event;
 use crate::workers::{Job, Lane, Submitter};
 
@@ -39,16 +40,24 @@ pub struct Current {
     pub events: EventSink,
     /// Where every camera's watch-rule states are published.
     pub rule_states: tokio::sync::watch::Sender<RuleStates>,
+    /// Where event snapshots are stored (none without a state directory).
+    pub snapshots: Option<Arc<SnapshotStore>>,
 }
 
 impl Current {
     /// Wiring with `model` (none: frames are only counted).
-    pub fn new(model: Option<Arc<ModelStages>>, pool: Submitter, events: EventSink) -> Current {
+    pub fn new(
+        model: Option<Arc<ModelStages>>,
+        pool: Submitter,
+        events: EventSink,
+        snapshots: Option<Arc<SnapshotStore>>,
+    ) -> Current {
         Current {
             model: RwLock::new(model),
             pool,
             events,
             rule_states: tokio::sync::watch::channel(RuleStates::new()).0,
+            snapshots,
         }
     }
 
@@ -81,6 +90,8 @@ pub struct Camera {
     /// Every watch rule's state (the config's and MQTT's).
     rule_states: Arc<CameraRules>,
     snapshot: Option<PathBuf>,
+    /// Event snapshots, when enabled for this camera.
+    snapshotter: Option<Snapshotter>,
     /// Frames taken off the queue by a worker.
     pub received: AtomicU64,
     /// Frames the queue dropped because the workers were behind.
@@ -107,7 +118,16 @@ impl Camera {
             current.rule_states.clone(),
         ));
         rule_states.set(&config.rules, &[]);
+        let snapshotter = current
+            .snapshots
+            .clone()
+            .filter(|_| config.snapshot.enabled)
+            .map(|store| Snapshotter {
+                store,
+                config: config.snapshot.clone(),
+            });
         Camera {
+            snapshotter,
             rule_states,
             name: name.to_owned(),
             config: config.clone(),
@@ -122,6 +142,11 @@ impl Camera {
             counters: Arc::new(AnalysisCounters::default()),
             state: Arc::new(Mutex::new(CameraState::Starting)),
         }
+    }
+
+    /// How this camera's events get their snapshots, if they do.
+    pub fn snapshotter(&self) -> Option<&Snapshotter> {
+        self.snapshotter.as_ref()
     }
 
     /// The camera's name.
@@ -178,11 +203,17 @@ impl Camera {
             .ok_or_else(|| "no model is configured to answer questions".to_owned())?;
         // The lock is held only to copy the context: the camera goes on
         // while the model answers.
-        let context = {
+        let (context, picture) = {
             let mut slot = lock(&self.analysis);
-            self.state_for(&mut slot, &stages).context()
+            let state = self.state_for(&mut slot, &stages);
+            (state.context(), state.picture())
         };
-        analysis::answer(&self.name, &context, &stages, question)
+        let mut event = analysis::answer(&self.name, &context, &stages, question)?;
+        // The answer is about the scene now: the last sampled frame.
+        if let (Some(snapshotter), Some(picture)) = (&self.snapshotter, picture) {
+            snapshotter.attach(&picture, std::slice::from_mut(&mut event));
+        }
+        Ok(event)
     }
 
     /// The analysis state for `stages`' model: the one in `slot` if it was
@@ -212,6 +243,7 @@ impl Camera {
                 CameraAnalysis::new(&self.name, &self.config, stages, self.snapshot.clone());
             state.counters = self.counters.clone();
             state.rule_states = Some(self.rule_states.clone());
+            state.snapshotter = self.snapshotter.clone();
             state
         })
     }

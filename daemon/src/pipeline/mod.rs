@@ -37,6 +37,7 @@ use crate::health::Heartbeats;
 use crate::infer::{self, InferError, ModelConfig};
 use crate::llm::{LlmError, Responder};
 use crate::queue;
+use crate::snapshot::{SnapshotError, SnapshotStore};
 use crate::trigger::Event;
 use crate::vision::Preprocessor;
 use crate::workers::{Priority, WorkerError, WorkerPool};
@@ -57,6 +58,9 @@ pub enum PipelineError {
     /// The model's tokenizer or chat template could not be loaded.
     #[error("cannot load the model: {0}")]
     Text(#[from] LlmError),
+    /// The snapshot folder could not be opened.
+    #[error(transparent)]
+    Snapshots(#[from] SnapshotError),
 }
 
 /// The running pipeline.
@@ -153,7 +157,17 @@ impl Pipeline {
             None => None,
         };
         let workers = config.workers.build(heartbeats)?;
-        let current = Arc::new(Current::new(model, workers.submitter(), events));
+        // Lists one folder once at start (at most snapshot_max_count
+        // files): short enough to do here, before anything runs.
+        let snapshots = match config.service.state_dir() {
+            Some(dir) => Some(SnapshotStore::open(
+                &dir.join(crate::snapshot::FOLDER),
+                usize::try_from(config.service.snapshot_max_count).unwrap_or(usize::MAX),
+                config.service.snapshot_max_bytes,
+            )?),
+            None => None,
+        };
+        let current = Arc::new(Current::new(model, workers.submitter(), events, snapshots));
         let mut pipeline = Pipeline {
             model_config: config.model.clone(),
             current,
@@ -265,6 +279,21 @@ impl Pipeline {
     /// The model worker pool.
     pub fn workers(&self) -> &WorkerPool {
         &self.workers
+    }
+
+    /// Each running camera's snapshot settings (none when its events
+    /// carry no snapshot) and frame size, for the test events.
+    pub fn snapshotters(&self) -> Vec<crate::snapshot::CameraSnapshots> {
+        self.cameras
+            .iter()
+            .map(|(name, c)| {
+                let unit = &c.unit;
+                let s = unit
+                    .snapshotter()
+                    .map(|s| (s.clone(), unit.config.width, unit.config.height));
+                (name.clone(), s)
+            })
+            .collect()
     }
 
     /// Names of the running cameras.

@@ -35,6 +35,14 @@ pub struct ServiceConfig {
     /// them. Keep it below systemd's `TimeoutStopSec`. Default: 5000 ms.
     #[serde(default = "default_shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
+    /// Most event snapshots kept in `<state_dir>/snapshots/`, all cameras
+    /// together; the oldest are removed first. Read at start. Default: 1000.
+    #[serde(default = "default_snapshot_max_count")]
+    pub snapshot_max_count: u64,
+    /// Most bytes of event snapshots kept in `<state_dir>/snapshots/`; the
+    /// oldest are removed first. Read at start. Default: 67108864 (64 MiB).
+    #[serde(default = "default_snapshot_max_bytes")]
+    pub snapshot_max_bytes: u64,
 }
 
 fn default_log_level() -> String {
@@ -49,6 +57,12 @@ fn default_stall_timeout_ms() -> u64 {
 fn default_shutdown_timeout_ms() -> u64 {
     5_000
 }
+fn default_snapshot_max_count() -> u64 {
+    1_000
+}
+fn default_snapshot_max_bytes() -> u64 {
+    64 << 20
+}
 
 impl Default for ServiceConfig {
     fn default() -> Self {
@@ -58,6 +72,8 @@ impl Default for ServiceConfig {
             stats_interval_s: default_stats_interval_s(),
             stall_timeout_ms: default_stall_timeout_ms(),
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
+            snapshot_max_count: default_snapshot_max_count(),
+            snapshot_max_bytes: default_snapshot_max_bytes(),
         }
     }
 }
@@ -76,6 +92,8 @@ impl ServiceConfig {
             ("stats_interval_s", self.stats_interval_s, 1, 86_400),
             ("stall_timeout_ms", self.stall_timeout_ms, 100, 3_600_000),
             ("shutdown_timeout_ms", self.shutdown_timeout_ms, 1, 600_000),
+            ("snapshot_max_count", self.snapshot_max_count, 1, 10_000_000),
+            ("snapshot_max_bytes", self.snapshot_max_bytes, 4096, 1 << 40),
         ] {
             if !(min..=max).contains(&value) {
                 problems.push(

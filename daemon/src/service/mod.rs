@@ -123,7 +123,7 @@ pub async fn run(
     let test_events = crate::faults::test_events(
         events_tx.clone(),
         pipeline.workers().submitter(),
-        pipeline.cameras().map(str::to_owned).collect(),
+        pipeline.snapshotters(),
         producers.clone(),
     );
     // Only the pipeline's jobs (and the test events) hold the sink now, so
@@ -341,7 +341,11 @@ pub async fn run(
 }
 
 /// Puts an event into the durable outbox; the MQTT driver publishes it.
-async fn store_event(mqtt: &MqttHandle, event: Event) {
+async fn store_event(mqtt: &MqttHandle, mut event: Event) {
+    // The picture first: a reader of the event finds it in place.
+    if let Some(jpeg) = event.jpeg.take() {
+        mqtt.publish_snapshot(&event.camera, jpeg);
+    }
     tracing::info!(
         camera = %event.camera,
         kind = ?event.kind,
@@ -543,6 +547,9 @@ fn ask(pipeline: &Pipeline, mqtt: &MqttHandle, question: Question, tasks: &TaskT
         let published = match outcome {
             Ok(mut event) => {
                 event.latency_ms = question.received.elapsed().as_millis() as u64;
+                if let Some(jpeg) = event.jpeg.take() {
+                    mqtt.publish_snapshot(&event.camera, jpeg);
+                }
                 tracing::info!(camera = %question.camera, id = %question.id, latency_ms = event.latency_ms, "answer: {}", event.text);
                 mqtt.answer(&question, event).await
             }

@@ -31,6 +31,15 @@ pub struct Event {
     /// (answers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// The picture the event is about: a file of the state directory's
+    /// `snapshots/` folder (`<event id>.jpg`, `glimpse events --snapshot`),
+    /// also published retained on `<prefix>/<camera>/snapshot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// The snapshot's JPEG bytes on their way to MQTT; not in the JSON
+    /// (the history keeps the name, the folder the bytes).
+    #[serde(skip)]
+    pub jpeg: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// Kinds of events.
@@ -75,6 +84,8 @@ impl Event {
             evidence: Evidence::default(),
             latency_ms: 0,
             reference: None,
+            snapshot: None,
+            jpeg: None,
         }
     }
 }

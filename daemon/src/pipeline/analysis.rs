@@ -93,6 +93,11 @@ impl CameraRules {
         self.publish_statuses(statuses);
     }
 
+    /// Every rule's text, config rules first: what to ask the model.
+    pub fn texts(&self) -> Vec<String> {
+        self.book().texts()
+    }
+
     /// Takes the model's answer to `rule` about the scene at `pts`; when
     /// the rule's state changed, the state it left and its new status
     /// (published).
@@ -166,9 +171,6 @@ pub struct CameraAnalysis {
     gate: PixelGate,
     dropper: TokenDropper,
     trigger: SceneTrigger,
-    rules: Vec<String>,
-    /// Rules added at run time (over MQTT), asked after the config's.
-    pub runtime_rules: Vec<String>,
     memory: MemoryBank,
     /// Frame times as the memory takes them (never going back).
     clock: MemoryClock,
@@ -186,7 +188,8 @@ pub struct CameraAnalysis {
     activity: Activity,
     /// Counters read by the stats.
     pub counters: Arc<AnalysisCounters>,
-    /// The watch rules' states, set by the camera.
+    /// The camera's watch rules and their states (the one list of its
+    /// rules: the config's and MQTT's), set by the camera; none in `eval`.
     pub rule_states: Option<Arc<CameraRules>>,
     /// Event snapshots, set by the camera when enabled.
     pub snapshotter: Option<Snapshotter>,
@@ -256,8 +259,6 @@ impl CameraAnalysis {
             gate: PixelGate::new(config.dtd.tau_pix, grid, grid),
             dropper: TokenDropper::new(&config.dtd),
             trigger: SceneTrigger::new(&config.trigger),
-            rules: config.rules.clone(),
-            runtime_rules: Vec::new(),
             clock: MemoryClock::new(memory.end()),
             memory,
             fingerprint: stages.fingerprint.clone(),
@@ -362,17 +363,14 @@ impl CameraAnalysis {
         }
     }
 
-    /// The rules the next proactive job asks: the config's, then those set
-    /// at run time, at most [`MAX_RULES_PER_JOB`], going round when there
-    /// are more.
+    /// The rules the next proactive job asks: the camera's rule book (the
+    /// config's, then those set at run time), at most
+    /// [`MAX_RULES_PER_JOB`], going round when there are more.
     fn next_rules(&mut self) -> Vec<String> {
-        let mut all = self.rules.clone();
-        all.extend(
-            self.runtime_rules
-                .iter()
-                .filter(|r| !self.rules.contains(r))
-                .cloned(),
-        );
+        let all = self
+            .rule_states
+            .as_ref()
+            .map_or_else(Vec::new, |book| book.texts());
         if all.len() <= MAX_RULES_PER_JOB {
             return all;
         }

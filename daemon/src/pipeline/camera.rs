@@ -85,8 +85,6 @@ pub struct Camera {
     busy: AtomicBool,
     /// The analysis state, built for the model of the last job.
     analysis: Mutex<Option<CameraAnalysis>>,
-    /// Watch rules set at run time (over MQTT).
-    rules: Mutex<Vec<String>>,
     /// Every watch rule's state (the config's and MQTT's).
     rule_states: Arc<CameraRules>,
     snapshot: Option<PathBuf>,
@@ -136,7 +134,6 @@ impl Camera {
             frames: Mutex::new(frames),
             busy: AtomicBool::new(false),
             analysis: Mutex::new(None),
-            rules: Mutex::new(Vec::new()),
             snapshot,
             received: AtomicU64::new(0),
             counters: Arc::new(AnalysisCounters::default()),
@@ -162,7 +159,6 @@ impl Camera {
     /// Sets the watch rules added at run time.
     pub fn set_runtime_rules(&self, rules: Vec<String>) {
         self.rule_states.set(&self.config.rules, &rules);
-        *lock(&self.rules) = rules;
     }
 
     /// Takes this camera's rules off the published states (it stops).
@@ -184,7 +180,6 @@ impl Camera {
         };
         let mut slot = lock(&self.analysis);
         let state = self.state_for(&mut slot, &stages);
-        state.runtime_rules = lock(&self.rules).clone();
         analysis::analyse(
             frame,
             state,

@@ -244,6 +244,11 @@ impl RuleBook {
         Some((from, t.status.clone()))
     }
 
+    /// Every rule's text, config rules first: what to ask the model.
+    pub fn texts(&self) -> Vec<String> {
+        self.rules.iter().map(|t| t.status.rule.clone()).collect()
+    }
+
     /// Every rule's status, config rules first.
     pub fn statuses(&self) -> Vec<RuleStatus> {
         self.rules.iter().map(|t| t.status.clone()).collect()

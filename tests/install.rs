@@ -4,10 +4,9 @@
 //! directory in `STATE_DIRECTORY` and, when the tests run as root, as an
 //! unprivileged user, so an unreadable file shows.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::util::{free_port, kill, repo, wait_exit};
 
@@ -261,47 +260,17 @@ fn the_installed_service_starts_from_the_root_folder() {
             .unwrap(),
     );
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut sub = Killed(loop {
-        let mut child = Command::new("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-q", "1", "-t", "glimpse/demo/event"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto_sub is installed (scripts/install-deps)");
-        std::thread::sleep(Duration::from_millis(200));
-        if child.try_wait().unwrap().is_none() {
-            break child;
-        }
-        assert!(
-            daemon.0.try_wait().unwrap().is_none(),
-            "the service exited:\n{}",
-            read_log()
-        );
-        assert!(Instant::now() < deadline, "no broker:\n{}", read_log());
-    });
-    let (tx, lines) = std::sync::mpsc::channel();
-    let stdout = sub.0.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let mut sub = crate::mqtt::Sub::start_when_up(
+        port,
+        &["-q", "1", "-t", "glimpse/demo/event"],
+        Duration::from_secs(20),
+        read_log,
+    );
     // The demo clip's red square appears 3 s in.
-    let event = loop {
-        match lines.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => {
-                let event: serde_json::Value = serde_json::from_str(&line).unwrap();
-                if event["kind"] == "description" {
-                    break event;
-                }
-            }
-            Err(_) => panic!("no description within 30 s:\n{}", read_log()),
-        }
-    };
+    let line = sub.expect("a description", Duration::from_secs(30), |l| {
+        serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"] == "description"
+    });
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert!(
         event["text"].as_str().is_some_and(|t| !t.is_empty()),
         "{event}"

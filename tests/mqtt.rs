@@ -133,6 +133,27 @@ impl Sub {
         }
     }
 
+    /// [`Sub::start`] once something listens on `port` (a daemon's
+    /// embedded broker coming up), within `within`; `context` (the
+    /// daemon's log, say) goes into the failure message.
+    pub(crate) fn start_when_up(
+        port: u16,
+        args: &[&str],
+        within: Duration,
+        context: impl Fn() -> String,
+    ) -> Sub {
+        let deadline = Instant::now() + within;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "no broker on {port} within {within:?}:\n{}",
+                context()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sub::start(port, args)
+    }
+
     /// Waits for a line for which `want` holds; returns it.
     pub(crate) fn expect(
         &mut self,

@@ -4,11 +4,11 @@
 //! MQTT event that names its colour and kind, and the watch rule that
 //! matches it turns on.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::mqtt::Sub;
 use crate::util::{free_port, glimpse, kill, repo, wait_exit};
 
 #[test]
@@ -119,57 +119,26 @@ rearm_drop_ratio_above = 0.98
     );
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     // Subscribe before the clip reaches the square (2.5 s in).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut sub = Killed(loop {
-        let mut child = Command::new("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-q", "1", "-t", "glimpse/door/event"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto_sub is installed (scripts/install-deps)");
-        std::thread::sleep(Duration::from_millis(200));
-        if child.try_wait().unwrap().is_none() {
-            break child;
-        }
-        assert!(Instant::now() < deadline, "no broker:\n{}", read_log());
-    });
-    let (tx, lines) = std::sync::mpsc::channel();
-    let stdout = sub.0.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let mut sub = Sub::start_when_up(
+        port,
+        &["-q", "1", "-t", "glimpse/door/event"],
+        Duration::from_secs(10),
+        read_log,
+    );
     // The square's appearance fires the trigger: a description, and the
     // watch rule asked at the same firing, which matches: it turns on. (The test does not
     // check that a rule about another colour stays quiet: the demo model
     // answers rules 69% right, a false yes is its commonest mistake, and in
     // this clip it says yes to "is there a blue shape?"; see
     // models/shapes/README.md.)
-    let mut seen = Vec::new();
-    let mut described = None;
-    let mut alert = None;
-    while described.is_none() || alert.is_none() {
-        match lines.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) => {
-                let event: serde_json::Value = serde_json::from_str(&line).unwrap();
-                seen.push(line);
-                match event["kind"].as_str() {
-                    Some("description") => described = Some(event),
-                    Some("rule_on") => alert = Some(event),
-                    _ => {}
-                }
-            }
-            Err(_) => panic!(
-                "no description and rule_on within 60 s; events: {seen:?}\n{}",
-                read_log()
-            ),
-        }
-    }
-    let described = described.unwrap();
+    let kind_is = |kind: &'static str| {
+        move |line: &str| serde_json::from_str::<serde_json::Value>(line).unwrap()["kind"] == kind
+    };
+    let within = Duration::from_secs(60);
+    let described: serde_json::Value =
+        serde_json::from_str(&sub.expect("a description", within, kind_is("description"))).unwrap();
+    let alert: serde_json::Value =
+        serde_json::from_str(&sub.expect("a rule_on", within, kind_is("rule_on"))).unwrap();
     assert!(
         described["text"]
             .as_str()
@@ -177,7 +146,6 @@ rearm_drop_ratio_above = 0.98
             .starts_with("the red square appeared"),
         "the event names the shape's colour and kind: {described}"
     );
-    let alert = alert.unwrap();
     assert_eq!(alert["text"], "is there a red shape? yes", "{alert}");
     assert_eq!(alert["reference"], "is_there_a_red_shape", "{alert}");
     kill(daemon.0.id(), "TERM");
@@ -235,7 +203,7 @@ impl Drop for Killed {
 /// the answers it got and checks the state machine against them.
 #[test]
 fn issue_16_the_red_rule_turns_on_and_off_once_on_the_demo_clip() {
-    use crate::mqtt::{json_of, publish, Mosquitto, Sub};
+    use crate::mqtt::{json_of, publish, Mosquitto};
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(dir.path(), "");
     let root = repo();

@@ -274,8 +274,8 @@ rule_recheck_s = 2.0
             .collect()
     };
     // Until the last frames (59.5 s) are checked, then a little longer for
-    // the events to arrive.
-    let deadline = Instant::now() + Duration::from_secs(40);
+    // the events to arrive (a generous bound: the whole suite runs at once).
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         daemon.assert_running();
         let got = answers(&daemon.log());
@@ -284,7 +284,7 @@ rule_recheck_s = 2.0
         }
         assert!(
             Instant::now() < deadline,
-            "the clip was not analysed to its end within 40 s; answers {got:?}\n{}",
+            "the clip was not analysed to its end within 120 s; answers {got:?}\n{}",
             daemon.log()
         );
         std::thread::sleep(Duration::from_millis(200));
@@ -312,13 +312,13 @@ rule_recheck_s = 2.0
     let first_after = got.iter().find(|(at, _)| *at >= 3.0).unwrap().0;
     assert_eq!(on, vec![first_after], "{report}");
     assert!(first_after < 4.0, "{report}");
-    // Off once, after the square left, at the second no in a row (the
-    // default debounce) after the last yes.
+    // Off once, after the square left, at the first no after the last yes
+    // (no debounce by default: a lone no among the yes answers would have
+    // made more transitions than these).
     let last_yes = got.iter().rfind(|(_, yes)| *yes).unwrap().0;
     let expected_off = got
         .iter()
-        .filter(|(at, yes)| *at > last_yes && !yes)
-        .nth(1)
+        .find(|(at, yes)| *at > last_yes && !yes)
         .map(|(at, _)| *at);
     assert_eq!(
         off,

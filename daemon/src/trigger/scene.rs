@@ -40,17 +40,18 @@ pub struct TriggerConfig {
     /// with no change to trigger on; 0 never asks a still scene. Default: 20.
     #[serde(default = "default_rule_recheck_s")]
     pub rule_recheck_s: f64,
-    /// Answers remembered per watch rule for its state. Default: 2.
+    /// Answers remembered per watch rule for its state. Default: 1 (no
+    /// debounce: the demo model's answers do not flap, and in the default
+    /// run a still scene is checked too rarely for two answers in a row to
+    /// come before it changes again; README "Watch rules are states").
     #[serde(default = "default_rule_window")]
     pub rule_window: u32,
     /// A rule turns `on` after this many yes answers among its last
-    /// `rule_window`. Default: 1 (the demo model's answers do not flap:
-    /// its mistakes come in runs, which no debounce removes, so the first
-    /// yes counts and a lone no does not end an `on`; README "Watch rules").
+    /// `rule_window`. Default: 1.
     #[serde(default = "default_rule_on_after")]
     pub rule_on_after: u32,
     /// A rule turns `off` after this many no answers among its last
-    /// `rule_window`. Default: 2.
+    /// `rule_window`. Default: 1.
     #[serde(default = "default_rule_off_after")]
     pub rule_off_after: u32,
 }
@@ -74,13 +75,13 @@ fn default_rule_recheck_s() -> f64 {
     20.0
 }
 fn default_rule_window() -> u32 {
-    2
+    1
 }
 fn default_rule_on_after() -> u32 {
     1
 }
 fn default_rule_off_after() -> u32 {
-    2
+    1
 }
 
 impl Default for TriggerConfig {

@@ -5,6 +5,7 @@
 mod analysis;
 mod capture;
 mod cli;
+mod http;
 mod hub;
 mod install;
 mod lifecycle;

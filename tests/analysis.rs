@@ -51,9 +51,14 @@ async fn wait_for(
 async fn a_static_scene_costs_no_encoder_and_no_model_call() {
     let (tx, mut events) = mpsc::channel(16);
     let state = tempfile::tempdir().unwrap();
-    let pipeline = Pipeline::build(&config(state.path(), 0, ""), &Heartbeats::new(), tx)
-        .await
-        .unwrap();
+    let pipeline = Pipeline::build(
+        &config(state.path(), 0, ""),
+        &Heartbeats::new(),
+        tx,
+        Default::default(),
+    )
+    .await
+    .unwrap();
     wait_for(&pipeline, "15 analysed frames", |s| s.analysed >= 15).await;
     let s = &pipeline.stats()[0];
     assert_eq!(
@@ -75,9 +80,14 @@ async fn a_moving_scene_is_encoded_dropped_and_described() {
     // small changes (the default fires when 40% change).
     let rules = "rules = [\"is there a red square ?\"]\n[cameras.cam.trigger]\ndrop_ratio_below = 0.95\nrearm_drop_ratio_above = 0.99\ncooldown_s = 0";
     let state = tempfile::tempdir().unwrap();
-    let pipeline = Pipeline::build(&config(state.path(), 2, rules), &Heartbeats::new(), tx)
-        .await
-        .unwrap();
+    let pipeline = Pipeline::build(
+        &config(state.path(), 2, rules),
+        &Heartbeats::new(),
+        tx,
+        Default::default(),
+    )
+    .await
+    .unwrap();
     let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
         .await
         .expect("an event within 30 s")
@@ -117,9 +127,14 @@ async fn a_moving_scene_is_encoded_dropped_and_described() {
 async fn a_new_model_takes_over_the_running_camera_without_a_false_event() {
     let (tx, mut events) = mpsc::channel(16);
     let state = tempfile::tempdir().unwrap();
-    let mut pipeline = Pipeline::build(&config(state.path(), 0, ""), &Heartbeats::new(), tx)
-        .await
-        .unwrap();
+    let mut pipeline = Pipeline::build(
+        &config(state.path(), 0, ""),
+        &Heartbeats::new(),
+        tx,
+        Default::default(),
+    )
+    .await
+    .unwrap();
     wait_for(&pipeline, "5 analysed frames", |s| s.analysed >= 5).await;
     assert_eq!(pipeline.stats()[0].encoded, 1);
 

@@ -182,6 +182,32 @@ impl Sub {
         }
     }
 
+    /// Waits for a line, arriving after this call, for which `want`
+    /// holds; returns it.
+    pub(crate) fn next(
+        &mut self,
+        what: &str,
+        within: Duration,
+        want: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if want(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no new {what} within {within:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
     /// Everything received so far (and during `wait`).
     pub(crate) fn drain(&mut self, wait: Duration) -> &[String] {
         let deadline = Instant::now() + wait;
@@ -847,6 +873,12 @@ fn check_components(config: &serde_json::Value) {
     let components = config["components"].as_object().unwrap();
     let mut unique = BTreeSet::new();
     for (key, c) in components {
+        if c.as_object().is_some_and(|o| o.len() == 1) {
+            // A removed component: Home Assistant removes it when an
+            // update names only its platform.
+            assert!(c["platform"].is_string(), "{key}: {c}");
+            continue;
+        }
         assert_eq!(c["unique_id"], key.as_str(), "{c}");
         assert!(unique.insert(key.clone()));
         assert_eq!(c["qos"], 1, "{key}");
@@ -857,7 +889,11 @@ fn check_components(config: &serde_json::Value) {
                 assert!(c["state_topic"].is_string(), "{key}");
                 assert!(c["event_types"].as_array().is_some_and(|t| !t.is_empty()));
             }
-            Some("text") => assert!(c["command_topic"].is_string(), "{key}"),
+            Some("text" | "switch") => assert!(c["command_topic"].is_string(), "{key}"),
+            Some("button") => {
+                assert!(c["command_topic"].is_string(), "{key}");
+                assert!(c["payload_press"].is_string(), "{key}");
+            }
             // One of image_topic or url_topic; a binary image needs its
             // content type.
             Some("image") => {
@@ -940,32 +976,46 @@ fn home_assistant_discovery_has_the_required_fields_and_is_resent() {
         "glimpse/front/rules/a_person_is_at_the_door/state"
     );
     assert_eq!(rule["name"], "a person is at the door");
+    // Its remove button sends the rule's id to rules/set.
+    let button_key = "glimpse-glimpse_front_remove_rule_a_person_is_at_the_door";
+    let button = &with_rule["components"][button_key];
+    assert_eq!(button["platform"], "button", "{with_rule}");
+    assert_eq!(button["command_topic"], "glimpse/front/rules/set");
+    let press = button["payload_press"].as_str().unwrap().to_owned();
+    // The switch that pauses the analysis, and the text that adds rules.
+    assert_eq!(c("analysis")["platform"], "switch");
+    assert_eq!(c("analysis")["command_topic"], "glimpse/front/analysis/set");
+    assert_eq!(c("add_rule")["command_topic"], "glimpse/front/rules/set");
+    let mut states = Sub::start(broker.port, &["-t", "glimpse/front/rules/#", "-v"]);
+    states.expect("the rule's state", SECS, |l| {
+        l.starts_with("glimpse/front/rules/a_person_is_at_the_door/state {")
+    });
     publish(
         broker.port,
-        &[
-            "-t",
-            "glimpse/front/rules/set",
-            "-m",
-            r#"{"remove":["a person is at the door"]}"#,
-        ],
+        &["-t", "glimpse/front/rules/set", "-m", &press],
     );
-    let deadline = Instant::now() + SECS;
-    loop {
-        let last = sub
-            .drain(Duration::from_millis(200))
-            .iter()
-            .rev()
-            .find(|l| l.starts_with("homeassistant/device/glimpse-glimpse_front/config "))
-            .cloned()
-            .unwrap();
-        if !last.contains(rule_key) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the rule's component stayed: {last}"
-        );
-    }
+    // The update names the removed rule's components with their platform
+    // only (Home Assistant removes them), once.
+    let removed = json_of(&sub.next("discovery without the rule", SECS, |l| {
+        l.starts_with("homeassistant/device/glimpse-glimpse_front/config ")
+            && !l.contains("a person is at the door")
+    }));
+    check_components(&removed);
+    assert_eq!(
+        removed["components"][rule_key],
+        serde_json::json!({"platform": "binary_sensor"})
+    );
+    assert_eq!(
+        removed["components"][button_key],
+        serde_json::json!({"platform": "button"})
+    );
+    let topic = "glimpse/front/rules/a_person_is_at_the_door/state";
+    states.expect("the rule's state cleared", SECS, |l| {
+        l.trim_end() == topic || l == format!("{topic} (null)")
+    });
+    states.expect("the rules list without it", SECS, |l| {
+        l == r#"glimpse/front/rules {"rules":[]}"#
+    });
     // Home Assistant restarts: its birth message brings the config again
     // (a live message, not the retained copy: -R hides retained ones).
     let mut live = Sub::start(broker.port, &["-R", "-t", "homeassistant/device/#", "-v"]);
@@ -1602,4 +1652,80 @@ fn issue15_an_answer_over_the_packet_limit_is_dead_lettered_not_resent() {
         line.contains("no model is configured"),
         "the payload: {line}"
     );
+}
+
+/// The next stats of camera `front` that `sub` reads.
+fn next_stats(sub: &mut Sub, what: &str) -> serde_json::Value {
+    json_of(&sub.next(what, SECS, |l| l.starts_with("glimpse/front/stats ")))
+}
+
+#[test]
+fn issue16_pausing_a_camera_stops_its_analysis_survives_a_restart_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let mqtt = format!("broker = \"mqtt://127.0.0.1:{}\"", broker.port);
+    let daemon = Daemon::start(dir.path(), &mqtt, &[]);
+    let mut sub = Sub::start(broker.port, &["-t", "glimpse/front/#", "-v"]);
+    sub.expect("analysing", SECS, |l| l == "glimpse/front/analysis on");
+    next_stats(&mut sub, "stats");
+    // Home Assistant's switch sends OFF.
+    publish(
+        broker.port,
+        &["-t", "glimpse/front/analysis/set", "-m", "OFF"],
+    );
+    sub.expect("paused", SECS, |l| l == "glimpse/front/analysis off");
+    sub.expect("activity paused", SECS, |l| {
+        l == "glimpse/front/activity paused"
+    });
+    // Frames keep coming and are let go: none reaches the model.
+    let first = next_stats(&mut sub, "stats while paused");
+    let second = next_stats(&mut sub, "stats while paused");
+    let third = next_stats(&mut sub, "stats while paused");
+    assert_eq!(third["paused"], true, "{third}");
+    assert_eq!(second["received"], third["received"], "{second} {third}");
+    assert!(
+        third["skipped_paused"].as_u64() > first["skipped_paused"].as_u64(),
+        "{first} {third}"
+    );
+    // A bad payload gets an error, not a change.
+    publish(
+        broker.port,
+        &["-t", "glimpse/front/analysis/set", "-m", "maybe"],
+    );
+    let error = json_of(&sub.expect("an error", SECS, |l| {
+        l.starts_with("glimpse/front/analysis/error ")
+    }));
+    assert!(
+        error["error"].as_str().unwrap().contains("on or off"),
+        "{error}"
+    );
+    daemon.stop();
+
+    // Persisted: the camera is still paused after a restart.
+    let daemon = Daemon::start(dir.path(), &mqtt, &[]);
+    let mut sub = Sub::start(broker.port, &["-R", "-t", "glimpse/front/#", "-v"]);
+    sub.expect("still paused", SECS, |l| l == "glimpse/front/analysis off");
+    let stats = next_stats(&mut sub, "stats after the restart");
+    assert_eq!(
+        (stats["paused"].clone(), stats["received"].clone()),
+        (true.into(), 0.into()),
+        "{stats}"
+    );
+    publish(
+        broker.port,
+        &["-t", "glimpse/front/analysis/set", "-m", "on"],
+    );
+    sub.expect("resumed", SECS, |l| l == "glimpse/front/analysis on");
+    let deadline = Instant::now() + SECS;
+    loop {
+        let stats = next_stats(&mut sub, "stats after resuming");
+        if stats["paused"] == false && stats["received"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "frames are not analysed again: {stats}"
+        );
+    }
+    daemon.stop();
 }

@@ -84,6 +84,7 @@ fn camera_json(c: &CameraView, rules: &Value) -> Value {
         "pending": s.pending,
         "reconnects": s.reconnects,
         "changing": s.changing,
+        "paused": s.paused,
         "events": s.events,
         "retention": (f64::from(s.retention) * 1000.0).round() / 1000.0,
         "retention_mean": if s.total_tokens == 0 { 0.0 } else { ((s.kept_tokens as f64 / s.total_tokens as f64) * 1000.0).round() / 1000.0 },

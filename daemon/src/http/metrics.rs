@@ -183,6 +183,18 @@ impl Collector for BoardCollector {
         )?;
         family(
             &mut e,
+            "glimpse_camera_paused",
+            "1 while the camera's analysis is paused (Home Assistant's switch, analysis/set).",
+            Gauge,
+            cams.iter().map(|c| {
+                (
+                    vec![("camera", c.stats.camera.as_str())],
+                    ConstGauge::new(i64::from(c.stats.paused)),
+                )
+            }),
+        )?;
+        family(
+            &mut e,
             "glimpse_frames_pending",
             "Frames waiting in the camera's queue.",
             Gauge,

@@ -8,6 +8,8 @@ use std::time::Instant;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::trigger::rule_id;
+
 use super::MqttConfig;
 
 /// A question accepted for the model.
@@ -201,8 +203,15 @@ pub const MAX_RULE_BYTES: usize = 1024;
 pub const MAX_RULES: usize = 64;
 
 /// Reads a rules/set payload (JSON `{"add"|"remove"|"set": ...}` or plain
-/// text, which adds one rule) and applies it to `rules`.
-pub fn apply_rules(payload: &[u8], rules: &mut Vec<String>) -> Result<(), String> {
+/// text, which adds one rule) and applies it to `rules`, the rules set over
+/// MQTT. A rule to remove is named by its text or its id (Home Assistant's
+/// remove buttons send the id); one of `config_rules` cannot be removed
+/// here.
+pub fn apply_rules(
+    payload: &[u8],
+    rules: &mut Vec<String>,
+    config_rules: &[String],
+) -> Result<(), String> {
     let text =
         std::str::from_utf8(payload).map_err(|_| "rules change is not valid UTF-8".to_owned())?;
     let trimmed = text.trim();
@@ -215,8 +224,17 @@ pub fn apply_rules(payload: &[u8], rules: &mut Vec<String>) -> Result<(), String
             ..RulesChange::default()
         }
     };
+    let names = |rule: &str, x: &str| x.trim() == rule || x.trim() == rule_id(rule);
+    for x in &change.remove {
+        let ours = rules.iter().any(|r| names(r, x));
+        if let Some(rule) = config_rules.iter().find(|r| !ours && names(r, x)) {
+            return Err(format!(
+                "{rule:?} is a rule of the config file; remove it from the camera's rules there"
+            ));
+        }
+    }
     let mut new = change.set.unwrap_or_else(|| rules.clone());
-    new.retain(|r| !change.remove.iter().any(|x| x.trim() == r));
+    new.retain(|r| !change.remove.iter().any(|x| names(r, x)));
     for rule in change.add.into_iter().map(|r| r.trim().to_owned()) {
         if !new.contains(&rule) {
             new.push(rule);
@@ -316,19 +334,27 @@ mod tests {
     #[test]
     fn rules_changes() {
         let mut rules = vec![];
-        apply_rules(b"a person is at the door", &mut rules).unwrap();
-        apply_rules(
+        let config = ["is the door open?".to_owned()];
+        let apply = |payload: &[u8], rules: &mut Vec<String>| apply_rules(payload, rules, &config);
+        apply(b"a person is at the door", &mut rules).unwrap();
+        apply(
             br#"{"add":["a car is parked","a person is at the door"]}"#,
             &mut rules,
         )
         .unwrap();
         assert_eq!(rules, ["a person is at the door", "a car is parked"]);
-        apply_rules(br#"{"remove":"a person is at the door"}"#, &mut rules).unwrap();
+        apply(br#"{"remove":"a person is at the door"}"#, &mut rules).unwrap();
         assert_eq!(rules, ["a car is parked"]);
-        apply_rules(br#"{"set":[]}"#, &mut rules).unwrap();
+        // By id, as Home Assistant's remove button sends it.
+        apply(br#"{"remove":["a_car_is_parked"]}"#, &mut rules).unwrap();
         assert!(rules.is_empty());
-        assert!(apply_rules(br#"{"delete":"x"}"#, &mut rules).is_err());
-        assert!(apply_rules(b"{oops", &mut rules).is_err());
+        apply(br#"{"set":["x"]}"#, &mut rules).unwrap();
+        apply(br#"{"set":[]}"#, &mut rules).unwrap();
+        assert!(rules.is_empty());
+        let error = apply(br#"{"remove":"is_the_door_open"}"#, &mut rules).unwrap_err();
+        assert!(error.contains("config file"), "{error}");
+        assert!(apply(br#"{"delete":"x"}"#, &mut rules).is_err());
+        assert!(apply(b"{oops", &mut rules).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::trigger::RuleStatus;
+use crate::trigger::{RuleSource, RuleStatus};
 
 /// Home Assistant's limit on a sensor's state.
 pub const MAX_STATE_CHARS: usize = 255;
@@ -33,6 +33,27 @@ fn object_id(client_id: &str, camera: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Marks in `payload` the components of `before` (component key →
+/// platform) that it no longer has as removed: Home Assistant removes a
+/// device's component when an update lists it with only its `platform`.
+/// Returns the payload's own components (key → platform), the `before` of
+/// the next update.
+pub fn retract_missing(payload: &mut Value, before: &Map<String, Value>) -> Map<String, Value> {
+    let Some(components) = payload["components"].as_object_mut() else {
+        return Map::new();
+    };
+    let now: Map<String, Value> = components
+        .iter()
+        .map(|(key, c)| (key.clone(), c["platform"].clone()))
+        .collect();
+    for (key, platform) in before {
+        if !components.contains_key(key) {
+            components.insert(key.clone(), json!({ "platform": platform }));
+        }
+    }
+    now
 }
 
 /// The device discovery payload of `camera`, whose watch rules are
@@ -89,7 +110,7 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
             "name": "Activity",
             "icon": "mdi:motion-sensor",
             "device_class": "enum",
-            "options": ["idle", "changing"],
+            "options": ["idle", "changing", "paused"],
             "state_topic": format!("{base}/activity"),
         }),
     );
@@ -136,6 +157,33 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
             "icon": "mdi:comment-question-outline",
             "command_topic": format!("{base}/ask"),
             "max": MAX_STATE_CHARS,
+        }),
+    );
+    // Pause and resume the camera's analysis (persisted by glimpse).
+    add(
+        format!("{id}_analysis"),
+        json!({
+            "platform": "switch",
+            "name": "Analysis",
+            "icon": "mdi:eye",
+            "command_topic": format!("{base}/analysis/set"),
+            "state_topic": format!("{base}/analysis"),
+            "payload_on": "on",
+            "payload_off": "off",
+            "entity_category": "config",
+        }),
+    );
+    // A new watch rule: the text is the rule (a plain-text rules/set
+    // adds one rule). Errors go to `<camera>/rules/error`.
+    add(
+        format!("{id}_add_rule"),
+        json!({
+            "platform": "text",
+            "name": "Add rule",
+            "icon": "mdi:eye-plus-outline",
+            "command_topic": format!("{base}/rules/set"),
+            "max": MAX_STATE_CHARS,
+            "entity_category": "config",
         }),
     );
     // The picture of the last event (binary JPEG, retained).
@@ -191,6 +239,21 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
                 "json_attributes_topic": topic,
             }),
         );
+        // Rules set over MQTT can be removed from Home Assistant; the
+        // config's stay until the config changes.
+        if rule.source == RuleSource::Mqtt {
+            add(
+                format!("{id}_remove_rule_{}", rule.id),
+                json!({
+                    "platform": "button",
+                    "name": format!("Remove rule: {}", rule.rule.chars().take(MAX_STATE_CHARS - 13).collect::<String>()),
+                    "icon": "mdi:eye-remove-outline",
+                    "command_topic": format!("{base}/rules/set"),
+                    "payload_press": json!({ "remove": [rule.id] }).to_string(),
+                    "entity_category": "config",
+                }),
+            );
+        }
     }
     json!({
         "device": {
@@ -225,7 +288,13 @@ mod tests {
             since_s: None,
             last_answer: None,
         };
-        let p = payload("glimpse", "glimpse-glimpse", "front door", &[rule]);
+        let added = RuleStatus {
+            id: "a_car_is_parked".into(),
+            rule: "a car is parked".into(),
+            source: RuleSource::Mqtt,
+            ..rule.clone()
+        };
+        let p = payload("glimpse", "glimpse-glimpse", "front door", &[rule, added]);
         assert_eq!(
             topic("homeassistant", "glimpse-glimpse", "front door"),
             "homeassistant/device/glimpse-glimpse_front_door/config"
@@ -247,6 +316,11 @@ mod tests {
                     assert!(!c["event_types"].as_array().unwrap().is_empty(), "{key}");
                 }
                 "text" => assert!(c["command_topic"].is_string(), "{key}"),
+                "switch" => assert!(c["command_topic"].is_string(), "{key}"),
+                "button" => {
+                    assert!(c["command_topic"].is_string(), "{key}");
+                    assert!(c["payload_press"].is_string(), "{key}");
+                }
                 // One of image_topic or url_topic; a binary payload needs
                 // its content type.
                 "image" => {
@@ -286,5 +360,34 @@ mod tests {
             assert_eq!(c(k)["state_topic"], "glimpse/front door/stats", "{k}");
         }
         assert_eq!(p["availability"][0]["topic"], "glimpse/status");
+        // Pause and resume; add and remove rules.
+        let switch = c("analysis");
+        assert_eq!(switch["command_topic"], "glimpse/front door/analysis/set");
+        assert_eq!(switch["state_topic"], "glimpse/front door/analysis");
+        assert_eq!(
+            c("add_rule")["command_topic"],
+            "glimpse/front door/rules/set"
+        );
+        let remove = c("remove_rule_a_car_is_parked");
+        assert_eq!(remove["command_topic"], "glimpse/front door/rules/set");
+        assert_eq!(remove["payload_press"], r#"{"remove":["a_car_is_parked"]}"#);
+        assert!(
+            !components.contains_key("glimpse-glimpse_front_door_remove_rule_is_there_a_red_shape"),
+            "a config rule has no remove button"
+        );
+    }
+
+    #[test]
+    fn removed_components_are_retracted_once() {
+        let mut first = json!({"components": {
+            "a": {"platform": "sensor"}, "b": {"platform": "button", "name": "x"}}});
+        let before = retract_missing(&mut first, &Map::new());
+        let mut second = json!({"components": {"a": {"platform": "sensor"}}});
+        let after = retract_missing(&mut second, &before);
+        assert_eq!(second["components"]["b"], json!({"platform": "button"}));
+        assert_eq!(after.len(), 1, "the next update no longer names b");
+        let mut third = json!({"components": {"a": {"platform": "sensor"}}});
+        retract_missing(&mut third, &after);
+        assert!(third["components"].get("b").is_none());
     }
 }

@@ -31,7 +31,7 @@ use super::ask::{self, Question, RateLimit, Refusal};
 use super::client::{self, Client, Lost, Note, PublishError};
 use super::outbox::{Channel, Outbox, Pending};
 use super::{broker, discovery, MqttConfig, MqttError};
-use crate::trigger::{Event, EventKind, RuleStatus};
+use crate::trigger::{Event, EventKind, RuleSource, RuleStatus};
 
 /// Every camera's watch rules and their states, by camera.
 pub type RuleStates = BTreeMap<String, Vec<RuleStatus>>;
@@ -44,6 +44,8 @@ pub enum Activity {
     Idle,
     /// The scene is changing.
     Changing,
+    /// The operator paused the camera's analysis.
+    Paused,
 }
 
 impl Activity {
@@ -51,6 +53,7 @@ impl Activity {
         match self {
             Activity::Idle => "idle",
             Activity::Changing => "changing",
+            Activity::Paused => "paused",
         }
     }
 }
@@ -80,6 +83,8 @@ struct Shared {
     wake: Notify,
     connected: watch::Sender<bool>,
     rules: watch::Sender<BTreeMap<String, Vec<String>>>,
+    /// Cameras whose analysis is paused (set over MQTT, persisted).
+    paused: watch::Sender<BTreeSet<String>>,
     /// The rules' states to publish (from the pipeline, through the
     /// service): only the latest matter.
     rule_states: watch::Sender<RuleStates>,
@@ -176,11 +181,12 @@ impl Mqtt {
         ensure_embedded(config).await?;
         let (dir, tls_source) = (state_dir.to_owned(), config.clone());
         let (capacity, history) = (config.outbox_capacity, config.history_capacity);
-        let (outbox, tls, rules) = tokio::task::spawn_blocking(move || {
+        let (outbox, tls, rules, paused) = tokio::task::spawn_blocking(move || {
             let outbox = Outbox::open(&dir, capacity, history)?;
             let tls = client::tls_config(&tls_source)?;
             let rules = outbox.rules()?;
-            Ok::<_, MqttError>((outbox, tls, rules))
+            let paused = outbox.paused()?;
+            Ok::<_, MqttError>((outbox, tls, rules, paused))
         })
         .await
         .map_err(|e| MqttError::Closed(format!("start-up panicked: {e}")))??;
@@ -200,6 +206,7 @@ impl Mqtt {
             wake: Notify::new(),
             connected: watch::channel(false).0,
             rules: watch::channel(rule_map.clone()).0,
+            paused: watch::channel(paused.clone()).0,
             rule_states: watch::channel(RuleStates::new()).0,
             acknowledged: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -229,11 +236,13 @@ impl Mqtt {
             activity: BTreeMap::new(),
             snapshots: BTreeMap::new(),
             rules: rule_map,
+            paused,
             rule_states: shared.rule_states.subscribe(),
             retained_rules: RuleStates::new(),
             limit: RateLimit::new(config.questions_per_minute),
             cancel: cancel.clone(),
             announced: BTreeSet::new(),
+            components: BTreeMap::new(),
         };
         let task = tokio::spawn(driver.run());
         Ok(Mqtt {
@@ -411,6 +420,12 @@ impl MqttHandle {
         self.shared.rules.subscribe()
     }
 
+    /// The cameras whose analysis is paused; changes as they are paused
+    /// and resumed over MQTT.
+    pub fn paused(&self) -> watch::Receiver<BTreeSet<String>> {
+        self.shared.paused.subscribe()
+    }
+
     /// Waits until the broker connection is up, at most `timeout`.
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
         let mut connected = self.shared.connected.subscribe();
@@ -506,6 +521,8 @@ struct Driver {
     /// (the embedded broker forgets its retained messages at a restart).
     snapshots: BTreeMap<String, Arc<Vec<u8>>>,
     rules: BTreeMap<String, Vec<String>>,
+    /// Cameras whose analysis is paused.
+    paused: BTreeSet<String>,
     rule_states: watch::Receiver<RuleStates>,
     /// The rule states the broker holds retained, as far as we know: what
     /// was last published, to publish changes only and to clear the state
@@ -513,6 +530,9 @@ struct Driver {
     retained_rules: RuleStates,
     limit: RateLimit,
     cancel: CancellationToken,
+    /// The components of each camera's last discovery payload (key →
+    /// platform), to retract those that are gone.
+    components: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
     /// Cameras whose discovery was published (to retract removed ones).
     announced: BTreeSet<String>,
 }
@@ -798,7 +818,11 @@ impl Driver {
     /// Subscriptions and retained state, sent on every (re)connect.
     fn on_connect(&mut self, s: &Session) {
         let prefix = self.config.prefix.clone();
-        for filter in [format!("{prefix}/+/ask"), format!("{prefix}/+/rules/set")] {
+        for filter in [
+            format!("{prefix}/+/ask"),
+            format!("{prefix}/+/rules/set"),
+            format!("{prefix}/+/analysis/set"),
+        ] {
             if let Err(e) = s.client.subscribe(&filter) {
                 tracing::warn!(filter, "cannot subscribe: {e}");
             }
@@ -825,6 +849,7 @@ impl Driver {
             if let Some(jpeg) = self.snapshots.get(&camera) {
                 self.publish_bytes(s, &self.topic(&camera, "snapshot"), jpeg.to_vec());
             }
+            self.publish_analysis(s, &camera);
         }
         self.sync_rules(s, true);
         self.publish_discovery(s);
@@ -890,6 +915,17 @@ impl Driver {
         }
     }
 
+    /// The camera's analysis switch, retained on `<camera>/analysis`:
+    /// `on`, or `off` while paused.
+    fn publish_analysis(&self, s: &Session, camera: &str) {
+        let state = if self.paused.contains(camera) {
+            "off"
+        } else {
+            "on"
+        };
+        self.publish(s, &self.topic(camera, "analysis"), true, state.into());
+    }
+
     fn publish_discovery(&mut self, s: &Session) {
         let client_id = self.config.client_id();
         let retract: Vec<String> = if self.config.discovery {
@@ -905,6 +941,7 @@ impl Driver {
             let topic = discovery::topic(&self.config.discovery_prefix, &client_id, &camera);
             self.publish(s, &topic, true, String::new());
             self.announced.remove(&camera);
+            self.components.remove(&camera);
         }
         if !self.config.discovery {
             return;
@@ -915,7 +952,11 @@ impl Driver {
                 .retained_rules
                 .get(&camera)
                 .map_or(&[][..], Vec::as_slice);
-            let payload = discovery::payload(&self.config.prefix, &client_id, &camera, rules);
+            let mut payload = discovery::payload(&self.config.prefix, &client_id, &camera, rules);
+            // A rule removed since the last update: its entities go too.
+            let before = self.components.remove(&camera).unwrap_or_default();
+            let now = discovery::retract_missing(&mut payload, &before);
+            self.components.insert(camera.clone(), now);
             self.publish(s, &topic, true, payload.to_string());
             self.announced.insert(camera);
         }
@@ -1070,7 +1111,15 @@ impl Driver {
                 let outcome = if let Some(error) = bad_topic {
                     Err(error)
                 } else if self.cameras.contains(&camera) {
-                    ask::apply_rules(payload, &mut rules)
+                    let config_rules: Vec<String> = self
+                        .retained_rules
+                        .get(&camera)
+                        .into_iter()
+                        .flatten()
+                        .filter(|r| r.source == RuleSource::Config)
+                        .map(|r| r.rule.clone())
+                        .collect();
+                    ask::apply_rules(payload, &mut rules, &config_rules)
                 } else {
                     Err(format!(
                         "unknown camera {camera:?}; known: {}",
@@ -1103,8 +1152,67 @@ impl Driver {
                     }
                 }
             }
+            "analysis/set" => {
+                self.on_analysis(s, &camera, payload, response_topic, correlation)
+                    .await
+            }
             _ => {}
         }
+    }
+
+    /// `<camera>/analysis/set`: `on` resumes the camera's analysis, `off`
+    /// pauses it (any case; Home Assistant's switch sends `ON`/`OFF`).
+    /// Persisted in the outbox database, so a restart keeps it.
+    async fn on_analysis(
+        &mut self,
+        s: &Session,
+        camera: &str,
+        payload: &[u8],
+        response_topic: Option<String>,
+        correlation: Option<Vec<u8>>,
+    ) {
+        let text = String::from_utf8_lossy(payload).trim().to_ascii_lowercase();
+        let pause = match text.as_str() {
+            _ if !self.cameras.iter().any(|c| c == camera) => Err(format!(
+                "unknown camera {camera:?}; known: {}",
+                self.cameras.join(", ")
+            )),
+            "on" | "resume" => Ok(false),
+            "off" | "pause" => Ok(true),
+            _ => Err(format!(
+                "analysis/set takes on or off (resume or pause), got {:?}",
+                text.chars().take(40).collect::<String>()
+            )),
+        };
+        let pause = match pause {
+            Ok(pause) => pause,
+            Err(error) => {
+                tracing::warn!(camera, "analysis change refused: {error}");
+                let refusal = Refusal { id: None, error };
+                self.refuse(
+                    camera,
+                    Channel::AnalysisError,
+                    &refusal,
+                    response_topic,
+                    correlation,
+                )
+                .await;
+                return;
+            }
+        };
+        if pause != self.paused.contains(camera) {
+            let c = camera.to_owned();
+            if let Err(e) = blocking(&self.shared, move |o| o.set_paused(&c, pause)).await {
+                tracing::error!("{e}");
+            }
+            if pause {
+                self.paused.insert(camera.to_owned());
+            } else {
+                self.paused.remove(camera);
+            }
+            self.shared.paused.send_replace(self.paused.clone());
+        }
+        self.publish_analysis(s, camera);
     }
 
     async fn on_question(

@@ -39,6 +39,8 @@ pub enum Channel {
     /// `<prefix>/<camera>/rules/error` (or the MQTT 5 response topic of the
     /// refused rules change).
     RulesError,
+    /// `<prefix>/<camera>/analysis/error`: a refused pause or resume.
+    AnalysisError,
 }
 
 impl Channel {
@@ -48,6 +50,7 @@ impl Channel {
             Channel::Event => "event",
             Channel::Answer => "answer",
             Channel::RulesError => "rules/error",
+            Channel::AnalysisError => "analysis/error",
         }
     }
 
@@ -55,6 +58,7 @@ impl Channel {
         match text {
             "answer" => Channel::Answer,
             "rules/error" => Channel::RulesError,
+            "analysis/error" => Channel::AnalysisError,
             _ => Channel::Event,
         }
     }
@@ -150,6 +154,7 @@ impl Outbox {
                 position INTEGER NOT NULL,
                 rule TEXT NOT NULL,
                 PRIMARY KEY (camera, position));
+             CREATE TABLE IF NOT EXISTS paused (camera TEXT PRIMARY KEY);
              CREATE TABLE IF NOT EXISTS dead_letters (
                 id INTEGER PRIMARY KEY,
                 camera TEXT NOT NULL,
@@ -355,6 +360,27 @@ impl Outbox {
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+
+    /// The cameras whose analysis is paused.
+    pub fn paused(&self) -> Result<std::collections::BTreeSet<String>, MqttError> {
+        let err = |e| sql_error(&self.path, e);
+        let mut statement = self.db.prepare("SELECT camera FROM paused").map_err(err)?;
+        let rows = statement.query_map([], |r| r.get(0)).map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)
+    }
+
+    /// Pauses (or resumes) one camera's analysis.
+    pub fn set_paused(&mut self, camera: &str, paused: bool) -> Result<(), MqttError> {
+        let sql = if paused {
+            "INSERT OR IGNORE INTO paused (camera) VALUES (?1)"
+        } else {
+            "DELETE FROM paused WHERE camera = ?1"
+        };
+        self.db
+            .execute(sql, params![camera])
+            .map(drop)
+            .map_err(|e| sql_error(&self.path, e))
     }
 
     /// Replaces one camera's watch rules.
@@ -574,6 +600,19 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["{\"n\":2}", "{\"n\":3}"]
         );
+    }
+
+    #[test]
+    fn paused_cameras_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path(), 3, 2).unwrap();
+        outbox.set_paused("a", true).unwrap();
+        outbox.set_paused("a", true).unwrap();
+        outbox.set_paused("b", true).unwrap();
+        outbox.set_paused("b", false).unwrap();
+        drop(outbox);
+        let outbox = Outbox::open(dir.path(), 3, 2).unwrap();
+        assert_eq!(outbox.paused().unwrap(), ["a".to_owned()].into());
     }
 
     #[test]

@@ -126,6 +126,18 @@ impl CameraRules {
         });
     }
 
+    /// Makes every rule unknown (the camera's analysis is paused) and
+    /// publishes that.
+    pub fn forget(&self) {
+        let statuses = {
+            let mut book = self.book();
+            book.forget().then(|| book.statuses())
+        };
+        if let Some(statuses) = statuses {
+            self.publish_statuses(statuses);
+        }
+    }
+
     /// Takes the camera's rules off the published states (it stopped).
     pub fn withdraw(&self) {
         self.publish.send_modify(|all| {

@@ -83,6 +83,9 @@ pub struct Camera {
     frames: Mutex<queue::Receiver<Frame>>,
     /// True while one of this camera's jobs runs.
     busy: AtomicBool,
+    /// Analysis paused by the operator: frames are taken off the queue and
+    /// let go unanalysed (docs/architecture.md §2).
+    paused: AtomicBool,
     /// The analysis state, built for the model of the last job.
     analysis: Mutex<Option<CameraAnalysis>>,
     /// Every watch rule's state (the config's and MQTT's).
@@ -94,6 +97,8 @@ pub struct Camera {
     pub received: AtomicU64,
     /// Frames the queue dropped because the workers were behind.
     pub dropped: Arc<AtomicU64>,
+    /// Frames let go unanalysed because analysis was paused.
+    pub skipped_paused: AtomicU64,
     /// The model stages' counters; they outlive a change of model.
     pub counters: Arc<AnalysisCounters>,
     /// What the capture thread says it is doing.
@@ -133,6 +138,8 @@ impl Camera {
             dropped: frames.dropped(),
             frames: Mutex::new(frames),
             busy: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            skipped_paused: AtomicU64::new(0),
             analysis: Mutex::new(None),
             snapshot,
             received: AtomicU64::new(0),
@@ -159,6 +166,24 @@ impl Camera {
     /// Sets the watch rules added at run time.
     pub fn set_runtime_rules(&self, rules: Vec<String>) {
         self.rule_states.set(&self.config.rules, &rules);
+    }
+
+    /// Pauses or resumes the analysis. Capture goes on (resuming is
+    /// immediate); the frames that arrive meanwhile are let go. While
+    /// paused nothing is known about the rules: they become unknown.
+    pub fn set_paused(&self, paused: bool) {
+        if self.paused.swap(paused, Ordering::AcqRel) == paused {
+            return;
+        }
+        tracing::info!(camera = %self.name, "analysis {}", if paused { "paused" } else { "resumed" });
+        if paused {
+            self.rule_states.forget();
+        }
+    }
+
+    /// Whether the analysis is paused.
+    pub fn paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
     }
 
     /// Takes this camera's rules off the published states (it stops).
@@ -264,6 +289,15 @@ impl Lane for CameraLane {
         let camera = &self.0;
         if camera.busy.swap(true, Ordering::AcqRel) {
             return None; // one job per camera at a time
+        }
+        if camera.paused() {
+            // Let the waiting frames go: nobody looks.
+            let mut frames = lock(&camera.frames);
+            while frames.try_recv().is_some() {
+                camera.skipped_paused.fetch_add(1, Ordering::Relaxed);
+            }
+            camera.busy.store(false, Ordering::Release);
+            return None;
         }
         let Some(frame) = lock(&camera.frames).try_recv() else {
             camera.busy.store(false, Ordering::Release);

@@ -74,6 +74,8 @@ pub struct Pipeline {
     state_dir: Option<std::path::PathBuf>,
     /// Watch rules added at run time, by camera.
     runtime_rules: BTreeMap<String, Vec<String>>,
+    /// Cameras whose analysis the operator paused.
+    paused: std::collections::BTreeSet<String>,
     workers: WorkerPool,
     workers_config: crate::workers::WorkersConfig,
     shutdown_timeout: Duration,
@@ -100,6 +102,10 @@ pub struct CameraStats {
     pub dropped: u64,
     /// Frames waiting in the camera's queue now.
     pub pending: u64,
+    /// Whether the operator paused the camera's analysis.
+    pub paused: bool,
+    /// Frames let go unanalysed while paused.
+    pub skipped_paused: u64,
     /// Sessions reopened after failures, ends of stream or loops.
     pub reconnects: u64,
     /// What the camera is doing now.
@@ -120,6 +126,16 @@ pub struct CameraStats {
     pub events: u64,
     /// Frames held in memory, per pyramid level.
     pub memory: [u64; 3],
+}
+
+/// What the operator set at run time (over MQTT, persisted there), which
+/// the cameras start with: watch rules added, cameras paused.
+#[derive(Debug, Default, Clone)]
+pub struct Operator {
+    /// Watch rules added at run time, by camera.
+    pub rules: BTreeMap<String, Vec<String>>,
+    /// Cameras whose analysis is paused.
+    pub paused: std::collections::BTreeSet<String>,
 }
 
 /// What a reload changed.
@@ -151,6 +167,7 @@ impl Pipeline {
         config: &Config,
         heartbeats: &Heartbeats,
         events: mpsc::Sender<Event>,
+        operator: Operator,
     ) -> Result<Pipeline, PipelineError> {
         let model = match &config.model {
             Some(m) => Some(load_model(m, config.service.state_dir()).await?),
@@ -172,7 +189,8 @@ impl Pipeline {
             model_config: config.model.clone(),
             current,
             state_dir: config.service.state_dir().map(|d| d.to_owned()),
-            runtime_rules: BTreeMap::new(),
+            runtime_rules: operator.rules,
+            paused: operator.paused,
             cameras: BTreeMap::new(),
             workers,
             workers_config: config.workers.clone(),
@@ -205,6 +223,7 @@ impl Pipeline {
             snapshot,
         ));
         unit.set_runtime_rules(self.runtime_rules.get(name).cloned().unwrap_or_default());
+        unit.set_paused(self.paused.contains(name));
         let cancel = CancellationToken::new();
         let shared = unit.state.clone();
         let report = Box::new(move |new: &CameraState| {
@@ -270,6 +289,15 @@ impl Pipeline {
         self.runtime_rules = rules;
     }
 
+    /// Pauses the analysis of the cameras in `paused` and resumes the
+    /// others (set over MQTT, persisted there).
+    pub fn set_paused(&mut self, paused: std::collections::BTreeSet<String>) {
+        for (name, running) in &self.cameras {
+            running.unit.set_paused(paused.contains(name));
+        }
+        self.paused = paused;
+    }
+
     /// Every running camera's watch rules and their states; changes with
     /// each rule change and each change of state.
     pub fn rule_states(&self) -> tokio::sync::watch::Receiver<RuleStates> {
@@ -326,6 +354,8 @@ impl Pipeline {
                     received: unit.received.load(Ordering::Relaxed),
                     dropped: unit.dropped.load(Ordering::Relaxed),
                     pending: unit.pending() as u64,
+                    paused: unit.paused(),
+                    skipped_paused: unit.skipped_paused.load(Ordering::Relaxed),
                     reconnects: c.capture.counters.reconnects.load(Ordering::Relaxed),
                     state: unit.capture_state(),
                     analysed: a(|x| &x.analysed),
@@ -616,7 +646,9 @@ source = { kind = "synthetic", frame_rate = 20 }
     async fn frames_flow_and_reload_touches_only_what_changed() {
         let beats = Heartbeats::new();
         let (tx, _rx) = mpsc::channel(8);
-        let mut pipeline = Pipeline::build(&config(TWO), &beats, tx).await.unwrap();
+        let mut pipeline = Pipeline::build(&config(TWO), &beats, tx, Operator::default())
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;
         let stats = pipeline.stats();
         assert_eq!(stats.len(), 2);
@@ -656,7 +688,9 @@ source = { kind = "synthetic", frame_rate = 20 }
             "[cameras.gone]\nsource = { kind = \"file\", path = \"/nonexistent/clip.mp4\" }\n";
         let beats = Heartbeats::new();
         let (tx, _rx) = mpsc::channel(8);
-        let mut pipeline = Pipeline::build(&config(text), &beats, tx).await.unwrap();
+        let mut pipeline = Pipeline::build(&config(text), &beats, tx, Operator::default())
+            .await
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !matches!(pipeline.stats()[0].state, CameraState::Failed { .. }) {
             assert!(Instant::now() < deadline, "{:?}", pipeline.stats());

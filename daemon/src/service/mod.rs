@@ -116,10 +116,16 @@ pub async fn run(
     // Bounded: a burst of events makes the workers wait rather than grow
     // memory; events are never dropped.
     let (events_tx, mut produced) = mpsc::channel(EVENT_QUEUE);
-    let mut pipeline = Pipeline::build(&config, &heartbeats, events_tx.clone())
+    let events = mqtt.handle.clone();
+    // Watch rules added and cameras paused over MQTT, as the cameras start.
+    let (mut rules, mut paused) = (events.rules(), events.paused());
+    let operator = crate::pipeline::Operator {
+        rules: rules.borrow_and_update().clone(),
+        paused: paused.borrow_and_update().clone(),
+    };
+    let mut pipeline = Pipeline::build(&config, &heartbeats, events_tx.clone(), operator)
         .await
         .context("cannot start the pipeline")?;
-    let events = mqtt.handle.clone();
     // Questions from MQTT; answered by the model stages (see below).
     let mut questions = mqtt.take_questions();
     // Question tasks, awaited at stop so that no answer is left behind.
@@ -199,9 +205,8 @@ pub async fn run(
     // published when it changes.
     let mut activity_tick = tokio::time::interval(Duration::from_secs(1));
     let mut activities: BTreeMap<String, Activity> = BTreeMap::new();
-    // Watch rules set over MQTT reach the model stages.
-    let mut rules = events.rules();
-    pipeline.set_runtime_rules(rules.borrow_and_update().clone());
+    // Later changes of the rules and the paused cameras (above) reach the
+    // cameras as they come.
     // The rules' states go from the pipeline to MQTT as plain data.
     let mut rule_states = pipeline.rule_states();
     events.set_rule_states(rule_states.borrow_and_update().clone());
@@ -250,6 +255,11 @@ pub async fn run(
                 pipeline.set_runtime_rules(current);
                 continue;
             }
+            Ok(()) = paused.changed() => {
+                let current = paused.borrow_and_update().clone();
+                pipeline.set_paused(current);
+                continue;
+            }
             Ok(()) = rule_states.changed() => {
                 events.set_rule_states(rule_states.borrow_and_update().clone());
                 continue;
@@ -257,7 +267,11 @@ pub async fn run(
             _ = activity_tick.tick() => {
                 let stats = pipeline.stats();
                 for s in &stats {
-                    let activity = if s.changing { Activity::Changing } else { Activity::Idle };
+                    let activity = match (s.paused, s.changing) {
+                        (true, _) => Activity::Paused,
+                        (false, true) => Activity::Changing,
+                        (false, false) => Activity::Idle,
+                    };
                     if activities.insert(s.camera.clone(), activity) != Some(activity) {
                         events.set_activity(&s.camera, activity);
                     }
@@ -713,9 +727,12 @@ impl StatsWindow {
                     "memory": s.memory,
                     "queue_depth": queued,
                     "pending": s.pending,
+                    "paused": s.paused,
+                    "skipped_paused": s.skipped_paused,
                 }),
             );
             parts.push(match s.state {
+                CameraState::Up if s.paused => format!("{name}: {fps:.1} fps, analysis paused"),
                 CameraState::Up => {
                     format!("{name}: {fps:.1} fps, {analysed_fps:.1} analysed, {dropped} dropped")
                 }

@@ -244,6 +244,22 @@ impl RuleBook {
         Some((from, t.status.clone()))
     }
 
+    /// Forgets every rule's answers: nobody looks (the camera's analysis
+    /// is paused), so nothing is known. Rules that were on or off become
+    /// unknown; returns whether any did.
+    pub fn forget(&mut self) -> bool {
+        let mut changed = false;
+        for t in &mut self.rules {
+            t.answers.clear();
+            if t.status.state != RuleState::Unknown {
+                t.status.state = RuleState::Unknown;
+                t.status.since_ms = now_ms();
+                changed = true;
+            }
+        }
+        changed
+    }
+
     /// Every rule's text, config rules first: what to ask the model.
     pub fn texts(&self) -> Vec<String> {
         self.rules.iter().map(|t| t.status.rule.clone()).collect()
@@ -302,6 +318,24 @@ mod tests {
         assert_ne!(id, rule_id(&long.replace("bag", "box")));
         assert!(rule_id("???").starts_with("rule_"));
         assert_ne!(rule_id("???"), rule_id("!!!"));
+    }
+
+    #[test]
+    fn a_paused_camera_knows_nothing_until_it_looks_again() {
+        let mut b = book(TWO_OF_THREE);
+        assert_eq!(feed(&mut b, &[true, true]), vec![(1, RuleState::On)]);
+        assert!(b.forget(), "on became unknown");
+        assert_eq!(b.statuses()[0].state, RuleState::Unknown);
+        assert!(!b.forget(), "already unknown: nothing to publish");
+        // The answers before the pause count no more: one yes is not
+        // enough for on again, and no rule_off was made by the pause.
+        let after = b.record("is there a red shape?", Duration::from_secs(9), true, "");
+        assert!(after.is_none());
+        let on = b.record("is there a red shape?", Duration::from_secs(10), true, "");
+        assert_eq!(
+            on.map(|(from, s)| (from, s.state)),
+            Some((RuleState::Unknown, RuleState::On))
+        );
     }
 
     #[test]

@@ -104,7 +104,7 @@ fn camera_json(c: &CameraView, rules: &Value) -> Value {
 /// `GET /api/cameras`: every running camera with its figures, rules and
 /// recent retention.
 pub async fn cameras(State(app): State<Arc<App>>) -> Json<Value> {
-    let snapshot = app.board.snapshot();
+    let snapshot = app.board.figures();
     let rules = app.board.rules.borrow().clone();
     let list: Vec<Value> = snapshot
         .cameras
@@ -154,7 +154,7 @@ fn jpeg(bytes: Arc<Vec<u8>>) -> Response {
 pub async fn frame(State(app): State<Arc<App>>, Path(camera): Path<String>) -> Response {
     let picture = app
         .board
-        .snapshot()
+        .figures()
         .cameras
         .into_iter()
         .find(|c| c.stats.camera == camera)

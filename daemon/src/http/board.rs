@@ -105,7 +105,7 @@ impl Outcome {
 
 /// A copy of everything but the live counters, for one request.
 #[derive(Debug, Clone, Default)]
-pub struct Snapshot {
+pub struct Figures {
     /// Every running camera.
     pub cameras: Vec<CameraView>,
     /// The MQTT stage's counters.
@@ -225,9 +225,9 @@ impl Board {
     }
 
     /// A copy of the board.
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn figures(&self) -> Figures {
         let inner = self.inner();
-        Snapshot {
+        Figures {
             cameras: inner.cameras.clone(),
             mqtt: inner.mqtt,
             queued: inner.queued,

@@ -95,7 +95,7 @@ impl Collector for BoardCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         use MetricType::{Counter, Gauge};
         let board = &self.0;
-        let s = board.snapshot();
+        let s = board.figures();
         let cams = &s.cameras;
         let counter = |v: u64| ConstCounter::new(v);
         let per_camera = |f: &dyn Fn(&super::board::CameraView) -> u64| {
@@ -154,6 +154,13 @@ impl Collector for BoardCollector {
             "Visual tokens of every analysed frame (a skipped frame counts whole).",
             Counter,
             per_camera(&|c| a(c, |x| &x.total_tokens)),
+        )?;
+        family(
+            &mut e,
+            "glimpse_frames_paused",
+            "Sampled frames left unanalysed while the camera was paused.",
+            Counter,
+            per_camera(&|c| c.stats.skipped_paused),
         )?;
         family(
             &mut e,
@@ -361,5 +368,90 @@ impl Collector for BoardCollector {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::Heartbeats;
+    use crate::pipeline::{AnalysisCounters, CameraStats};
+
+    #[test]
+    fn every_family_has_help_and_type_and_counters_end_in_total() {
+        let (questions, _rx) = tokio::sync::mpsc::channel(1);
+        let rules = tokio::sync::watch::channel(Default::default()).1;
+        let board = Arc::new(Board::new(
+            Heartbeats::new(),
+            Arc::new(std::sync::atomic::AtomicU64::new(30_000)),
+            rules,
+            questions,
+            None,
+            4096,
+        ));
+        let live = Arc::new(AnalysisCounters::default());
+        live.retention.observe(0.25);
+        live.analysed.store(4, std::sync::atomic::Ordering::Relaxed);
+        live.encoded.store(2, std::sync::atomic::Ordering::Relaxed);
+        let stats = CameraStats {
+            camera: "door".into(),
+            produced: 10,
+            sampled: 5,
+            received: 5,
+            dropped: 1,
+            pending: 0,
+            reconnects: 0,
+            state: CameraState::Up,
+            paused: false,
+            skipped_paused: 0,
+            analysed: 4,
+            encoded: 2,
+            kept_tokens: 16,
+            total_tokens: 256,
+            retention: 0.25,
+            changing: false,
+            events: 0,
+            memory: [1, 0, 1],
+        };
+        board.update(
+            vec![stats],
+            vec![("door".into(), live)],
+            Default::default(),
+            [0, 0, 3],
+        );
+        let text = render(&registry(board)).unwrap();
+        let typed: Vec<(&str, &str)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_once(' '))
+            .collect();
+        assert!(typed.len() >= 25, "{text}");
+        for (name, kind) in typed {
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} has no HELP"
+            );
+            assert_eq!(
+                kind == "counter",
+                name.ends_with("_total"),
+                "{name} is a {kind}"
+            );
+        }
+        assert!(
+            text.contains("glimpse_frames_sampled_total{camera=\"door\"} 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("glimpse_frames_skipped_total{camera=\"door\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("glimpse_retention_ratio_bucket{camera=\"door\",le=\"0.3\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("glimpse_model_queue_depth{queue=\"frames\"} 3\n"),
+            "{text}"
+        );
     }
 }

@@ -27,7 +27,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use board::{AskRequest, Board, CameraView, Outcome, Snapshot, RECENT_EVENTS};
+pub use board::{AskRequest, Board, CameraView, Figures, Outcome, RECENT_EVENTS};
 pub use config::HttpConfig;
 
 use crate::mqtt::Secret;

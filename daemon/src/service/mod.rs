@@ -276,7 +276,9 @@ pub async fn run(
                         events.set_activity(&s.camera, activity);
                     }
                 }
-                update_board(&board, &pipeline, &events, stats);
+                if http.is_some() {
+                    update_board(&board, &pipeline, &events, stats);
+                }
                 continue;
             }
             _ = stats_tick.tick() => {

@@ -121,7 +121,10 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
             "name": "Event",
             "state_topic": format!("{base}/event"),
             "event_types": ["description", "rule_on", "rule_off"],
-            "value_template": "{{ {'event_type': value_json.kind, 'text': value_json.text, 'id': value_json.id, 'reference': value_json.reference} | to_json }}",
+            // Descriptions have no reference (rule events name the rule);
+            // an undefined
+            // value cannot be made JSON, so it is made null.
+            "value_template": "{{ {'event_type': value_json.kind, 'text': value_json.text, 'id': value_json.id, 'reference': value_json.reference | default(none)} | to_json }}",
         }),
     );
     // Answers have a topic of their own; an error answer has `error`
@@ -237,6 +240,9 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
                 "payload_on": "on",
                 "payload_off": "off",
                 "json_attributes_topic": topic,
+                // A removed rule's topic is cleared (empty payload) while
+                // Home Assistant may still read it: no attributes, no error.
+                "json_attributes_template": "{{ value if value else '{}' }}",
             }),
         );
         // Rules set over MQTT can be removed from Home Assistant; the

@@ -128,6 +128,10 @@ pub struct Mqtt {
     drain: Duration,
 }
 
+/// How long after a discovery update availability is published again
+/// (see `publish_discovery`).
+const ONLINE_AGAIN_AFTER: Duration = Duration::from_secs(2);
+
 /// Embedded brokers started by this process (they cannot be stopped).
 static EMBEDDED: Mutex<Vec<SocketAddr>> = Mutex::new(Vec::new());
 
@@ -243,6 +247,7 @@ impl Mqtt {
             cancel: cancel.clone(),
             announced: BTreeSet::new(),
             components: BTreeMap::new(),
+            online_again: None,
         };
         let task = tokio::spawn(driver.run());
         Ok(Mqtt {
@@ -533,6 +538,8 @@ struct Driver {
     /// The components of each camera's last discovery payload (key →
     /// platform), to retract those that are gone.
     components: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// When to publish `online` again after a discovery update.
+    online_again: Option<tokio::time::Instant>,
     /// Cameras whose discovery was published (to retract removed ones).
     announced: BTreeSet<String>,
 }
@@ -726,6 +733,12 @@ impl Driver {
                         self.snapshots.insert(camera, jpeg);
                     }
                 },
+                () = tokio::time::sleep_until(self.online_again.unwrap_or_else(tokio::time::Instant::now)),
+                    if s.connected && self.online_again.is_some() =>
+                {
+                    self.online_again = None;
+                    self.publish(&s, &format!("{}/status", self.config.prefix), true, "online".into());
+                }
                 _ = self.shared.wake.notified(), if s.connected => self.pump(&mut s).await,
                 Ok(()) = self.rule_states.changed(), if s.connected => self.sync_rules(&s, false),
             }
@@ -960,6 +973,13 @@ impl Driver {
             self.publish(s, &topic, true, payload.to_string());
             self.announced.insert(camera);
         }
+        // Components Home Assistant adds on this update subscribe to the
+        // availability topic it already subscribes to; a broker that does
+        // not send retained messages again on a repeated subscription
+        // (rumqttd 0.20, the embedded broker) would leave them
+        // unavailable. So availability is published once more, after
+        // Home Assistant has had time to add them.
+        self.online_again = Some(tokio::time::Instant::now() + ONLINE_AGAIN_AFTER);
     }
 
     /// Queues outbox rows for the broker while the window has room.

@@ -492,6 +492,7 @@ source = {{ kind = "v4l2", device = "/dev/video99" }}
         .arg(&config)
         .env_remove("RUST_LOG")
         .env_remove("NOTIFY_SOCKET")
+        .env("GLIMPSE_HTTP_LISTEN", "127.0.0.1:0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())

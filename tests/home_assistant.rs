@@ -41,6 +41,9 @@ fn issue16_a_real_home_assistant_shows_and_drives_glimpse() {
     }
     let work = tempfile::tempdir().unwrap();
     let out = Command::new("python3")
+        // The daemon check.py starts inherits it: any free HTTP port, so
+        // that it never fights another daemon of the suite over 8480.
+        .env("GLIMPSE_HTTP_LISTEN", "127.0.0.1:0")
         .arg(repo().join("tests/home_assistant/check.py"))
         .arg(&python)
         .arg(env!("CARGO_BIN_EXE_glimpse"))

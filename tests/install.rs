@@ -227,9 +227,13 @@ fn the_installed_service_starts_from_the_root_folder() {
     let text = read(&config);
     let listen = "listen = \"127.0.0.1:1883\"";
     assert_eq!(text.matches(listen).count(), 1);
+    // Nor over the HTTP port: any free one.
+    let http = "listen = \"127.0.0.1:8480\"";
+    assert_eq!(text.matches(http).count(), 1);
     std::fs::write(
         &config,
-        text.replace(listen, &format!("listen = \"127.0.0.1:{port}\"")),
+        text.replace(listen, &format!("listen = \"127.0.0.1:{port}\""))
+            .replace(http, "listen = \"127.0.0.1:0\""),
     )
     .unwrap();
 

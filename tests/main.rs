@@ -6,6 +6,7 @@ mod analysis;
 mod capture;
 mod cli;
 mod home_assistant;
+mod http;
 mod hub;
 mod install;
 mod lifecycle;

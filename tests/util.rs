@@ -24,7 +24,18 @@ pub fn glimpse() -> Command {
     ] {
         cmd.env_remove(var);
     }
+    // The tests run many daemons at once, most on copies of the demo
+    // config: each gets a free HTTP port (port 0) unless a test says
+    // otherwise; an HTTP test reads the port from the log ([`http_address`]).
+    cmd.env("GLIMPSE_HTTP_LISTEN", "127.0.0.1:0");
     cmd
+}
+
+/// The address the daemon's HTTP endpoint listens on, from its log.
+pub fn http_address(log: &str) -> Option<std::net::SocketAddr> {
+    let line = log.lines().find(|l| l.contains("HTTP endpoint:"))?;
+    let at = line.find("address=")? + "address=".len();
+    line[at..].split_whitespace().next()?.parse().ok()
 }
 
 /// The repository root.

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::capture::{CameraConfig, SourceConfig};
+use crate::http::HttpConfig;
 use crate::infer::{BackendKind, ModelConfig, ModelFolder};
 use crate::mqtt::MqttConfig;
 use crate::service::ServiceConfig;
@@ -48,6 +49,9 @@ pub struct Config {
     /// The MQTT broker and topics.
     #[serde(default)]
     pub mqtt: MqttConfig,
+    /// The status page, `/metrics`, `/api` and `/healthz`.
+    #[serde(default)]
+    pub http: HttpConfig,
     /// One table per camera, keyed by its name (used in MQTT topics).
     #[serde(default)]
     pub cameras: BTreeMap<String, CameraConfig>,
@@ -159,6 +163,10 @@ pub struct Environment {
     pub mqtt_password: Option<String>,
     /// `GLIMPSE_CAMERA_<NAME>_PASSWORD` variables, by variable name.
     pub camera_passwords: BTreeMap<String, String>,
+    /// `GLIMPSE_HTTP_LISTEN`: replaces `http.listen`.
+    pub http_listen: Option<String>,
+    /// `GLIMPSE_HTTP_TOKEN`: the HTTP bearer token.
+    pub http_token: Option<String>,
 }
 
 impl Environment {
@@ -181,6 +189,10 @@ impl Environment {
             camera_passwords: std::env::vars()
                 .filter(|(k, _)| k.starts_with("GLIMPSE_CAMERA_") && k.ends_with("_PASSWORD"))
                 .collect(),
+            http_listen: std::env::var("GLIMPSE_HTTP_LISTEN")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            http_token: std::env::var("GLIMPSE_HTTP_TOKEN").ok(),
         }
     }
 }
@@ -255,6 +267,7 @@ impl Config {
             model.validate("model", problems);
         }
         self.mqtt.validate("mqtt", problems);
+        self.http.validate("http", problems);
         if self.cameras.is_empty() {
             problems.push(
                 "cameras",
@@ -284,6 +297,7 @@ impl Config {
         ] {
             paths.extend(file.as_mut());
         }
+        paths.extend(self.http.token_file.as_mut());
         for camera in self.cameras.values_mut() {
             match &mut camera.source {
                 SourceConfig::File { path, .. } => paths.push(path),
@@ -342,6 +356,7 @@ impl Config {
         self.service
             .resolve_state_dir(env, "service.state_dir", problems);
         self.mqtt.resolve_password(env, "mqtt", problems);
+        self.http.resolve(env, "http", problems);
         for (name, camera) in &mut self.cameras {
             camera.resolve_password(name, env, &format!("cameras.{name}"), problems);
         }

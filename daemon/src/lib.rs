@@ -15,6 +15,8 @@ pub mod eval;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 pub mod health;
+pub mod histogram;
+pub mod http;
 pub mod imageops;
 pub mod infer;
 pub mod llm;

@@ -8,6 +8,7 @@
 
 use crate::capture::{Frame, FrameMeta};
 use crate::imageops::resize_bilinear;
+use crate::infer::timing::Call;
 use crate::infer::{Backend, InferError, ModelFolder};
 
 /// A frame's visual tokens on their grid.
@@ -143,7 +144,9 @@ pub fn encode(
     frame: &Frame,
 ) -> Result<FrameTokens, InferError> {
     let pixels = pre.pixel_values(&frame.rgb, frame.width, frame.height)?;
+    let started = std::time::Instant::now();
     let features = backend.encode_image(&pixels)?;
+    crate::infer::timing::record(backend.kind(), Call::Encoder, started.elapsed());
     crate::health::progress();
     let info = backend.info();
     Ok(FrameTokens {

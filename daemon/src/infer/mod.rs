@@ -19,6 +19,7 @@
 mod folder;
 #[cfg(feature = "ort")]
 mod ort;
+pub mod timing;
 mod tract;
 
 use std::any::Any;
@@ -109,6 +110,9 @@ impl KvCache {
 pub trait Backend: Send {
     /// The model's sizes and ids.
     fn info(&self) -> &ModelInfo;
+
+    /// Which runtime it is (`tract`, `ort`): the label of its timings.
+    fn kind(&self) -> &'static str;
 
     /// Visual tokens `[T, hidden]` of one preprocessed image (`[3, S, S]`
     /// floats, S = `image_size`).

@@ -543,6 +543,10 @@ impl Backend for OrtBackend {
         &self.model.info
     }
 
+    fn kind(&self) -> &'static str {
+        "ort"
+    }
+
     fn encode_image(&mut self, pixel_values: &[f32]) -> Result<Vec<f32>, InferError> {
         let s = self.model.info.image_size as usize;
         if pixel_values.len() != 3 * s * s {

@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::infer::timing::{self, Call};
+
 use super::LlmError;
 use crate::infer::Backend;
 
@@ -130,6 +132,7 @@ pub fn generate(
     // answer is not taken for a stalled worker.
     crate::health::progress();
     let prefill = started.elapsed();
+    timing::record(backend.kind(), Call::Prefill, prefill);
     let decoding = Instant::now();
     let mut sampler = Sampler::new(sampling);
     // Generated tokens continue after the last prompt position.
@@ -159,8 +162,10 @@ pub fn generate(
         if generation.tokens.len() == sampling.max_new_tokens {
             break;
         }
+        let step = Instant::now();
         let embed = backend.embed(&[token])?;
         logits = backend.decode(&mut cache, &embed, &[position])?;
+        timing::record(backend.kind(), Call::DecodeToken, step.elapsed());
         crate::health::progress();
         position += 1;
     }

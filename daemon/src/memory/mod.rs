@@ -169,6 +169,13 @@ impl MemoryBank {
             .unwrap_or_default()
     }
 
+    /// Times of the oldest and the newest remembered frame (none while
+    /// the pyramid is empty).
+    pub fn span(&self) -> Option<(Duration, Duration)> {
+        let times = self.levels.iter().flatten().map(|e| e.pts);
+        Some((times.clone().min()?, times.max()?))
+    }
+
     /// The canvas: the last kept token at every position seen so far.
     pub fn canvas(&self) -> (Vec<u32>, Vec<f32>) {
         let mut cells = Vec::new();

@@ -456,6 +456,16 @@ fn encode(event: &Event) -> Result<String, MqttError> {
         .map_err(|e| MqttError::Closed(format!("cannot encode event {}: {e}", event.id)))
 }
 
+/// The error answer to question `id` about `camera`, as MQTT askers get
+/// it (the HTTP API answers with the same JSON).
+pub fn error_answer(camera: &str, id: &str, error: &str) -> String {
+    let refusal = Refusal {
+        id: Some(id.to_owned()),
+        error: error.to_owned(),
+    };
+    error_payload(camera, &refusal)
+}
+
 fn error_payload(camera: &str, refusal: &Refusal) -> String {
     json!({
         "id": refusal.id,

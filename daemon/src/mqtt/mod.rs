@@ -25,11 +25,11 @@ mod outbox;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use ask::{Question, RulesChange};
+pub use ask::{parse_question, Question, Refusal, RulesChange};
 pub use asker::ask;
 pub use config::{BrokerAddress, MqttConfig, Protocol, Secret};
 pub use discovery::payload as discovery_payload;
-pub use driver::{Activity, Mqtt, MqttHandle, MqttStats, RuleStates};
+pub use driver::{error_answer, Activity, Mqtt, MqttHandle, MqttStats, RuleStates};
 pub use outbox::{read_history, FILE_NAME as OUTBOX_FILE};
 
 /// Why the MQTT stage could not start or do its work.

@@ -10,7 +10,7 @@
 //! are analysed in order. A state is built for one model: its tokens and
 //! memory mean nothing to another (docs/architecture.md §8, "The swappable model").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::capture::{CameraConfig, Frame};
 use crate::dtd::{Kept, PixelGate, TokenDropper};
+use crate::histogram::Histogram;
 use crate::infer::{InferError, Model};
 use crate::llm::{Labelled, Responder, Visual, DESCRIBE};
 use crate::memory::{self, MemoryBank};
@@ -210,8 +211,15 @@ pub struct CameraAnalysis {
     picture: Option<Arc<Picture>>,
 }
 
-/// Per-camera counters of the model stages.
-#[derive(Debug, Default)]
+/// How many recent retention values a camera keeps for the status page:
+/// 5 minutes at the default 2 fps, a few kB.
+pub const RECENT_RETENTION: usize = 600;
+
+/// Per-camera counters of the model stages, and the few copies of recent
+/// state that the status page reads (docs/architecture.md §8): written by
+/// the camera's jobs, read by the HTTP server without touching the
+/// camera's analysis lock.
+#[derive(Debug)]
 pub struct AnalysisCounters {
     /// Frames analysed (gate checked).
     pub analysed: AtomicU64,
@@ -233,6 +241,63 @@ pub struct AnalysisCounters {
     pub events: AtomicU64,
     /// Frames in memory, per level.
     pub memory_entries: [AtomicU64; 3],
+    /// Memory time of the oldest and newest remembered frame, in ms.
+    pub memory_span_ms: [AtomicU64; 2],
+    /// Retention of every analysed frame.
+    pub retention: Histogram,
+    /// (memory time in s, retention) of the last [`RECENT_RETENTION`]
+    /// analysed frames. A std mutex held for one push or one copy.
+    pub recent: Mutex<VecDeque<(f64, f32)>>,
+    /// The last sampled frame, downscaled, with its kept tokens (while
+    /// snapshots are on). A std mutex held for a pointer swap or copy.
+    pub latest: Mutex<Option<Arc<Picture>>>,
+}
+
+impl Default for AnalysisCounters {
+    fn default() -> Self {
+        AnalysisCounters {
+            analysed: AtomicU64::default(),
+            encoded: AtomicU64::default(),
+            kept_tokens: AtomicU64::default(),
+            total_tokens: AtomicU64::default(),
+            last_retention_ppm: AtomicU64::default(),
+            changing: AtomicU64::default(),
+            stale: AtomicU64::default(),
+            errors: AtomicU64::default(),
+            events: AtomicU64::default(),
+            memory_entries: Default::default(),
+            memory_span_ms: Default::default(),
+            retention: Histogram::new(crate::histogram::RATIO),
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_RETENTION)),
+            latest: Mutex::new(None),
+        }
+    }
+}
+
+impl AnalysisCounters {
+    /// The recent retention values, oldest first (a copy).
+    pub fn recent_retention(&self) -> Vec<(f64, f32)> {
+        lock(&self.recent).iter().copied().collect()
+    }
+
+    /// The last sampled frame, if snapshots are on.
+    pub fn latest_picture(&self) -> Option<Arc<Picture>> {
+        lock(&self.latest).clone()
+    }
+
+    fn push_retention(&self, at_s: f64, retention: f32) {
+        self.retention.observe(f64::from(retention));
+        let mut recent = lock(&self.recent);
+        if recent.len() == RECENT_RETENTION {
+            recent.pop_front();
+        }
+        recent.push_back((at_s, retention));
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain values, each written whole: valid whatever panicked.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl CameraAnalysis {
@@ -321,6 +386,11 @@ impl CameraAnalysis {
         self.memory.push(&kept);
         for (counter, len) in self.counters.memory_entries.iter().zip(self.memory.lens()) {
             counter.store(len as u64, Ordering::Relaxed);
+        }
+        if let Some((oldest, newest)) = self.memory.span() {
+            let [from, to] = &self.counters.memory_span_ms;
+            from.store(oldest.as_millis() as u64, Ordering::Relaxed);
+            to.store(newest.as_millis() as u64, Ordering::Relaxed);
         }
         Ok((true, kept))
     }
@@ -521,12 +591,14 @@ pub fn analyse(
     if let Some(snapshotter) = &a.snapshotter {
         // Downscaled now, while the frame is here; the frame itself is
         // dropped at the end of this function.
+        // The mask always (a few bytes): the status page tints it; a
+        // snapshot only when tint_kept says so (snapshot::encode).
         let mut picture = Picture::from_frame(&frame, snapshotter.config.max_side);
-        if snapshotter.config.tint_kept {
-            picture.kept = kept.mask.clone();
-            picture.grid = kept.cols;
-        }
-        a.picture = Some(Arc::new(picture));
+        picture.kept = kept.mask.clone();
+        picture.grid = kept.cols;
+        let picture = Arc::new(picture);
+        *lock(&counters.latest) = Some(picture.clone());
+        a.picture = Some(picture);
     }
     if a.snapshot
         .as_ref()
@@ -545,6 +617,7 @@ pub fn analyse(
     counters
         .last_retention_ppm
         .store((retention * 1e6) as u64, Ordering::Relaxed);
+    counters.push_retention(kept.meta.pts.as_secs_f64(), retention);
     let discont = frame.discont || std::mem::take(&mut a.fresh);
     let decision = a.trigger.observe(frame.pts, retention, discont);
     if decision.activity != a.activity {

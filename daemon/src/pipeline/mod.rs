@@ -329,6 +329,15 @@ impl Pipeline {
         self.cameras.keys().map(String::as_str)
     }
 
+    /// Every running camera's live counters and recent state, shared: what
+    /// the status page reads between two [`Pipeline::stats`].
+    pub fn counters(&self) -> Vec<(String, Arc<AnalysisCounters>)> {
+        self.cameras
+            .iter()
+            .map(|(name, c)| (name.clone(), c.unit.counters.clone()))
+            .collect()
+    }
+
     /// Every running camera's counters.
     pub fn stats(&self) -> Vec<CameraStats> {
         self.cameras

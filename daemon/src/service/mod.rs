@@ -36,12 +36,17 @@ pub use notify::Notifier;
 use crate::capture::CameraState;
 use crate::config::{self as cfg, Config, Environment};
 use crate::health::Heartbeats;
+use crate::http::{AskRequest, Board, HttpServer, Outcome};
 use crate::mqtt::{Activity, Mqtt, MqttHandle, Question};
 use crate::pipeline::{self, CameraStats, ModelStages, Pipeline, PipelineError};
 use crate::trigger::Event;
 
 /// Events waiting between the model workers and the service.
 const EVENT_QUEUE: usize = 64;
+
+/// Questions from the HTTP API waiting for the service; when full, the
+/// asker gets a 503 at once.
+const HTTP_QUESTIONS: usize = 16;
 
 /// What a signal asks the service to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +108,10 @@ pub async fn run(
     let mut mqtt = Mqtt::start(&config.mqtt, enabled_cameras(&config), &state_dir)
         .await
         .context("cannot start MQTT")?;
+    // Bound before the model loads: a taken port fails the start at once.
+    let http_listener = crate::http::bind(&config.http)
+        .await
+        .context("cannot start the HTTP endpoint")?;
     let heartbeats = Heartbeats::new();
     // Bounded: a burst of events makes the workers wait rather than grow
     // memory; events are never dropped.
@@ -159,6 +168,25 @@ pub async fn run(
 
     let stall_timeout = Arc::new(AtomicU64::new(config.service.stall_timeout_ms));
     let stalled = Arc::new(AtomicBool::new(false));
+    // The HTTP endpoint reads copies of the state from the board, which
+    // this loop keeps up to date; its questions come back here.
+    let (http_asks_tx, mut http_asks) = mpsc::channel::<AskRequest>(HTTP_QUESTIONS);
+    let board = Arc::new(Board::new(
+        heartbeats.clone(),
+        stall_timeout.clone(),
+        pipeline.rule_states(),
+        http_asks_tx,
+        Some(state_dir.clone()),
+        config.mqtt.max_question_bytes,
+    ));
+    update_board(&board, &pipeline, &events, pipeline.stats());
+    let http = match http_listener {
+        Some(listener) => Some(
+            HttpServer::serve(listener, &config.http, board.clone())
+                .context("cannot start the HTTP endpoint")?,
+        ),
+        None => None,
+    };
     let pings = CancellationToken::new();
     let watchdog_task = notifier.watchdog_period().map(|period| {
         tokio::spawn(watchdog(
@@ -211,11 +239,15 @@ pub async fn run(
                 continue;
             }
             Some(event) = produced.recv() => {
-                store_event(&events, event).await;
+                store_event(&events, &board, event).await;
                 continue;
             }
             Some(question) = next_question(&mut questions) => {
-                ask(&pipeline, &events, question, &answering);
+                ask(&pipeline, &events, question, &answering, &board, None);
+                continue;
+            }
+            Some(request) = http_asks.recv() => {
+                ask(&pipeline, &events, request.question, &answering, &board, Some(request.reply));
                 continue;
             }
             Ok(()) = rules.changed() => {
@@ -233,7 +265,8 @@ pub async fn run(
                 continue;
             }
             _ = activity_tick.tick() => {
-                for s in pipeline.stats() {
+                let stats = pipeline.stats();
+                for s in &stats {
                     let activity = match (s.paused, s.changing) {
                         (true, _) => Activity::Paused,
                         (false, true) => Activity::Changing,
@@ -242,6 +275,9 @@ pub async fn run(
                     if activities.insert(s.camera.clone(), activity) != Some(activity) {
                         events.set_activity(&s.camera, activity);
                     }
+                }
+                if http.is_some() {
+                    update_board(&board, &pipeline, &events, stats);
                 }
                 continue;
             }
@@ -302,6 +338,9 @@ pub async fn run(
     // is lost, and the watchdog pings go on until the end.
     tracing::info!("{reason} received; shutting down");
     notifier.stopping();
+    // HTTP questions from now on are refused at once; the page and the
+    // metrics stay up until MQTT stops.
+    drop(http_asks);
     let stopping = Instant::now();
     producers.cancel();
     #[cfg(feature = "fault-injection")]
@@ -319,13 +358,13 @@ pub async fn run(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            Some(event) = produced.recv() => store_event(&events, event).await,
+            Some(event) = produced.recv() => store_event(&events, &board, event).await,
         }
     }
     // Every sender is gone now but a worker abandoned as stuck: take what
     // is left without waiting for those.
     while let Ok(event) = produced.try_recv() {
-        store_event(&events, event).await;
+        store_event(&events, &board, event).await;
     }
     // Questions already handed to the model have their answers (or
     // errors) by now; their tasks publish them into the outbox.
@@ -343,6 +382,10 @@ pub async fn run(
         elapsed_ms = stopping.elapsed().as_millis() as u64,
         "pipeline stopped; every event is in the outbox"
     );
+    // The HTTP endpoint stops before MQTT, within a second.
+    if let Some(http) = http {
+        http.shutdown().await;
+    }
     // The outbox is flushed to the broker within mqtt.drain_timeout_ms;
     // what is left is sent at the next start.
     mqtt.shutdown().await;
@@ -354,8 +397,19 @@ pub async fn run(
     Ok(())
 }
 
+/// Copies the cameras' counters, MQTT's and the pool's into the board.
+fn update_board(board: &Board, pipeline: &Pipeline, mqtt: &MqttHandle, stats: Vec<CameraStats>) {
+    board.update(
+        stats,
+        pipeline.counters(),
+        mqtt.stats(),
+        pipeline.workers().stats().queued,
+    );
+}
+
 /// Puts an event into the durable outbox; the MQTT driver publishes it.
-async fn store_event(mqtt: &MqttHandle, mut event: Event) {
+async fn store_event(mqtt: &MqttHandle, board: &Board, mut event: Event) {
+    board.record_event(&event);
     // The picture first: a reader of the event finds it in place.
     if let Some(jpeg) = event.jpeg.take() {
         mqtt.publish_snapshot(&event.camera, jpeg);
@@ -515,6 +569,11 @@ async fn apply(
         }
     };
     tracing::info!("{status}");
+    if new.http != config.http {
+        tracing::warn!(
+            "[http] changes take effect at the next restart; the endpoint keeps its settings"
+        );
+    }
     if new.mqtt != config.mqtt || enabled_cameras(&new) != enabled_cameras(config) {
         mqtt.reconfigure(&new.mqtt, enabled_cameras(&new));
     }
@@ -545,10 +604,19 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Hands a question to the model; a task (tracked, awaited at stop)
 /// publishes the answer (or an error answer) when it comes, so the service
-/// loop never waits.
-fn ask(pipeline: &Pipeline, mqtt: &MqttHandle, question: Question, tasks: &TaskTracker) {
+/// loop never waits. A question from the HTTP API takes the same path and
+/// gets the same JSON on `reply` (true: an answer).
+fn ask(
+    pipeline: &Pipeline,
+    mqtt: &MqttHandle,
+    question: Question,
+    tasks: &TaskTracker,
+    board: &Arc<Board>,
+    reply: Option<tokio::sync::oneshot::Sender<(bool, String)>>,
+) {
     let pending = pipeline.ask(&question.camera, question.text.clone());
     let mqtt = mqtt.clone();
+    let board = board.clone();
     tasks.spawn(async move {
         let outcome = match pending {
             Err(why) => Err(why),
@@ -565,9 +633,24 @@ fn ask(pipeline: &Pipeline, mqtt: &MqttHandle, question: Question, tasks: &TaskT
                     mqtt.publish_snapshot(&event.camera, jpeg);
                 }
                 tracing::info!(camera = %question.camera, id = %question.id, latency_ms = event.latency_ms, "answer: {}", event.text);
+                // What MQTT sends (MqttHandle::answer sets these too).
+                event.kind = crate::trigger::EventKind::Answer;
+                event.reference = Some(question.id.clone());
+                board.record_event(&event);
+                board.record_question(&question.camera, Outcome::Answered);
+                if let Some(reply) = reply {
+                    let _ = reply.send((true, serde_json::to_string(&event).unwrap_or_default()));
+                }
                 mqtt.answer(&question, event).await
             }
-            Err(why) => mqtt.answer_error(&question, &why).await,
+            Err(why) => {
+                board.record_question(&question.camera, Outcome::Failed);
+                if let Some(reply) = reply {
+                    let payload = crate::mqtt::error_answer(&question.camera, &question.id, &why);
+                    let _ = reply.send((false, payload));
+                }
+                mqtt.answer_error(&question, &why).await
+            }
         };
         if let Err(e) = published {
             tracing::error!("cannot answer question {}: {e}", question.id);

@@ -164,22 +164,7 @@ impl Sub {
         if let Some(line) = self.seen.iter().find(|l| want(l)) {
             return line.clone();
         }
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if want(&line) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no {what} within {within:?}; saw:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
+        self.next(what, within, want)
     }
 
     /// Waits for a line, arriving after this call, for which `want`

@@ -87,7 +87,7 @@ fn camera_json(c: &CameraView, rules: &Value) -> Value {
         "paused": s.paused,
         "events": s.events,
         "retention": (f64::from(s.retention) * 1000.0).round() / 1000.0,
-        "retention_mean": if s.total_tokens == 0 { 0.0 } else { ((s.kept_tokens as f64 / s.total_tokens as f64) * 1000.0).round() / 1000.0 },
+        "retention_mean": s.retention_mean(),
         "retention_recent": sparkline,
         "memory": {
             "levels": s.memory,

@@ -128,6 +128,17 @@ pub struct CameraStats {
     pub memory: [u64; 3],
 }
 
+impl CameraStats {
+    /// The share of visual tokens kept over every analysed frame (0 before
+    /// the first), to three decimals.
+    pub fn retention_mean(&self) -> f64 {
+        if self.total_tokens == 0 {
+            return 0.0;
+        }
+        (self.kept_tokens as f64 / self.total_tokens as f64 * 1000.0).round() / 1000.0
+    }
+}
+
 /// What the operator set at run time (over MQTT, persisted there), which
 /// the cameras start with: watch rules added, cameras paused.
 #[derive(Debug, Default, Clone)]

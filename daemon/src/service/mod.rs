@@ -723,7 +723,7 @@ impl StatsWindow {
                     "analysed": s.analysed,
                     "encoded": s.encoded,
                     "retention": (f64::from(s.retention) * 1000.0).round() / 1000.0,
-                    "retention_mean": if s.total_tokens == 0 { 0.0 } else { ((s.kept_tokens as f64 / s.total_tokens as f64) * 1000.0).round() / 1000.0 },
+                    "retention_mean": s.retention_mean(),
                     "changing": s.changing,
                     "events": s.events,
                     "memory": s.memory,

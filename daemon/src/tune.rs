@@ -220,10 +220,7 @@ impl TuneReport {
                 "{:>6.2} {:>8.3} {:>10} {:>7.1}% {:>7.1}% {:>7.1}% {:>7.1}% {:>8.1}%  {}\n",
                 s.tau,
                 s.tau_pix,
-                match s.reference {
-                    Reference::LastKept => "last_kept",
-                    Reference::Previous => "previous",
-                },
+                reference_name(s.reference),
                 100.0 * s.retention_mean,
                 100.0 * s.retention_p50,
                 100.0 * s.retention_p90,
@@ -237,6 +234,14 @@ impl TuneReport {
             ));
         }
         out
+    }
+}
+
+/// A reference as the config spells it.
+fn reference_name(reference: Reference) -> &'static str {
+    match reference {
+        Reference::LastKept => "last_kept",
+        Reference::Previous => "previous",
     }
 }
 

@@ -6,8 +6,9 @@
 //! a font compiled into the binary, so it draws the same on a headless box
 //! without fontconfig; encoded with the `png` crate. Text goes through
 //! `Canvas`, which places each glyph by its bearing: plotters 0.3.7's own
-//! `ab_glyph` drawing drops it and runs letters together ("0.30· τ"). `--html` wraps the same
-//! PNG, as a data URI, and the table in one self-contained page.
+//! `ab_glyph` drawing drops it and runs letters together ("0.30· τ").
+//! `--html` wraps the same PNG, as a data URI, and the table in one
+//! self-contained page.
 //!
 //! Runs on the `tune` command's thread, once, after the clip.
 
@@ -23,8 +24,7 @@ use plotters::style::{register_font, FontStyle};
 use plotters_backend::text_anchor::{HPos, VPos};
 use plotters_backend::{BackendColor, BackendCoord, BackendTextStyle, DrawingErrorKind};
 
-use super::{ContactSheet, SettingReport, TuneReport, TILE};
-use crate::dtd::Reference;
+use super::{reference_name, ContactSheet, SettingReport, TuneReport, TILE};
 
 /// DejaVu Sans cut to Latin, Latin-1 and Greek (`daemon/assets/README.md`
 /// says how, and its licence).
@@ -238,11 +238,12 @@ impl<'a> DrawingBackend for Canvas<'a> {
 
 /// How a setting is named in the legend.
 fn setting_name(s: &SettingReport) -> String {
-    let reference = match s.reference {
-        Reference::LastKept => "last_kept",
-        Reference::Previous => "previous",
-    };
-    format!("τ {:.2} · τ_pix {:.3} · {reference}", s.tau, s.tau_pix)
+    format!(
+        "τ {:.2} · τ_pix {:.3} · {}",
+        s.tau,
+        s.tau_pix,
+        reference_name(s.reference)
+    )
 }
 
 /// Draws the chart and the sheet.
@@ -465,10 +466,7 @@ pub(super) fn html(report: &TuneReport, png: &[u8]) -> String {
              <td>{:.1}%</td><td>{:.1}%</td><td>{:.1}%</td><td>{}</td></tr>\n",
             s.tau,
             s.tau_pix,
-            match s.reference {
-                Reference::LastKept => "last_kept",
-                Reference::Previous => "previous",
-            },
+            reference_name(s.reference),
             100.0 * s.retention_mean,
             100.0 * s.retention_p50,
             100.0 * s.retention_p90,

@@ -276,6 +276,102 @@ fn tune_reports_every_setting_and_draws_them() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.mp4: no such file"));
 }
 
+/// Issue 17: `glimpse tune`'s picture on the bundled demo clip and model is
+/// a titled chart with axis labels and a legend over a labelled contact
+/// sheet, and `--html` embeds the same PNG. Pixel regions follow the layout
+/// in `daemon/src/tune/plot.rs` (1080 px wide; title, chart and legend in
+/// the top 458 rows, the legend right of x = 700).
+#[test]
+fn tune_draws_a_chart_a_person_can_read() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let (png, html) = (dir.path().join("tune.png"), dir.path().join("tune.html"));
+    let out = glimpse()
+        .args([
+            "tune",
+            "--tau",
+            "0.3,0.7",
+            "--reference",
+            "last_kept,previous",
+        ])
+        .arg("--model")
+        .arg(repo().join("models/shapes/model"))
+        .arg("--png")
+        .arg(&png)
+        .arg("--html")
+        .arg(&html)
+        .arg(repo().join("models/shapes/clips/demo.mkv"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&png).unwrap();
+    let mut reader = png::Decoder::new(std::io::Cursor::new(&bytes))
+        .read_info()
+        .unwrap();
+    let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut rgb).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    let (w, h) = (info.width as usize, info.height as usize);
+    // 60 s at 2 fps: 120 frames thinned to 15 tiles, two rows under the chart.
+    assert_eq!(w, 1080);
+    assert!(h > 458 + 2 * 112, "{h} rows: no room for the contact sheet");
+    let px = |x: usize, y: usize| &rgb[(y * w + x) * 3..(y * w + x) * 3 + 3];
+    let colours: std::collections::HashSet<&[u8]> = (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .map(|(x, y)| px(x, y))
+        .collect();
+    assert!(
+        colours.len() > 100,
+        "{} colours: a blank picture",
+        colours.len()
+    );
+    // Text is dark grey to black; nothing else in these regions is.
+    let ink = |xs: std::ops::Range<usize>, ys: std::ops::Range<usize>| {
+        ys.flat_map(|y| xs.clone().map(move |x| (x, y)))
+            .filter(|&(x, y)| px(x, y).iter().all(|c| *c < 90))
+            .count()
+    };
+    assert!(ink(0..w, 0..58) > 300, "the title");
+    assert!(ink(0..30, 100..400) > 100, "the y axis' label");
+    assert!(ink(300..500, 425..458) > 100, "the x axis' label");
+    let legend = ink(700..w, 58..458);
+    assert!(legend > 800, "{legend} ink pixels: the legend's text");
+    // Each setting's swatch is in the legend, in its curve's colour.
+    for colour in [[214, 39, 40], [31, 119, 180], [44, 160, 44], [255, 127, 14]] {
+        let swatch = (58..458)
+            .flat_map(|y| (700..740).map(move |x| (x, y)))
+            .filter(|&(x, y)| px(x, y) == colour)
+            .count();
+        assert!(swatch > 20, "no legend swatch in {colour:?}");
+    }
+    // Under the first row of tiles (the sheet's heading takes 30 rows).
+    let captions = 458 + 30 + 112;
+    assert!(
+        ink(0..w, captions..captions + 20) > 500,
+        "the tiles' captions"
+    );
+
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<title>glimpse tune: "), "{page:.200}");
+    let data = page
+        .split("data:image/png;base64,")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("an embedded PNG");
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap(),
+        bytes,
+        "the page shows the same picture"
+    );
+    assert_eq!(page.matches("<tr><td>").count(), 4, "one row per setting");
+}
+
 /// Issue 15: the shipped config names its model and clip relative to its
 /// own folder, so it works whatever the working directory (systemd starts
 /// services in `/`), and `check` shows them resolved.

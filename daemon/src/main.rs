@@ -68,6 +68,10 @@ enum Command {
         /// Where to write the picture.
         #[arg(long, default_value = "tune.png")]
         png: PathBuf,
+        /// Also write a self-contained HTML report here (the picture and
+        /// the table).
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// Print the event history (events and answers published over MQTT).
     Events {
@@ -340,8 +344,11 @@ fn main() -> ExitCode {
             fps,
             json,
             png,
+            html,
         } => exit_code(
-            tune(clip, model, config, tau, tau_pix, reference, fps, json, png),
+            tune(
+                clip, model, config, tau, tau_pix, reference, fps, json, png, html,
+            ),
             EX_DATAERR,
         ),
         Command::Eval {
@@ -416,6 +423,7 @@ fn tune(
     fps: f64,
     json: bool,
     png: PathBuf,
+    html: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     let loaded = config
@@ -452,12 +460,16 @@ fn tune(
         references,
         trigger: camera.map(|c| c.trigger).unwrap_or_default(),
         png: Some(png.clone()),
+        html: html.clone(),
     })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.table());
         eprintln!("wrote {}", png.display());
+        if let Some(html) = html {
+            eprintln!("wrote {}", html.display());
+        }
     }
     Ok(())
 }

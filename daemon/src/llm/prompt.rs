@@ -139,7 +139,7 @@ pub fn number_words(n: usize) -> String {
     };
     match n {
         0..=19 => SMALL[n].to_owned(),
-        20..=99 if n % 10 == 0 => TENS[n / 10].to_owned(),
+        20..=99 if n.is_multiple_of(10) => TENS[n / 10].to_owned(),
         20..=99 => format!("{}-{}", TENS[n / 10], SMALL[n % 10]),
         100..=999 => join(format!("{} hundred", SMALL[n / 100]), n % 100),
         1_000..=999_999 => join(format!("{} thousand", number_words(n / 1000)), n % 1000),

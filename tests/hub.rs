@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use glimpse::infer::{self, BackendKind, ModelConfig, ModelFolder};
-use glimpse::llm::{self, Labelled, Responder, Sampling, TextCodec, DESCRIBE};
+use glimpse::llm::{self, Responder, Sampling, Seen, TextCodec, DESCRIBE};
 use glimpse::vision::Preprocessor;
 
 use crate::util::{copy_model, glimpse, repo};
@@ -293,14 +293,15 @@ fn variant_matches_python(variant: &str, tolerance: f32) {
         let runtime = model.runtime();
         let mut backend = model.backend();
         let features = backend.encode_image(&pixels).unwrap();
-        let context: Vec<Labelled<'_>> = vec![(
-            "at 1.0 s :".to_owned(),
-            llm::Visual {
+        let context = [Seen {
+            at: std::time::Duration::from_secs(1),
+            now: false,
+            visual: llm::Visual {
                 grid: grid.len(),
                 positions: &grid,
                 tokens: &features,
             },
-        )];
+        }];
         let prompt = responder.prompt(&context, DESCRIBE).unwrap();
         let ours = llm::generate(
             backend.as_mut(),

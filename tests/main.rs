@@ -16,6 +16,7 @@ mod mqtt;
 mod onnxruntime;
 mod operator;
 mod ort_wheel;
+mod prompt_layout;
 mod shapes;
 mod snapshots;
 mod systemd;

@@ -1,9 +1,14 @@
 //! Model runtime speed, tract against ONNX Runtime on the same model and
-//! inputs in one run: vision encoder ms/frame, prefill tokens/s, decode
-//! tokens/s, with 1 and 2 threads, then ONNX Runtime's speed-ups over tract.
+//! inputs in one run: load s, vision encoder ms/frame, prefill tokens/s,
+//! decode ms/token and the peak RSS of each (model loaded and run alone),
+//! per graph variant and thread count, then ONNX Runtime's speed-ups over
+//! tract.
 //!
-//! Run: `cargo bench --bench infer [-- MODEL_DIR]` (default: the test
-//! model, models/test-tiny). ONNX Runtime comes from `ORT_DYLIB_PATH`, else
+//! Run: `cargo bench --bench infer [-- MODEL_DIR] [--variant V]...
+//! [--threads N]... [--frames N]` (default: the test model,
+//! models/test-tiny; the fp32 graphs; 1 and 2 threads; 10 frames). E.g.
+//! `-- /tmp/smolvlm2-random --variant "" --variant _quantized --threads 2`.
+//! ONNX Runtime comes from `ORT_DYLIB_PATH`, else
 //! the onnxruntime pip wheel that `python3` imports; its providers from
 //! `GLIMPSE_BENCH_PROVIDERS` (default `cpu`; e.g. `cuda,cpu` on a GPU).
 //! Without the library only tract runs. Prints a table; nothing is asserted.
@@ -13,6 +18,12 @@ use std::time::{Duration, Instant};
 
 use glimpse::infer::{self, BackendKind, ModelConfig, Provider};
 use glimpse::llm::{self, Prompt, Sampling};
+
+/// Starts a new peak: the kernel resets VmHWM to the current RSS when 5 is
+/// written to clear_refs (Linux >= 4.0), so each row's peak is its own.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
 
 /// Peak resident set size of this process, from /proc.
 fn peak_rss_mib() -> f64 {
@@ -59,7 +70,8 @@ struct Figures {
     decode_tps: f64,
 }
 
-fn measure(config: &ModelConfig) -> (String, Figures, usize) {
+fn measure(config: &ModelConfig, frames: u32) -> (String, Figures, usize) {
+    reset_peak_rss();
     let loading = Instant::now();
     let model = infer::load(config).expect("load the model");
     let load = loading.elapsed();
@@ -70,13 +82,13 @@ fn measure(config: &ModelConfig) -> (String, Figures, usize) {
         .map(|i| ((i % 255) as f32 / 127.5) - 1.0)
         .collect();
 
-    // Vision: one warm-up, then the mean of 10 frames.
+    // Vision: one warm-up, then the mean of `frames` frames.
     let features = backend.encode_image(&pixels).unwrap();
     let started = Instant::now();
-    for _ in 0..10 {
+    for _ in 0..frames {
         backend.encode_image(&pixels).unwrap();
     }
-    let vision = started.elapsed() / 10;
+    let vision = started.elapsed() / frames;
 
     // A prompt like the daemon's: a frame's visual tokens in text.
     let mut ids = vec![1i64; 8];
@@ -125,12 +137,53 @@ fn measure(config: &ModelConfig) -> (String, Figures, usize) {
     (model.runtime(), figures, prompt.ids.len())
 }
 
+/// The command line: the model folder, then `--variant V`, `--threads N`
+/// (each may repeat) and `--frames N`.
+struct Args {
+    path: PathBuf,
+    variants: Vec<String>,
+    threads: Vec<usize>,
+    frames: u32,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        path: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/test-tiny"),
+        variants: Vec::new(),
+        threads: Vec::new(),
+        frames: 10,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().unwrap_or_else(|| panic!("{name} needs a value"));
+        match arg.as_str() {
+            "--variant" => args.variants.push(value("--variant")),
+            "--threads" => args
+                .threads
+                .push(value("--threads").parse().expect("--threads N")),
+            "--frames" => args.frames = value("--frames").parse().expect("--frames N"),
+            // cargo bench passes --bench to the harness.
+            a if a.starts_with('-') => {}
+            path => args.path = PathBuf::from(path),
+        }
+    }
+    if args.variants.is_empty() {
+        args.variants.push(String::new());
+    }
+    if args.threads.is_empty() {
+        args.threads = vec![1, 2];
+    }
+    args.frames = args.frames.max(1);
+    args
+}
+
 fn main() {
-    let path = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/test-tiny"));
+    let Args {
+        path,
+        variants,
+        threads: thread_counts,
+        frames,
+    } = args();
     let library = ort_library();
     println!("model: {}", path.display());
     match &library {
@@ -138,54 +191,60 @@ fn main() {
         None => println!("ONNX Runtime: not found (set ORT_DYLIB_PATH); tract only"),
     }
     println!(
-        "{:<16} {:>7} {:>8} {:>16} {:>14} {:>13} {:>9}",
+        "{:<16} {:<11} {:>7} {:>7} {:>16} {:>14} {:>14} {:>9}",
         "runtime",
+        "variant",
         "threads",
         "load s",
         "vision ms/frame",
         "prefill tok/s",
-        "decode tok/s",
+        "decode ms/tok",
         "peak MiB"
     );
     let mut ratios = Vec::new();
-    for threads in [1, 2] {
-        let row = |config: ModelConfig| {
-            let (runtime, f, prompt) = measure(&config);
-            println!(
-                "{runtime:<16} {threads:>7} {:>8.2} {:>16.2} {:>14.0} {:>13.0} {:>9.0}   (prompt {prompt} tokens)",
-                f.load.as_secs_f64(),
-                f.vision.as_secs_f64() * 1000.0,
-                f.prefill_tps,
-                f.decode_tps,
-                peak_rss_mib()
-            );
-            f
-        };
-        let tract = row(ModelConfig {
-            backend: BackendKind::Tract,
-            threads,
-            ..ModelConfig::new(&path)
-        });
-        if let Some(library) = &library {
-            let ort = row(ModelConfig {
-                backend: BackendKind::Ort,
+    for variant in &variants {
+        let shown = if variant.is_empty() { "fp32" } else { variant };
+        for &threads in &thread_counts {
+            let row = |config: ModelConfig| {
+                let (runtime, f, prompt) = measure(&config, frames);
+                println!(
+                    "{runtime:<16} {shown:<11} {threads:>7} {:>7.2} {:>16.1} {:>14.0} {:>14.1} {:>9.0}   (prompt {prompt} tokens)",
+                    f.load.as_secs_f64(),
+                    f.vision.as_secs_f64() * 1000.0,
+                    f.prefill_tps,
+                    1000.0 / f.decode_tps,
+                    peak_rss_mib()
+                );
+                f
+            };
+            let tract = row(ModelConfig {
+                backend: BackendKind::Tract,
+                variant: variant.clone(),
                 threads,
-                ort_library: Some(library.clone()),
-                providers: providers(),
                 ..ModelConfig::new(&path)
             });
-            ratios.push((threads, tract, ort));
+            if let Some(library) = &library {
+                let ort = row(ModelConfig {
+                    backend: BackendKind::Ort,
+                    variant: variant.clone(),
+                    threads,
+                    ort_library: Some(library.clone()),
+                    providers: providers(),
+                    ..ModelConfig::new(&path)
+                });
+                ratios.push((shown, threads, tract, ort));
+            }
         }
     }
     if !ratios.is_empty() {
         println!("\nONNX Runtime speed-up over tract (>1: ONNX Runtime faster)");
         println!(
-            "{:>7} {:>8} {:>8} {:>8}",
-            "threads", "vision", "prefill", "decode"
+            "{:<11} {:>7} {:>8} {:>8} {:>8}",
+            "variant", "threads", "vision", "prefill", "decode"
         );
-        for (threads, tract, ort) in ratios {
+        for (variant, threads, tract, ort) in ratios {
             println!(
-                "{threads:>7} {:>7.2}x {:>7.2}x {:>7.2}x",
+                "{variant:<11} {threads:>7} {:>7.2}x {:>7.2}x {:>7.2}x",
                 tract.vision.as_secs_f64() / ort.vision.as_secs_f64(),
                 ort.prefill_tps / tract.prefill_tps,
                 ort.decode_tps / tract.decode_tps

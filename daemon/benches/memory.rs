@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use glimpse::capture::FrameMeta;
 use glimpse::dtd::Kept;
 use glimpse::infer::{self, ModelConfig};
-use glimpse::llm::{Responder, Visual};
+use glimpse::llm::{Responder, Seen, Visual};
 use glimpse::memory::{MemoryBank, MemoryConfig};
 
 fn rss_mib() -> f64 {
@@ -97,36 +97,34 @@ fn main() {
         .unwrap_or_default();
     let frames_in_window =
         (Duration::from_millis((pushed - 1) * 500) - window).as_millis() as u64 / 500 + 1;
-    let memory_context: Vec<(String, Visual<'_>)> = readout
+    let memory_context: Vec<Seen<'_>> = readout
         .iter()
-        .map(|i| {
-            (
-                format!("at {:.1} s :", i.pts.as_secs_f64()),
-                Visual {
-                    grid: (i.side * i.side) as usize,
-                    positions: i.cells,
-                    tokens: i.tokens,
-                },
-            )
+        .map(|i| Seen {
+            at: i.pts,
+            now: i.now,
+            visual: Visual {
+                grid: (i.side * i.side) as usize,
+                positions: i.cells,
+                tokens: i.tokens,
+            },
         })
         .collect();
     let full_cells: Vec<u32> = (0..grid * grid).collect();
     let full_tokens = vec![0.1f32; (grid * grid) as usize * dim];
     // Capped so that the tiny model's position table is not exceeded.
     let full_frames = frames_in_window.min(48);
-    let full_context: Vec<(String, Visual<'_>)> = (0..full_frames)
-        .map(|f| {
-            (
-                format!("at {f} s :"),
-                Visual {
-                    grid: (grid * grid) as usize,
-                    positions: &full_cells,
-                    tokens: &full_tokens,
-                },
-            )
+    let full_context: Vec<Seen<'_>> = (0..full_frames)
+        .map(|f| Seen {
+            at: Duration::from_secs(f),
+            now: false,
+            visual: Visual {
+                grid: (grid * grid) as usize,
+                positions: &full_cells,
+                tokens: &full_tokens,
+            },
         })
         .collect();
-    let time = |context: &[(String, Visual<'_>)], backend: &mut dyn glimpse::infer::Backend| {
+    let time = |context: &[Seen<'_>], backend: &mut dyn glimpse::infer::Backend| {
         let started = Instant::now();
         let answer = responder.ask(backend, context, "what changed ?").unwrap();
         (answer, started.elapsed())

@@ -258,25 +258,23 @@ pub fn run(request: &EvalRequest, progress: &mut dyn FnMut(&str)) -> anyhow::Res
                 s[2] += f64::from(u8::from(encoded));
                 while let Some(q) = asked.next_if(|q| q.frame == n) {
                     let context = analysis.context();
-                    let labelled = context.labelled();
+                    let seen = context.seen();
                     if let Some(out) = dump.as_mut() {
-                        let prompt = stages.responder.prompt(&labelled, &q.question)?;
+                        let prompt = stages.responder.prompt(&seen, &q.question)?;
                         let line = serde_json::json!({
                             "clip": truth.video, "setting": setting.name, "frame": n,
                             "tau": setting.dtd.tau, "tau_pix": setting.dtd.tau_pix,
                             "reference": setting.dtd.reference, "similarity": setting.dtd.similarity,
                             "memory": setting.memory,
                             "question": q.question,
-                            "labels": context.items.iter().map(|c| &c.label).collect::<Vec<_>>(),
+                            "labels": context.items.iter().map(|c| crate::llm::glimpse_label(c.pts, c.now)).collect::<Vec<_>>(),
                             "grids": context.items.iter().map(|c| c.grid).collect::<Vec<_>>(),
                             "cells": context.items.iter().map(|c| &c.cells).collect::<Vec<_>>(),
                             "ids": prompt.ids, "positions": prompt.positions,
                         });
                         writeln!(out, "{line}")?;
                     }
-                    let answer = stages
-                        .responder
-                        .ask(backend.as_mut(), &labelled, &q.question)?;
+                    let answer = stages.responder.ask(backend.as_mut(), &seen, &q.question)?;
                     let right = score(&q.task, &answer.text, &q.answer);
                     let entry = scores[i].tasks.entry(q.task.clone()).or_default();
                     entry.0 += usize::from(right);

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tract_onnx::pb;
 use tract_onnx::prelude::Framework;
@@ -110,6 +111,44 @@ pub struct Floats {
     pub cache: Float,
 }
 
+/// How the memory readout is laid out in the prompt: the layout the model
+/// family was trained on (docs/architecture.md §5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PromptLayout {
+    /// Chosen from the folder: `smolvlm-video` for SmolVLM models
+    /// (`config.json` model_type `smolvlm` or `processor_config.json`
+    /// processor_class `SmolVLMProcessor`) unless their `config.json` says
+    /// they were trained without SmolVLM's image markers (glimpse's own
+    /// models: `"glimpse": {"wrap_images": false}`); `glimpse` otherwise.
+    #[default]
+    Auto,
+    /// glimpse's own: "at 12.5 s : <image> ... now : <image> question".
+    Glimpse,
+    /// SmolVLM2's video prompt, as transformers' `SmolVLMProcessor` builds
+    /// it: "You are provided the following series of N frames from a
+    /// H:MM:SS [H:MM:SS] video.", then per frame "Frame from MM:SS:" and its
+    /// image, then the question.
+    SmolvlmVideo,
+}
+
+impl PromptLayout {
+    /// The config's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PromptLayout::Auto => "auto",
+            PromptLayout::Glimpse => "glimpse",
+            PromptLayout::SmolvlmVideo => "smolvlm-video",
+        }
+    }
+}
+
+impl fmt::Display for PromptLayout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// What a model folder holds, as read from its files.
 #[derive(Debug, Clone)]
 pub struct ModelFolder {
@@ -136,6 +175,11 @@ pub struct ModelFolder {
     pub chat_template: ChatTemplate,
     /// The float types at the graphs' boundaries.
     pub floats: Floats,
+    /// The prompt layout the model family was trained on (never `Auto`),
+    /// as found in the folder or set by `[model] prompt_layout`.
+    pub prompt_layout: PromptLayout,
+    /// Why that layout: the files and keys that chose it, or the config.
+    pub prompt_layout_reason: String,
 }
 
 /// Sizes and ids of a model.
@@ -291,6 +335,8 @@ impl ModelFolder {
             inputs_embeds: input(&graphs[2], "inputs_embeds"),
             cache: input(&graphs[2], "past_key_values.0.key"),
         };
+        let (prompt_layout, prompt_layout_reason) =
+            detect_layout(&config, processor_config.as_ref());
         Ok(ModelFolder {
             path: path.to_owned(),
             variant: variant.to_owned(),
@@ -303,7 +349,18 @@ impl ModelFolder {
             processor_config,
             chat_template,
             floats,
+            prompt_layout,
+            prompt_layout_reason,
         })
+    }
+
+    /// Uses `layout` instead of the one found in the folder, unless it is
+    /// `Auto` (`[model] prompt_layout`).
+    pub fn set_prompt_layout(&mut self, layout: PromptLayout) {
+        if layout != PromptLayout::Auto {
+            self.prompt_layout = layout;
+            self.prompt_layout_reason = "model.prompt_layout in the config".to_owned();
+        }
     }
 
     /// The quantized operators of the three graphs, each once: empty when
@@ -327,6 +384,42 @@ impl ModelFolder {
             _ => Vec::new(),
         }
     }
+}
+
+/// The layout a folder's model was trained on, and why: SmolVLM models
+/// read their processor's video prompt; a model that says it was trained
+/// without SmolVLM's image markers (ours) reads glimpse's own layout, as
+/// does any other family.
+fn detect_layout(config: &Value, processor: Option<&Value>) -> (PromptLayout, String) {
+    let model_type = config["model_type"].as_str().unwrap_or_default();
+    let class = processor
+        .and_then(|p| p["processor_class"].as_str())
+        .unwrap_or_default();
+    let mut why = Vec::new();
+    if model_type == "smolvlm" {
+        why.push("config.json model_type smolvlm".to_owned());
+    }
+    if class == "SmolVLMProcessor" {
+        why.push("processor_config.json processor_class SmolVLMProcessor".to_owned());
+    }
+    if why.is_empty() {
+        let model_type = if model_type.is_empty() {
+            "none"
+        } else {
+            model_type
+        };
+        return (
+            PromptLayout::Glimpse,
+            format!("config.json model_type {model_type}: no SmolVLM processor"),
+        );
+    }
+    if config["glimpse"]["wrap_images"] == Value::Bool(false) {
+        return (
+            PromptLayout::Glimpse,
+            "config.json glimpse.wrap_images false: trained on glimpse's layout".to_owned(),
+        );
+    }
+    (PromptLayout::SmolvlmVideo, why.join(", "))
 }
 
 /// The chat template of the folder at `path`: the first of
@@ -760,6 +853,11 @@ impl fmt::Display for ModelFolder {
             Some(key) => writeln!(f, "chat template  {file} ({key})")?,
             None => writeln!(f, "chat template  {file}")?,
         }
+        writeln!(
+            f,
+            "prompt layout  {} ({})",
+            self.prompt_layout, self.prompt_layout_reason
+        )?;
         if let Some(n) = self
             .processor_config
             .as_ref()

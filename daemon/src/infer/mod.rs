@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "ort")]
 pub use self::ort::{engine_cache_key, OrtModel};
 pub use folder::{
-    ChatTemplate, Float, Floats, GraphInfo, ModelFolder, ModelInfo, TensorInfo, GRAPHS,
-    TEMPLATE_SOURCES,
+    ChatTemplate, Float, Floats, GraphInfo, ModelFolder, ModelInfo, PromptLayout, TensorInfo,
+    GRAPHS, TEMPLATE_SOURCES,
 };
 pub use tract::TractModel;
 
@@ -217,6 +217,12 @@ pub struct ModelConfig {
     /// TensorRT builds fp16 engines. Default: true.
     #[serde(default = "default_true")]
     pub tensorrt_fp16: bool,
+    /// How the memory readout is laid out in the prompt: `auto` (the
+    /// layout the folder's model family was trained on: `smolvlm-video`
+    /// for SmolVLM2, `glimpse` for the shapes model; `glimpse model
+    /// inspect` says which), `glimpse` or `smolvlm-video`. Default: auto.
+    #[serde(default)]
+    pub prompt_layout: PromptLayout,
 }
 
 fn default_threads() -> usize {
@@ -248,6 +254,7 @@ impl ModelConfig {
             require_gpu: false,
             max_context: default_max_context(),
             tensorrt_fp16: true,
+            prompt_layout: PromptLayout::Auto,
         }
     }
 }
@@ -370,7 +377,8 @@ pub fn load(config: &ModelConfig) -> Result<Model, InferError> {
 /// cached under `state_dir/engines/`. Slow (seconds, minutes for a first
 /// TensorRT build): call it off the async runtime.
 pub fn load_in(config: &ModelConfig, state_dir: Option<&Path>) -> Result<Model, InferError> {
-    let folder = ModelFolder::open(&config.path, &config.variant)?;
+    let mut folder = ModelFolder::open(&config.path, &config.variant)?;
+    folder.set_prompt_layout(config.prompt_layout);
     let (plans, reason) = match choose(config) {
         Choice::Tract(reason) => (compile_tract(config, &folder)?, reason),
         #[cfg(feature = "ort")]

@@ -1,5 +1,6 @@
 //! The language side: tokenizer and chat template ([`TextCodec`]), prompts
-//! with visual tokens at their full-layout positions ([`build_prompt`]),
+//! in the layout the model was trained on ([`message`]) with visual tokens
+//! at their full-layout positions ([`build_prompt`]),
 //! the generation loop ([`generate`]) shared by every backend, and the
 //! [`Responder`] that asks the model about a camera. Runs on a model worker
 //! thread.
@@ -10,8 +11,8 @@ mod respond;
 mod text;
 
 pub use generate::{generate, prompt_embeddings, Generation, Prompt, Sampling, Stop};
-pub use prompt::{build as build_prompt, Visual};
-pub use respond::{Answer, Labelled, Responder, DESCRIBE};
+pub use prompt::{build as build_prompt, glimpse_label, message, number_words, Seen, Visual};
+pub use respond::{Answer, Responder, DESCRIBE};
 pub use text::{Content, Message, TextCodec};
 
 use crate::infer::InferError;

@@ -1,13 +1,14 @@
 //! The responder: asks the model about what a camera saw and turns the
-//! answer into text. It owns the prompts; the context it gets (labelled
-//! visual tokens with their positions, oldest first: the memory readout,
-//! then the canvas) is built by the caller.
+//! answer into text. It owns the prompts, laid out as the model was
+//! trained ([`PromptLayout`]); the context it gets (visual tokens with
+//! their times and positions, oldest first: the memory readout, then the
+//! canvas) is built by the caller.
 
 use std::sync::Arc;
 
-use super::prompt::{build, Visual};
-use super::{generate, Content, LlmError, Message, Prompt, Sampling, TextCodec};
-use crate::infer::{Backend, ModelFolder, ModelInfo};
+use super::prompt::{build, message, Seen, Visual};
+use super::{generate, LlmError, Prompt, Sampling, TextCodec};
+use crate::infer::{Backend, ModelFolder, ModelInfo, PromptLayout};
 
 /// What the model is asked when the scene changes.
 pub const DESCRIBE: &str = "what changed ?";
@@ -17,6 +18,7 @@ pub struct Responder {
     codec: TextCodec,
     stop: Vec<i64>,
     info: ModelInfo,
+    layout: PromptLayout,
     sampling: Sampling,
 }
 
@@ -31,11 +33,9 @@ pub struct Answer {
     pub visual_tokens: usize,
 }
 
-/// One labelled image of the context, e.g. ("at 12.5 s :", tokens).
-pub type Labelled<'a> = (String, Visual<'a>);
-
 impl Responder {
-    /// Loads the tokenizer and template of `folder`.
+    /// Loads the tokenizer and template of `folder`; prompts take the
+    /// folder's layout.
     pub fn from_folder(
         folder: &ModelFolder,
         max_new_tokens: usize,
@@ -44,6 +44,7 @@ impl Responder {
             codec: TextCodec::from_folder(folder)?,
             stop: folder.stop_token_ids(),
             info: folder.info.clone(),
+            layout: folder.prompt_layout,
             sampling: Sampling {
                 max_new_tokens,
                 ..Sampling::default()
@@ -51,24 +52,17 @@ impl Responder {
         }))
     }
 
-    /// The prompt for `question` about `context`: each label, then its
-    /// image, then the question, in one user message.
-    pub fn prompt(&self, context: &[Labelled<'_>], question: &str) -> Result<Prompt, LlmError> {
-        let mut content = Vec::with_capacity(2 * context.len() + 1);
-        for (label, _) in context {
-            content.push(Content::Text {
-                text: format!("{label} "),
-            });
-            content.push(Content::Image);
-        }
-        content.push(Content::Text {
-            text: question.to_owned(),
-        });
-        let messages = [Message {
-            role: "user".to_owned(),
-            content,
-        }];
-        let visuals: Vec<Visual<'_>> = context.iter().map(|(_, v)| *v).collect();
+    /// The layout its prompts take.
+    pub fn layout(&self) -> PromptLayout {
+        self.layout
+    }
+
+    /// The prompt for `question` about `context`, in one user message laid
+    /// out as the model was trained (each frame's time, then its image,
+    /// then the question).
+    pub fn prompt(&self, context: &[Seen<'_>], question: &str) -> Result<Prompt, LlmError> {
+        let messages = [message(self.layout, context, question)];
+        let visuals: Vec<Visual<'_>> = context.iter().map(|s| s.visual).collect();
         build(&self.codec, &self.info, &messages, &visuals)
     }
 
@@ -76,7 +70,7 @@ impl Responder {
     pub fn ask(
         &self,
         backend: &mut dyn Backend,
-        context: &[Labelled<'_>],
+        context: &[Seen<'_>],
         question: &str,
     ) -> Result<Answer, LlmError> {
         let prompt = self.prompt(context, question)?;
@@ -91,7 +85,7 @@ impl Responder {
         Ok(Answer {
             text: self.codec.decode(&generation.tokens)?.trim().to_owned(),
             prompt_tokens: generation.prompt_tokens,
-            visual_tokens: context.iter().map(|(_, v)| v.positions.len()).sum(),
+            visual_tokens: context.iter().map(|s| s.visual.positions.len()).sum(),
         })
     }
 
@@ -100,7 +94,7 @@ impl Responder {
     pub fn check_rule(
         &self,
         backend: &mut dyn Backend,
-        context: &[Labelled<'_>],
+        context: &[Seen<'_>],
         rule: &str,
     ) -> Result<(bool, Answer), LlmError> {
         let answer = self.ask(backend, context, &format!("{rule} answer yes or no ."))?;

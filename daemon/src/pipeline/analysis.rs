@@ -22,7 +22,7 @@ use crate::capture::{CameraConfig, Frame};
 use crate::dtd::{Kept, PixelGate, TokenDropper};
 use crate::histogram::Histogram;
 use crate::infer::{InferError, Model};
-use crate::llm::{Labelled, Responder, Visual, DESCRIBE};
+use crate::llm::{Responder, Seen, Visual, DESCRIBE};
 use crate::memory::{self, MemoryBank};
 use crate::snapshot::{Picture, Snapshotter};
 use crate::trigger::{
@@ -474,11 +474,7 @@ impl CameraAnalysis {
             .readout(&canvas)
             .into_iter()
             .map(|item| ContextItem {
-                label: if item.now {
-                    "now :".to_owned()
-                } else {
-                    format!("at {:.1} s :", item.pts.as_secs_f64())
-                },
+                now: item.now,
                 pts: item.pts,
                 grid: (item.side * item.side) as usize,
                 cells: item.cells.to_vec(),
@@ -499,8 +495,8 @@ pub struct Context {
 /// One item of a [`Context`].
 #[derive(Debug, Clone)]
 pub struct ContextItem {
-    /// "at 12.5 s :" or "now :".
-    pub label: String,
+    /// The canvas ("now"), not a remembered frame.
+    pub now: bool,
     /// Stream time.
     pub pts: Duration,
     /// Tokens in its full (pooled) grid.
@@ -512,19 +508,18 @@ pub struct ContextItem {
 }
 
 impl Context {
-    /// Borrowed form for the responder.
-    pub fn labelled(&self) -> Vec<Labelled<'_>> {
+    /// Borrowed form for the responder, which lays it out for the model.
+    pub fn seen(&self) -> Vec<Seen<'_>> {
         self.items
             .iter()
-            .map(|i| {
-                (
-                    i.label.clone(),
-                    Visual {
-                        grid: i.grid,
-                        positions: &i.cells,
-                        tokens: &i.tokens,
-                    },
-                )
+            .map(|i| Seen {
+                at: i.pts,
+                now: i.now,
+                visual: Visual {
+                    grid: i.grid,
+                    positions: &i.cells,
+                    tokens: &i.tokens,
+                },
             })
             .collect()
     }
@@ -684,7 +679,7 @@ fn respond(
     let mut backend = stages.model.backend();
     // The model sees the memory (past frames, pooled by age) and the
     // canvas (now), each token at its place in its grid.
-    let labelled = context.labelled();
+    let seen = context.seen();
     let span = (
         context.items.first().map_or(kept.meta.pts, |i| i.pts),
         kept.meta.pts,
@@ -692,7 +687,7 @@ fn respond(
     let evidence = context.evidence();
     let mut out = Vec::new();
     if decision.describe {
-        match stages.responder.ask(backend.as_mut(), &labelled, DESCRIBE) {
+        match stages.responder.ask(backend.as_mut(), &seen, DESCRIBE) {
             Ok(answer) => out.push(Event::new(
                 camera,
                 EventKind::Description,
@@ -706,10 +701,7 @@ fn respond(
         // One model call per rule: a worker beat per rule, so a long job
         // still counts as progress.
         crate::health::progress();
-        let (yes, answer) = match stages
-            .responder
-            .check_rule(backend.as_mut(), &labelled, rule)
-        {
+        let (yes, answer) = match stages.responder.check_rule(backend.as_mut(), &seen, rule) {
             Ok((yes, answer)) => (yes, answer.text),
             Err(e) => {
                 tracing::warn!(camera, rule, "checking a watch rule failed: {e}");
@@ -770,11 +762,11 @@ pub fn answer(
     stages: &ModelStages,
     question: &str,
 ) -> Result<Event, String> {
-    let labelled = context.labelled();
+    let seen = context.seen();
     let mut backend = stages.model.backend();
     let answer = stages
         .responder
-        .ask(backend.as_mut(), &labelled, question)
+        .ask(backend.as_mut(), &seen, question)
         .map_err(|e| format!("the model could not answer: {e}"))?;
     let span = (
         context.items.first().map_or(Duration::ZERO, |i| i.pts),

@@ -608,3 +608,50 @@ fn measure_analysed_fps_per_camera() {
         eprintln!("{cameras} camera(s): {}", figures.join("; "));
     }
 }
+
+#[test]
+fn issue19_a_stop_that_abandons_a_model_call_ends_at_once_and_says_nothing_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("glimpse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[service]
+state_dir = {state:?}
+shutdown_timeout_ms = 300
+[mqtt]
+listen = "127.0.0.1:{port}"
+[model]
+path = {model:?}
+threads = 1
+[workers]
+threads = 1
+[cameras.cam]
+fps = 2
+width = 64
+height = 64
+source = {{ kind = "synthetic", frame_rate = 2, shapes = 2 }}
+"#,
+            state = dir.path().join("state").display().to_string(),
+            port = free_port(),
+            model = repo().join("models/test-tiny").display().to_string(),
+        ),
+    )
+    .unwrap();
+    // Every frame's analysis takes a minute: the stop must abandon it.
+    let mut daemon = Daemon::spawn(&config, &[("GLIMPSE_DEBUG_ANALYSIS_MS", "60000")]);
+    daemon.expect(0, &["glimpse is running"], Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(1));
+    let started = Instant::now();
+    let log = daemon.stop();
+    let took = started.elapsed();
+    assert!(log.contains("abandoning them"), "{log}");
+    // Within the timeout and the MQTT drain, not after the model call.
+    assert!(took < Duration::from_secs(10), "took {took:?}:\n{log}");
+    let last = log.lines().filter(|l| !l.trim().is_empty()).last().unwrap();
+    assert!(
+        last.contains("glimpse stopped"),
+        "nothing after glimpse stopped:\n{log}"
+    );
+}

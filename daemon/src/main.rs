@@ -386,6 +386,14 @@ fn main() -> ExitCode {
                 Err(e) => Err(anyhow::Error::new(e).context("cannot start the async runtime")),
             };
             match result {
+                Ok(()) if glimpse::workers::abandoned() => {
+                    // A model call is still running on an abandoned worker:
+                    // end now, without the exit handlers that would pull
+                    // the backend from under it (docs/architecture.md §8).
+                    // The logs are written synchronously; nothing is lost.
+                    // SAFETY: _exit only ends the process.
+                    unsafe { libc::_exit(0) }
+                }
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");

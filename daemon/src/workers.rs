@@ -26,7 +26,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -412,8 +412,22 @@ impl WorkerPool {
             // The job panics are caught inside the thread, so join cannot fail.
             let _ = thread.join();
         }
+        if !stuck.is_empty() {
+            ABANDONED.store(true, Ordering::Release);
+        }
         stuck.len()
     }
+}
+
+/// Set once a shutdown left a worker in a model call.
+static ABANDONED: AtomicBool = AtomicBool::new(false);
+
+/// True when a shutdown left a worker in the middle of a model call. The
+/// process should then end without running the C++ runtimes' exit handlers
+/// (ONNX Runtime tears its environment down in them): the abandoned call
+/// would fail and report backend errors after glimpse said it stopped.
+pub fn abandoned() -> bool {
+    ABANDONED.load(Ordering::Acquire)
 }
 
 impl Drop for WorkerPool {

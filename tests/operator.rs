@@ -649,7 +649,7 @@ source = {{ kind = "synthetic", frame_rate = 2, shapes = 2 }}
     assert!(log.contains("abandoning them"), "{log}");
     // Within the timeout and the MQTT drain, not after the model call.
     assert!(took < Duration::from_secs(10), "took {took:?}:\n{log}");
-    let last = log.lines().filter(|l| !l.trim().is_empty()).last().unwrap();
+    let last = log.lines().rfind(|l| !l.trim().is_empty()).unwrap();
     assert!(
         last.contains("glimpse stopped"),
         "nothing after glimpse stopped:\n{log}"

@@ -712,6 +712,7 @@ impl StatsWindow {
                     "state": s.state.to_string(),
                     "fps": (fps * 100.0).round() / 100.0,
                     "analysed_fps": (analysed_fps * 100.0).round() / 100.0,
+                    "sampled": s.sampled,
                     "received": s.received,
                     "dropped": s.dropped,
                     "dropped_interval": dropped,

@@ -17,4 +17,6 @@ mod ort_wheel;
 mod shapes;
 mod snapshots;
 mod systemd;
+#[cfg(feature = "tract-cuda")]
+mod tract_cuda;
 mod util;

@@ -102,6 +102,9 @@ impl Graph {
                     .map_or_else(|| model.node(o.node).name.clone(), str::to_owned)
             })
             .collect();
+        // Names the graph in tract-cuda's messages only.
+        #[cfg(not(feature = "tract-cuda"))]
+        let _ = graph;
         let (plan, placed) = match target {
             Target::Cpu => (cpu_plan(model).map_err(fail)?, Placed::Cpu),
             #[cfg(feature = "tract-cuda")]

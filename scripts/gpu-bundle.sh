@@ -23,7 +23,10 @@ FEATURE=${CUDA_FEATURE:-cuda}
 CLIP=${CLIP:-eval-01}
 LIMIT=$((64 * 1024 * 1024))
 
-if [ -z "${GLIMPSE_BIN:-}" ]; then
+built="built with --features $FEATURE"
+if [ -n "${GLIMPSE_BIN:-}" ]; then
+    built="given as GLIMPSE_BIN"
+else
     echo "gpu-bundle: cargo build --release --no-default-features --features $FEATURE" >&2
     cargo build --release --locked -p glimpse --bin glimpse --no-default-features --features "$FEATURE"
     GLIMPSE_BIN=target/release/glimpse
@@ -59,7 +62,7 @@ tarball="$OUT.tar.gz"
 tar -C "$(dirname "$OUT")" -czf "$tarball" "$(basename "$OUT")"
 bytes=$(du -sb "$OUT" | cut -f1)
 packed=$(stat -c %s "$tarball")
-echo "gpu-bundle: $OUT ($(ls "$frames" | wc -l) frames of $CLIP, feature $FEATURE)"
+echo "gpu-bundle: $OUT ($(ls "$frames" | wc -l) frames of $CLIP, glimpse $built)"
 du -sh "$OUT/glimpse" "$OUT/model" "$OUT/clip" | sed 's/^/  /'
 echo "gpu-bundle: $bytes bytes unpacked, $packed bytes as $tarball (limit $LIMIT)"
 if [ "$bytes" -gt "$LIMIT" ] && [ "$packed" -gt "$LIMIT" ]; then

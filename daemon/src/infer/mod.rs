@@ -492,19 +492,6 @@ pub fn load_in(config: &ModelConfig, state_dir: Option<&Path>) -> Result<Model, 
              use the fp32 graphs (variant = \"\")"
         );
     }
-    if let Plans::Tract(plans) = &plans {
-        for (graph, placed) in plans.placement() {
-            match placed {
-                Placed::Gpu(placement) => {
-                    tracing::info!(graph, %placement, "graph placed by tract-cuda")
-                }
-                Placed::CpuFallback(why) => {
-                    tracing::info!(graph, "graph on the CPU: {why}")
-                }
-                Placed::Cpu => {}
-            }
-        }
-    }
     let model = Model {
         folder: Arc::new(folder),
         plans,
@@ -591,7 +578,17 @@ fn compile_tract(
             tract_linalg::multithread::Executor::multithread(config.threads),
         );
     }
-    Ok(Plans::Tract(Arc::new(TractModel::compile(folder, target)?)))
+    let model = TractModel::compile(folder, target)?;
+    for (graph, placed) in model.placement() {
+        match placed {
+            Placed::Gpu(placement) => {
+                tracing::info!(graph, %placement, "graph placed by tract-cuda")
+            }
+            Placed::CpuFallback(why) => tracing::info!(graph, "graph on the CPU: {why}"),
+            Placed::Cpu => {}
+        }
+    }
+    Ok(Plans::Tract(Arc::new(model)))
 }
 
 #[cfg(test)]

@@ -97,6 +97,14 @@ fn tract_cuda_with_require_gpu_and_no_driver_refuses_to_start_with_78() {
         ] {
             assert!(stderr.contains(said), "{args:?}: {said:?} in:\n{stderr}");
         }
-        assert!(!stderr.contains("panicked"), "{stderr}");
+        // No panic of ours or tract-cuda's (cudarc panics where a library
+        // is missing unless probed first).
+        for panic in [
+            "tract-cuda panicked",
+            "thread 'main' panicked",
+            "Unable to dynamically load",
+        ] {
+            assert!(!stderr.contains(panic), "{args:?}: {stderr}");
+        }
     }
 }

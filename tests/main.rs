@@ -20,4 +20,6 @@ mod prompt_layout;
 mod shapes;
 mod snapshots;
 mod systemd;
+#[cfg(feature = "tract-cuda")]
+mod tract_cuda;
 mod util;

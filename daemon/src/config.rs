@@ -325,7 +325,8 @@ impl Config {
             if let Err(reason) = check_model_folder(model) {
                 problems.push("model.path", reason);
             }
-            let required = model.backend == BackendKind::Ort || model.require_gpu;
+            let required = model.backend == BackendKind::Ort
+                || (model.backend == BackendKind::Auto && model.require_gpu);
             if let (true, Some(library)) = (required, &model.ort_library) {
                 if let Err(reason) = check_readable_file(library) {
                     problems.push("model.ort_library", reason);

@@ -172,6 +172,8 @@ impl SettingScore {
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
+    /// What ran the graphs (`tract`, `tract-cuda (...)`, `ort (cpu)`).
+    pub runtime: String,
     /// Clips evaluated.
     pub clips: usize,
     /// Questions per setting.
@@ -308,6 +310,7 @@ pub fn run(request: &EvalRequest, progress: &mut dyn FnMut(&str)) -> anyhow::Res
         out.flush()?;
     }
     Ok(EvalReport {
+        runtime: stages.model.runtime(),
         clips: request.clips.len(),
         questions,
         settings: scores,
@@ -326,8 +329,8 @@ impl EvalReport {
     /// first (full tokens).
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{} clips, {} questions per setting\n\n",
-            self.clips, self.questions
+            "{} clips, {} questions per setting, on {}\n\n",
+            self.clips, self.questions, self.runtime
         );
         out += &format!("{:<44} {:>6} {:>8}", "setting", "kept", "encoded");
         for t in TASKS {

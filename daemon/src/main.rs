@@ -120,6 +120,10 @@ enum Command {
         /// The model folder.
         #[arg(long, default_value = "models/shapes/model")]
         model: PathBuf,
+        /// What runs the graphs: auto, tract, tract-cuda, ort (as
+        /// `model.backend`).
+        #[arg(long, default_value = "auto")]
+        backend: String,
         /// Token thresholds to try, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "0.3,0.5,0.7")]
         tau: Vec<f32>,
@@ -354,6 +358,7 @@ fn main() -> ExitCode {
         Command::Eval {
             clips,
             model,
+            backend,
             tau,
             tau_pix,
             reference,
@@ -363,7 +368,7 @@ fn main() -> ExitCode {
             dump,
         } => exit_code(
             eval(
-                clips, model, tau, tau_pix, reference, memory, no_full, json, dump,
+                clips, model, backend, tau, tau_pix, reference, memory, no_full, json, dump,
             ),
             EX_DATAERR,
         ),
@@ -487,6 +492,7 @@ fn tune(
 fn eval(
     clips: Vec<PathBuf>,
     model: PathBuf,
+    backend: String,
     taus: Vec<f32>,
     tau_pix: f32,
     references: Vec<String>,
@@ -552,7 +558,13 @@ fn eval(
             files.push(path);
         }
     }
-    let model = glimpse::infer::ModelConfig::new(model);
+    let mut model = glimpse::infer::ModelConfig::new(model);
+    model.backend = toml::Value::String(backend.clone())
+        .try_into()
+        .with_context(|| format!("--backend {backend:?}: use auto, tract, tract-cuda or ort"))?;
+    let mut problems = glimpse::config::Problems::default();
+    model.validate("model", &mut problems);
+    anyhow::ensure!(problems.is_empty(), "{problems}");
     let report = glimpse::eval::run(
         &glimpse::eval::EvalRequest {
             clips: files,

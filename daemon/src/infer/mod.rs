@@ -12,10 +12,13 @@
 //! - `decode`: embeddings at given positions, on top of a [`KvCache`] →
 //!   the last position's logits, with the cache extended.
 //!
-//! Backends: `tract` (pure Rust, any CPU) and, with the `ort` cargo
-//! feature, `ort` (ONNX Runtime loaded at run time: CPU, CUDA, TensorRT).
-//! [`load`] picks one from `model.backend` and says which and why.
+//! Backends: `tract` (pure Rust, any CPU), with the `cuda` cargo feature
+//! `tract-cuda` (the same tract plans on an NVIDIA GPU), and with the `ort`
+//! cargo feature `ort` (ONNX Runtime loaded at run time: CPU, CUDA,
+//! TensorRT). [`load`] picks one from `model.backend` and says which and
+//! why.
 
+pub mod cuda;
 mod folder;
 #[cfg(feature = "ort")]
 mod ort;
@@ -34,7 +37,7 @@ pub use folder::{
     ChatTemplate, Float, Floats, GraphInfo, ModelFolder, ModelInfo, PromptLayout, TensorInfo,
     GRAPHS, TEMPLATE_SOURCES,
 };
-pub use tract::TractModel;
+pub use tract::{Placed, Target, TractModel};
 
 use crate::config::Problems;
 
@@ -71,6 +74,13 @@ pub enum InferError {
     /// The ONNX Runtime library is missing, unloadable or not built in.
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
+    /// A GPU is required (`model.require_gpu`) but tract's CUDA runtime
+    /// cannot run: no driver, a CUDA library missing, no device.
+    #[error("tract-cuda cannot be used: {reason} (model.require_gpu = true)")]
+    Gpu {
+        /// What is missing, with the library names tried.
+        reason: String,
+    },
     /// A GPU execution provider is required (`model.require_gpu`) but
     /// cannot be registered.
     #[error("execution provider {provider} cannot be used: {reason} (model.require_gpu = true)")]
@@ -169,7 +179,7 @@ impl Model {
     /// its execution providers in order (`ort (tensorrt, cpu)`).
     pub fn runtime(&self) -> String {
         match &self.plans {
-            Plans::Tract(_) => "tract".to_owned(),
+            Plans::Tract(plans) => plans.describe(),
             #[cfg(feature = "ort")]
             Plans::Ort(plans) => plans.describe(),
         }
@@ -189,8 +199,12 @@ pub struct ModelConfig {
     /// slower on tract than on ONNX Runtime (a warning says so). Default: "".
     #[serde(default)]
     pub variant: String,
-    /// `auto`, `tract` or `ort`. Default: auto (ort when its library is
-    /// found, else tract; ort is the one for quantized graphs).
+    /// `auto`, `tract`, `tract-cuda` or `ort`. Default: auto: ONNX Runtime
+    /// with a GPU provider (TensorRT, CUDA), else tract-cuda (the `cuda`
+    /// cargo feature) when a GPU and the CUDA libraries are found, else
+    /// ONNX Runtime on the CPU, else tract. `tract-cuda` without a usable
+    /// GPU falls back to tract on the CPU with a warning, or fails with
+    /// `require_gpu`.
     #[serde(default)]
     pub backend: BackendKind,
     /// Threads one model call may use (matrix products). Default: 2.
@@ -206,8 +220,10 @@ pub struct ModelConfig {
     /// `cuda`, `cpu`. Default: all three.
     #[serde(default = "default_providers")]
     pub providers: Vec<Provider>,
-    /// Refuse to start unless every GPU provider listed registers (never
-    /// fall back to the CPU silently). Default: false.
+    /// Refuse to start unless the model runs on a GPU: every GPU provider
+    /// listed registers (ort), or tract's CUDA runtime finds its driver,
+    /// libraries and a device and takes every graph (tract-cuda). Never
+    /// fall back to the CPU silently. Default: false.
     #[serde(default)]
     pub require_gpu: bool,
     /// Longest context (prompt + answer) in tokens; sizes the TensorRT
@@ -302,6 +318,9 @@ pub enum BackendKind {
     Auto,
     /// tract, pure Rust on the CPU.
     Tract,
+    /// tract's CUDA runtime on an NVIDIA GPU (the `cuda` cargo feature).
+    #[serde(rename = "tract-cuda")]
+    TractCuda,
     /// ONNX Runtime (the `ort` cargo feature), with `model.providers`.
     Ort,
 }
@@ -339,7 +358,10 @@ impl ModelConfig {
                 problems.push(format!("{key}.providers"), format!("lists {p} twice"));
             }
         }
-        if self.require_gpu && !self.providers.iter().any(|p| p.is_gpu()) {
+        if self.require_gpu
+            && self.backend != BackendKind::TractCuda
+            && !self.providers.iter().any(|p| p.is_gpu())
+        {
             problems.push(
                 format!("{key}.require_gpu"),
                 "needs \"tensorrt\" or \"cuda\" in providers",
@@ -348,13 +370,19 @@ impl ModelConfig {
         if self.require_gpu && self.backend == BackendKind::Tract {
             problems.push(
                 format!("{key}.require_gpu"),
-                "needs backend = \"ort\" or \"auto\" (tract runs on the CPU only)",
+                "needs backend = \"tract-cuda\", \"ort\" or \"auto\" (tract runs on the CPU only)",
             );
         }
         if !cfg!(feature = "ort") && self.backend == BackendKind::Ort {
             problems.push(
                 format!("{key}.backend"),
                 "\"ort\" needs glimpse built with the `ort` cargo feature",
+            );
+        }
+        if !cfg!(feature = "tract-cuda") && self.backend == BackendKind::TractCuda {
+            problems.push(
+                format!("{key}.backend"),
+                "\"tract-cuda\" needs glimpse built with the `cuda` (or `cuda-12`) cargo feature",
             );
         }
         if !(16..=1 << 20).contains(&self.max_context) {
@@ -379,13 +407,71 @@ pub fn load(config: &ModelConfig) -> Result<Model, InferError> {
 pub fn load_in(config: &ModelConfig, state_dir: Option<&Path>) -> Result<Model, InferError> {
     let mut folder = ModelFolder::open(&config.path, &config.variant)?;
     folder.set_prompt_layout(config.prompt_layout);
-    let (plans, reason) = match choose(config) {
-        Choice::Tract(reason) => (compile_tract(config, &folder)?, reason),
+    let (plans, reason) = match choose(config)? {
+        Choice::Tract(reason) => (compile_tract(config, &folder, Target::Cpu)?, reason),
+        #[cfg(feature = "tract-cuda")]
+        Choice::TractCuda(cuda, reason) => (
+            compile_tract(
+                config,
+                &folder,
+                Target::Cuda {
+                    cuda,
+                    required: config.require_gpu,
+                },
+            )?,
+            reason,
+        ),
         #[cfg(feature = "ort")]
         Choice::Ort(library, reason) => {
             let compiled = OrtModel::compile(&folder, config, &library, state_dir);
             match compiled {
+                // auto: ONNX Runtime on the CPU only comes after tract-cuda.
+                #[cfg(feature = "tract-cuda")]
+                Ok(plans) if config.backend == BackendKind::Auto && !plans.on_gpu() => {
+                    match cuda::probe() {
+                        Ok(cuda) => {
+                            drop(plans);
+                            (
+                                compile_tract(
+                                    config,
+                                    &folder,
+                                    Target::Cuda {
+                                        cuda,
+                                        required: false,
+                                    },
+                                )?,
+                                "auto: ONNX Runtime has no GPU provider, tract-cuda found a GPU"
+                                    .to_owned(),
+                            )
+                        }
+                        Err(_) => (Plans::Ort(Arc::new(plans)), reason),
+                    }
+                }
                 Ok(plans) => (Plans::Ort(Arc::new(plans)), reason),
+                // auto with require_gpu: a GPU provider that does not
+                // register leaves tract-cuda to try.
+                #[cfg(feature = "tract-cuda")]
+                Err(InferError::Provider {
+                    provider,
+                    reason: why,
+                }) if config.backend == BackendKind::Auto => {
+                    let cuda = cuda::probe().map_err(|cuda_why| InferError::Gpu {
+                        reason: format!(
+                            "ONNX Runtime's {provider} provider: {why}; tract-cuda: {cuda_why}"
+                        ),
+                    })?;
+                    (
+                        compile_tract(
+                            config,
+                            &folder,
+                            Target::Cuda {
+                                cuda,
+                                required: true,
+                            },
+                        )?,
+                        format!("auto: ONNX Runtime's {provider} provider failed ({why})"),
+                    )
+                }
                 // auto falls back on a library that does not load, never
                 // on a provider the config requires.
                 Err(InferError::Runtime(why))
@@ -396,14 +482,13 @@ pub fn load_in(config: &ModelConfig, state_dir: Option<&Path>) -> Result<Model, 
                         "ONNX Runtime cannot be used, falling back to tract: {why}"
                     );
                     (
-                        compile_tract(config, &folder)?,
+                        compile_tract(config, &folder, Target::Cpu)?,
                         format!("auto: ONNX Runtime failed ({why})"),
                     )
                 }
                 Err(e) => return Err(e),
             }
         }
-        Choice::Refuse(why) => return Err(InferError::Runtime(why)),
     };
     let quantized = folder.quantized_ops().join(", ");
     if matches!(plans, Plans::Tract(_)) && !quantized.is_empty() {
@@ -437,14 +522,32 @@ pub fn load_in(config: &ModelConfig, state_dir: Option<&Path>) -> Result<Model, 
 /// Which runtime `load` uses, and why.
 enum Choice {
     Tract(String),
+    #[cfg(feature = "tract-cuda")]
+    TractCuda(cuda::Cuda, String),
     #[cfg(feature = "ort")]
     Ort(PathBuf, String),
-    Refuse(String),
 }
 
-fn choose(config: &ModelConfig) -> Choice {
-    if config.backend == BackendKind::Tract {
-        return Choice::Tract("configured".to_owned());
+fn choose(config: &ModelConfig) -> Result<Choice, InferError> {
+    match config.backend {
+        BackendKind::Tract => return Ok(Choice::Tract("configured".to_owned())),
+        BackendKind::TractCuda => {
+            return match cuda::probe() {
+                #[cfg(feature = "tract-cuda")]
+                Ok(cuda) => Ok(Choice::TractCuda(cuda, "configured".to_owned())),
+                Err(why) if config.require_gpu => Err(InferError::Gpu { reason: why }),
+                Err(why) => {
+                    tracing::warn!(
+                        "tract-cuda cannot be used, falling back to tract on the CPU \
+                         (model.require_gpu = true refuses instead): {why}"
+                    );
+                    Ok(Choice::Tract(format!(
+                        "tract-cuda unavailable, CPU fallback: {why}"
+                    )))
+                }
+            };
+        }
+        BackendKind::Auto | BackendKind::Ort => {}
     }
     #[cfg(feature = "ort")]
     let found = self::ort::find_library(config.ort_library.as_deref());
@@ -458,21 +561,46 @@ fn choose(config: &ModelConfig) -> Choice {
                 BackendKind::Ort => format!("configured, library from {from}"),
                 _ => format!("auto: ONNX Runtime found (from {from})"),
             };
-            Choice::Ort(library, reason)
+            Ok(Choice::Ort(library, reason))
         }
-        Err(why) if config.backend == BackendKind::Ort || config.require_gpu => Choice::Refuse(why),
-        Err(why) => Choice::Tract(format!("auto: {why}")),
+        Err(why) if config.backend == BackendKind::Ort => Err(InferError::Runtime(why)),
+        Err(why) => match cuda::probe() {
+            #[cfg(feature = "tract-cuda")]
+            Ok(cuda) => Ok(Choice::TractCuda(
+                cuda,
+                format!("auto: {why}; tract-cuda found a GPU"),
+            )),
+            Err(cuda_why) if config.require_gpu => Err(InferError::Gpu {
+                reason: format!("ONNX Runtime: {why}; tract-cuda: {cuda_why}"),
+            }),
+            Err(_) => Ok(Choice::Tract(format!("auto: {why}"))),
+        },
     }
 }
 
-fn compile_tract(config: &ModelConfig, folder: &ModelFolder) -> Result<Plans, InferError> {
+fn compile_tract(
+    config: &ModelConfig,
+    folder: &ModelFolder,
+    target: Target,
+) -> Result<Plans, InferError> {
     if config.threads > 1 {
-        // Process-wide in tract; the last loaded model decides.
+        // Process-wide in tract; the last loaded model decides. On the GPU
+        // it still serves the ops that stay on the CPU.
         tract_linalg::multithread::set_default_executor(
             tract_linalg::multithread::Executor::multithread(config.threads),
         );
     }
-    Ok(Plans::Tract(Arc::new(TractModel::compile(folder)?)))
+    let model = TractModel::compile(folder, target)?;
+    for (graph, placed) in model.placement() {
+        match placed {
+            Placed::Gpu(placement) => {
+                tracing::info!(graph, %placement, "graph placed by tract-cuda")
+            }
+            Placed::CpuFallback(why) => tracing::info!(graph, "graph on the CPU: {why}"),
+            Placed::Cpu => {}
+        }
+    }
+    Ok(Plans::Tract(Arc::new(model)))
 }
 
 #[cfg(test)]
@@ -501,7 +629,7 @@ mod tests {
         );
         assert_eq!(
             problems("backend = \"tract\"\nrequire_gpu = true"),
-            "model.require_gpu: needs backend = \"ort\" or \"auto\" (tract runs on the CPU only)"
+            "model.require_gpu: needs backend = \"tract-cuda\", \"ort\" or \"auto\" (tract runs on the CPU only)"
         );
         assert_eq!(
             problems("providers = [\"cuda\", \"cuda\"]\nmax_context = 8"),

@@ -484,6 +484,11 @@ impl OrtModel {
         }
     }
 
+    /// True when a GPU provider (TensorRT, CUDA) registered.
+    pub fn on_gpu(&self) -> bool {
+        self.providers.iter().any(|p| p.is_gpu())
+    }
+
     /// A backend over the shared sessions.
     pub fn backend(self: &Arc<Self>) -> OrtBackend {
         OrtBackend {

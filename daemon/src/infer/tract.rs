@@ -8,6 +8,12 @@
 //! and their outputs cast back ([`Floats`]), and the cache is never
 //! converted.
 //!
+//! The same code runs the graphs on a GPU through tract's CUDA runtime
+//! ([`Target::Cuda`], the `cuda` cargo feature): each graph is translated
+//! to CUDA when it is compiled, tensors go in and come out on the host, and
+//! a graph that tract-cuda cannot take stays on the CPU (docs/architecture.md
+//! §6).
+//!
 //! tract-transformers can rewrite the decoder to keep the cache in the
 //! plan's state (`transformers_detect_all`). `examples/tract_kv.rs` measured
 //! it on both bundled models: same logits, gapped position ids honoured, but
@@ -18,9 +24,38 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
+use super::cuda::Placement;
 use super::{Backend, Float, Floats, InferError, KvCache, ModelFolder, ModelInfo};
 
-type Plan = Arc<TypedRunnableModel>;
+/// A compiled graph: tract's CPU plan or its CUDA runtime's, run alike.
+type Plan = Box<dyn Runnable>;
+
+/// Where [`TractModel::compile`] puts the graphs.
+#[derive(Clone, Copy)]
+pub enum Target {
+    /// tract's own CPU kernels.
+    Cpu,
+    /// tract's CUDA runtime (probed usable). With `required`, a graph it
+    /// cannot take fails the load; without, that graph stays on the CPU.
+    #[cfg(feature = "tract-cuda")]
+    Cuda {
+        /// The runtime.
+        cuda: super::cuda::Cuda,
+        /// `model.require_gpu`.
+        required: bool,
+    },
+}
+
+/// Where one graph ended up.
+#[derive(Debug, Clone)]
+pub enum Placed {
+    /// tract's CPU plan.
+    Cpu,
+    /// tract's CPU plan because tract-cuda could not take the graph.
+    CpuFallback(String),
+    /// tract's CUDA plan, with its nodes counted.
+    Gpu(Placement),
+}
 
 /// The compiled graphs of one model.
 pub struct TractModel {
@@ -36,10 +71,11 @@ struct Graph {
     plan: Plan,
     inputs: Vec<String>,
     outputs: Vec<String>,
+    placed: Placed,
 }
 
 impl Graph {
-    fn compile(file: &Path) -> Result<Graph, InferError> {
+    fn compile(file: &Path, graph: &'static str, target: Target) -> Result<Graph, InferError> {
         let fail = |e: TractError| InferError::Compile {
             file: file.to_owned(),
             message: format!("{e:#}"),
@@ -66,14 +102,46 @@ impl Graph {
                     .map_or_else(|| model.node(o.node).name.clone(), str::to_owned)
             })
             .collect();
-        let plan = model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(fail)?;
+        // Names the graph in tract-cuda's messages only.
+        #[cfg(not(feature = "tract-cuda"))]
+        let _ = graph;
+        let (plan, placed) = match target {
+            Target::Cpu => (cpu_plan(model).map_err(fail)?, Placed::Cpu),
+            #[cfg(feature = "tract-cuda")]
+            Target::Cuda { cuda, required } => {
+                let typed = model
+                    .clone()
+                    .into_typed()
+                    .and_then(|m| m.into_decluttered())
+                    .map_err(fail)?;
+                match super::cuda::prepare(cuda, typed) {
+                    Ok(plan) => {
+                        let placement = plan
+                            .typed_model()
+                            .map(|m| Placement::of(m.nodes.iter().map(|n| n.op.name())))
+                            .unwrap_or_default();
+                        (plan, Placed::Gpu(placement))
+                    }
+                    Err(why) if required => {
+                        return Err(InferError::Gpu {
+                            reason: format!("{graph} ({}): {why}", file.display()),
+                        })
+                    }
+                    Err(why) => {
+                        tracing::warn!(
+                            graph,
+                            "tract-cuda cannot run this graph, it stays on the CPU: {why}"
+                        );
+                        (cpu_plan(model).map_err(fail)?, Placed::CpuFallback(why))
+                    }
+                }
+            }
+        };
         Ok(Graph {
             plan,
             inputs,
             outputs,
+            placed,
         })
     }
 
@@ -102,17 +170,52 @@ impl Graph {
     }
 }
 
+fn cpu_plan(model: InferenceModel) -> TractResult<Plan> {
+    let plan: Plan = Box::new(model.into_optimized()?.into_runnable()?);
+    Ok(plan)
+}
+
 impl TractModel {
-    /// Compiles the three graphs of `folder`.
-    pub fn compile(folder: &ModelFolder) -> Result<TractModel, InferError> {
+    /// Compiles the three graphs of `folder` for `target`.
+    pub fn compile(folder: &ModelFolder, target: Target) -> Result<TractModel, InferError> {
         let [vision, embed, decoder] = &folder.graphs;
         Ok(TractModel {
             info: folder.info.clone(),
             floats: folder.floats,
-            vision: Graph::compile(&vision.file)?,
-            embed: Graph::compile(&embed.file)?,
-            decoder: Graph::compile(&decoder.file)?,
+            vision: Graph::compile(&vision.file, "vision_encoder", target)?,
+            embed: Graph::compile(&embed.file, "embed_tokens", target)?,
+            decoder: Graph::compile(&decoder.file, "decoder_model_merged", target)?,
         })
+    }
+
+    /// Where each graph runs, by graph name.
+    pub fn placement(&self) -> [(&'static str, &Placed); 3] {
+        [
+            ("vision_encoder", &self.vision.placed),
+            ("embed_tokens", &self.embed.placed),
+            ("decoder_model_merged", &self.decoder.placed),
+        ]
+    }
+
+    /// `tract` on the CPU; `tract-cuda (...)` with each graph's place when
+    /// any runs on the GPU.
+    pub fn describe(&self) -> String {
+        let placed = self.placement();
+        if !placed.iter().any(|(_, p)| matches!(p, Placed::Gpu(_))) {
+            return "tract".to_owned();
+        }
+        let each: Vec<String> = placed
+            .iter()
+            .map(|(name, p)| match p {
+                Placed::Gpu(placement) if placement.cpu.is_empty() => format!("{name} gpu"),
+                Placed::Gpu(placement) => format!(
+                    "{name} gpu + cpu {}",
+                    placement.cpu.keys().cloned().collect::<Vec<_>>().join("/")
+                ),
+                Placed::Cpu | Placed::CpuFallback(_) => format!("{name} cpu"),
+            })
+            .collect();
+        format!("tract-cuda ({})", each.join(", "))
     }
 
     /// A backend over the shared plans.

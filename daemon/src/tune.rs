@@ -70,6 +70,18 @@ pub struct SettingReport {
     pub retention: Vec<f32>,
 }
 
+impl SettingReport {
+    /// When the trigger fired, in seconds (`none`): one spelling for the
+    /// table and the report.
+    pub fn trigger_times(&self) -> String {
+        if self.triggers_s.is_empty() {
+            return "none".to_owned();
+        }
+        let times: Vec<String> = self.triggers_s.iter().map(|t| format!("{t:.1}")).collect();
+        times.join(" ")
+    }
+}
+
 /// The whole result.
 #[derive(Debug, Clone, Serialize)]
 pub struct TuneReport {
@@ -215,7 +227,6 @@ impl TuneReport {
             "tau", "tau_pix", "reference", "mean", "p50", "p90", "p99", "encoded"
         ));
         for s in &self.settings {
-            let triggers: Vec<String> = s.triggers_s.iter().map(|t| format!("{t:.1}")).collect();
             out.push_str(&format!(
                 "{:>6.2} {:>8.3} {:>10} {:>7.1}% {:>7.1}% {:>7.1}% {:>7.1}% {:>8.1}%  {}\n",
                 s.tau,
@@ -226,11 +237,7 @@ impl TuneReport {
                 100.0 * s.retention_p90,
                 100.0 * s.retention_p99,
                 100.0 * s.encoded_share,
-                if triggers.is_empty() {
-                    "none".to_owned()
-                } else {
-                    triggers.join(" ")
-                }
+                s.trigger_times(),
             ));
         }
         out

@@ -460,7 +460,6 @@ pub(super) fn html(report: &TuneReport, png: &[u8]) -> String {
     let clip = escape(&report.clip.display().to_string());
     let mut rows = String::new();
     for s in &report.settings {
-        let triggers: Vec<String> = s.triggers_s.iter().map(|t| format!("{t:.1}")).collect();
         rows.push_str(&format!(
             "<tr><td>{:.2}</td><td>{:.3}</td><td>{}</td><td>{:.1}%</td><td>{:.1}%</td>\
              <td>{:.1}%</td><td>{:.1}%</td><td>{:.1}%</td><td>{}</td></tr>\n",
@@ -472,11 +471,7 @@ pub(super) fn html(report: &TuneReport, png: &[u8]) -> String {
             100.0 * s.retention_p90,
             100.0 * s.retention_p99,
             100.0 * s.encoded_share,
-            if triggers.is_empty() {
-                "none".to_owned()
-            } else {
-                triggers.join(" ")
-            }
+            s.trigger_times(),
         ));
     }
     format!(

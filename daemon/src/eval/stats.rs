@@ -9,7 +9,7 @@ use serde::Serialize;
 
 /// Resamples per interval; with a fixed seed the report is reproducible.
 pub const RESAMPLES: usize = 1000;
-const SEED: u64 = 0x5eed_0f_61_1a_95e;
+const SEED: u64 = 0x5eed_0f61_1a95;
 
 /// A baseline: one answer given to every question of a task.
 #[derive(Debug, Clone, PartialEq, Serialize)]

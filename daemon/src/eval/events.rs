@@ -212,6 +212,56 @@ mod tests {
         assert_eq!((d.events.len(), d.unparsed), (0, 3));
     }
 
+    /// Every describe answer of the bundled clips reads as events with
+    /// nothing left over, and its appearances and departures are the
+    /// clip's own events of the question's window (`qa.describe`: the last
+    /// two seconds), with their regions.
+    #[test]
+    fn bundled_truths_are_the_window_events() {
+        let clips = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/shapes/clips");
+        let mut files: Vec<_> = std::fs::read_dir(clips.join("eval"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.push(clips.join("demo.json"));
+        files.retain(|p| p.extension().is_some_and(|e| e == "json"));
+        let mut checked = 0;
+        for file in files {
+            let truth: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            let window = (2.0 * truth["fps"].as_f64().unwrap()) as usize;
+            let frames = truth["events"].as_array().unwrap();
+            for q in truth["questions"].as_array().unwrap() {
+                if q["task"] != "describe" {
+                    continue;
+                }
+                let answer = q["answer"].as_str().unwrap();
+                let d = parse(answer);
+                assert_eq!(d.unparsed, 0, "{}: {answer}", file.display());
+                let now = q["frame"].as_u64().unwrap() as usize;
+                let first = (now + 1).saturating_sub(window);
+                let happened: Vec<Event> = frames[first..=now]
+                    .iter()
+                    .flat_map(|f| f.as_array().unwrap())
+                    .map(|e| {
+                        let w = |i: usize| e[i].as_str().unwrap();
+                        let region = (w(0) == "appeared").then(|| w(3));
+                        event(w(0), w(1), w(2), region)
+                    })
+                    .collect();
+                for e in d.events.iter().filter(|e| e.verb != "moved") {
+                    assert!(
+                        happened.contains(e),
+                        "{} frame {now}: {e:?} not in {happened:?}",
+                        file.display()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 50, "{checked} events checked");
+    }
+
     #[test]
     fn events_score_precision_recall_f1_and_region_apart() {
         let truth = "the red square appeared at the top left and the blue circle left";

@@ -70,6 +70,65 @@ fn eval_takes_questions_in_any_order() {
     assert_eq!(report(&reversed), ordered);
 }
 
+/// Issue 18: the table scores descriptions by their events and puts each
+/// task's baselines and interval over clips beside the model's accuracy.
+/// The expected counts come from the ground truth, not from the model.
+#[test]
+fn eval_table_shows_event_scores_baselines_and_intervals() {
+    let root = repo();
+    let json = root.join("models/shapes/clips/parity.json");
+    let truth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let answers = |task: &str| -> Vec<String> {
+        truth["questions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|q| q["task"] == task)
+            .map(|q| q["answer"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let describe = answers("describe");
+    let true_events: usize = describe
+        .iter()
+        .filter(|a| *a != "nothing changed")
+        .map(|a| a.split(" and ").count())
+        .sum();
+    let nothing = describe.iter().filter(|a| *a == "nothing changed").count();
+    let table = String::from_utf8(eval_on_the_shapes_model(
+        &json,
+        &["--reference", "last_kept"],
+    ))
+    .unwrap();
+    for column in ["ev_F1", "95% CI", "majority answer", "fixed answer"] {
+        assert!(table.contains(column), "no {column:?} in\n{table}");
+    }
+    let line = |start: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line {start:?} in\n{table}"))
+            .to_owned()
+    };
+    let events = line("describe events:");
+    assert!(
+        events.contains(&format!(" {true_events} true,")),
+        "{true_events} true events in the truth: {events}"
+    );
+    // Always "nothing changed" is right exactly where nothing changed.
+    let fixed = 100.0 * nothing as f64 / describe.len() as f64;
+    let row = line("describe ");
+    assert!(
+        row.ends_with(&format!("{fixed:.1}% nothing changed")),
+        "{row}"
+    );
+    // One clip: the interval cannot be wider than a point.
+    let when = line("when_appeared ");
+    let model: &str = when.split_whitespace().nth(1).unwrap();
+    let model = model.trim_end_matches('%');
+    assert!(when.contains(&format!("[{model}, {model}]")), "{when}");
+}
+
 #[test]
 fn a_shape_appearing_in_a_clip_is_named_in_an_mqtt_event() {
     let dir = tempfile::tempdir().unwrap();

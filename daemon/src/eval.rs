@@ -7,6 +7,13 @@
 //! would ask it, and the answers are scored per task type, with the tokens
 //! the model was shown.
 //!
+//! Beside exact match, a description is scored by its events (precision,
+//! recall and F1, region apart: [`events`]), and each task's accuracy
+//! comes with its trivial baselines and a bootstrap 95% interval over clips
+//! ([`stats`]). Answers get the daemon's token limit
+//! ([`crate::llm::MAX_ANSWER_TOKENS`]), so a long description is cut where
+//! the daemon would cut it.
+//!
 //! Settings: full tokens (every frame encoded, nothing dropped), token
 //! dropping at several τ with both references, and several memory sizes.
 //! Scoring is exact match after trimming and lower-casing, except that a
@@ -27,6 +34,12 @@ use crate::infer::{self, ModelConfig};
 use crate::llm::Responder;
 use crate::pipeline::analysis::{CameraAnalysis, ModelStages};
 use crate::vision::Preprocessor;
+
+pub mod events;
+pub mod stats;
+
+use events::EventScore;
+use stats::Baseline;
 
 /// Task types, in the order the report prints them.
 pub const TASKS: [&str; 10] = [
@@ -150,6 +163,14 @@ pub struct SettingScore {
     /// Mean visual tokens of all frames up to the question (what showing
     /// every frame whole would cost).
     pub window_per_answer: f64,
+    /// Describe answers scored by their events.
+    pub describe_events: EventScore,
+    /// Per task, and "all": the bootstrap 95% interval of the accuracy
+    /// over clips.
+    pub ci: BTreeMap<String, (f64, f64)>,
+    /// Per task: (right, asked) per clip, in the request's clip order.
+    #[serde(skip)]
+    per_clip: BTreeMap<String, Vec<(usize, usize)>>,
 }
 
 impl SettingScore {
@@ -180,6 +201,9 @@ pub struct EvalReport {
     pub questions: usize,
     /// One score per setting, in the request's order.
     pub settings: Vec<SettingScore>,
+    /// Per task: the majority answer's baseline, then the fixed answer's
+    /// ("nothing changed", "yes", "one") where the task has one.
+    pub baselines: BTreeMap<String, Vec<Baseline>>,
 }
 
 /// Is `predicted` right for `truth` on `task`?
@@ -207,7 +231,7 @@ pub fn run(request: &EvalRequest, progress: &mut dyn FnMut(&str)) -> anyhow::Res
     let model = infer::load(&request.model)?;
     let stages = ModelStages {
         preprocessor: Preprocessor::from_folder(model.folder())?,
-        responder: Responder::from_folder(model.folder(), 24)?,
+        responder: Responder::from_folder(model.folder(), crate::llm::MAX_ANSWER_TOKENS)?,
         fingerprint: "eval".to_owned(),
         model,
     };
@@ -230,7 +254,9 @@ pub fn run(request: &EvalRequest, progress: &mut dyn FnMut(&str)) -> anyhow::Res
         .collect();
     let mut sums = vec![[0f64; 6]; request.settings.len()];
     let mut questions = 0;
-    for json in &request.clips {
+    // Per task, every true answer asked: the baselines answer them.
+    let mut truths: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (clip, json) in request.clips.iter().enumerate() {
         let mut truth: Truth = serde_json::from_str(
             &std::fs::read_to_string(json)
                 .with_context(|| format!("cannot read {}", json.display()))?,
@@ -246,6 +272,12 @@ pub fn run(request: &EvalRequest, progress: &mut dyn FnMut(&str)) -> anyhow::Res
             Ok(())
         })?;
         questions += truth.questions.len();
+        for q in &truth.questions {
+            truths
+                .entry(q.task.clone())
+                .or_default()
+                .push(q.answer.clone());
+        }
         for (i, setting) in request.settings.iter().enumerate() {
             progress(&format!("{} · {}", video.display(), setting.name));
             let camera = camera_for(setting)?;
@@ -281,6 +313,13 @@ pub fn run(request: &EvalRequest, progress: &mut dyn FnMut(&str)) -> anyhow::Res
                     let entry = scores[i].tasks.entry(q.task.clone()).or_default();
                     entry.0 += usize::from(right);
                     entry.1 += 1;
+                    let per_clip = scores[i].per_clip.entry(q.task.clone()).or_default();
+                    per_clip.resize(request.clips.len(), (0, 0));
+                    per_clip[clip].0 += usize::from(right);
+                    per_clip[clip].1 += 1;
+                    if q.task == "describe" {
+                        scores[i].describe_events.add(&answer.text, &q.answer);
+                    }
                     let s = &mut sums[i];
                     s[3] += answer.visual_tokens as f64;
                     s[4] += answer.prompt_tokens as f64;
@@ -305,7 +344,34 @@ pub fn run(request: &EvalRequest, progress: &mut dyn FnMut(&str)) -> anyhow::Res
         score.visual_per_answer = s[3] / answers;
         score.prompt_per_answer = s[4] / answers;
         score.window_per_answer = s[5] / answers;
+        let mut all = vec![(0, 0); request.clips.len()];
+        for (task, per_clip) in &score.per_clip {
+            for (a, c) in all.iter_mut().zip(per_clip) {
+                a.0 += c.0;
+                a.1 += c.1;
+            }
+            if let Some(ci) = stats::bootstrap_ci(per_clip) {
+                score.ci.insert(task.clone(), ci);
+            }
+        }
+        if let Some(ci) = stats::bootstrap_ci(&all) {
+            score.ci.insert("all".to_owned(), ci);
+        }
     }
+    let baselines = truths
+        .iter()
+        .map(|(task, answers)| {
+            let answers = || answers.iter().map(String::as_str);
+            let mut b: Vec<Baseline> = stats::majority(answers())
+                .map(|m| stats::baseline(task, &m, answers()))
+                .into_iter()
+                .collect();
+            if let Some(fixed) = stats::fixed_answer(task) {
+                b.push(stats::baseline(task, fixed, answers()));
+            }
+            (task.clone(), b)
+        })
+        .collect();
     if let Some(mut out) = dump {
         out.flush()?;
     }
@@ -314,6 +380,7 @@ pub fn run(request: &EvalRequest, progress: &mut dyn FnMut(&str)) -> anyhow::Res
         clips: request.clips.len(),
         questions,
         settings: scores,
+        baselines,
     })
 }
 
@@ -335,8 +402,14 @@ impl EvalReport {
         out += &format!("{:<44} {:>6} {:>8}", "setting", "kept", "encoded");
         for t in TASKS {
             out += &format!(" {:>8}", short(t));
+            if t == "describe" {
+                out += &format!(" {:>6}", "ev_F1");
+            }
         }
-        out += &format!(" {:>6} {:>9} {:>11}\n", "all", "vs full", "visual/ans");
+        out += &format!(
+            " {:>6} {:>13} {:>9} {:>11}\n",
+            "all", "95% CI", "vs full", "visual/ans"
+        );
         let base = self.settings.first().map(SettingScore::accuracy);
         for s in &self.settings {
             out += &format!(
@@ -350,20 +423,87 @@ impl EvalReport {
                     Some(a) => out += &format!(" {:>7.1}%", 100.0 * a),
                     None => out += &format!(" {:>8}", "-"),
                 }
+                if t == "describe" {
+                    match s.task(t) {
+                        Some(_) => out += &format!(" {:>6.2}", s.describe_events.f1()),
+                        None => out += &format!(" {:>6}", "-"),
+                    }
+                }
             }
             let vs = base.map_or(f64::NAN, |b| s.accuracy() / b.max(1e-9));
             out += &format!(
-                " {:>5.1}% {:>8.1}% {:>6.0}/{:<5.0}\n",
+                " {:>5.1}% {:>13} {:>8.1}% {:>6.0}/{:<5.0}\n",
                 100.0 * s.accuracy(),
+                ci(s.ci.get("all")),
                 100.0 * vs,
                 s.visual_per_answer,
                 s.window_per_answer
             );
         }
         out += "\nkept: visual tokens kept of all sampled frames' tokens; encoded: frames the gate sent to the encoder;\n\
-                vs full: accuracy over the first setting's; visual/ans: visual tokens shown per answer / all tokens of the frames so far.\n";
+                vs full: accuracy over the first setting's; visual/ans: visual tokens shown per answer / all tokens of the frames so far;\n\
+                ev_F1: describe answers scored by their events (verb, colour, kind), pooled over answers; describe is exact match.\n";
+        if let Some(first) = self.settings.first() {
+            out += &self.per_task(first);
+        }
         out
     }
+
+    /// Per task of `s`: accuracy, its interval over clips, and the
+    /// baselines; then the describe events in detail.
+    fn per_task(&self, s: &SettingScore) -> String {
+        let mut out = format!(
+            "\n{}: per task, 95% CI over clips ({} resamples), baselines on the same questions\n",
+            s.setting,
+            stats::RESAMPLES
+        );
+        out += &format!(
+            "{:<14} {:>6} {:>13}   {:<34} {}\n",
+            "task", "model", "95% CI", "majority answer", "fixed answer"
+        );
+        for t in TASKS {
+            let (Some(a), Some(b)) = (s.task(t), self.baselines.get(t)) else {
+                continue;
+            };
+            let show = |b: Option<&Baseline>| {
+                b.map_or("-".to_owned(), |b| {
+                    format!("{:>5.1}% {}", 100.0 * b.accuracy, b.answer)
+                })
+            };
+            let fixed = stats::fixed_answer(t).and_then(|_| b.last());
+            out += &format!(
+                "{:<14} {:>5.1}% {:>13}   {:<34} {}\n",
+                t,
+                100.0 * a,
+                ci(s.ci.get(t)),
+                show(b.first()),
+                show(fixed)
+            );
+        }
+        let e = &s.describe_events;
+        if s.task("describe").is_some() {
+            out += &format!(
+                "describe events: precision {:.2}, recall {:.2}, F1 {:.2} ({} said, {} true, {} matched); \
+                 region right {}/{} matched appearances ({:.0}%)\n",
+                e.precision(),
+                e.recall(),
+                e.f1(),
+                e.predicted,
+                e.truth,
+                e.matched,
+                e.region_right,
+                e.region_asked,
+                100.0 * e.region()
+            );
+        }
+        out
+    }
+}
+
+fn ci(interval: Option<&(f64, f64)>) -> String {
+    interval.map_or("-".to_owned(), |(lo, hi)| {
+        format!("[{:.1}, {:.1}]", 100.0 * lo, 100.0 * hi)
+    })
 }
 
 fn short(task: &str) -> &str {

@@ -33,6 +33,10 @@ pub struct Answer {
     pub visual_tokens: usize,
 }
 
+/// Most tokens a description or rule answer may take, in the daemon and in
+/// `glimpse eval` alike (so the eval scores what the daemon would say).
+pub const MAX_ANSWER_TOKENS: usize = 48;
+
 impl Responder {
     /// Loads the tokenizer and template of `folder`; prompts take the
     /// folder's layout.

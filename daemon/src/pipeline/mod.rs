@@ -501,9 +501,6 @@ impl Pipeline {
     }
 }
 
-/// Most tokens a description or rule answer may take.
-const MAX_ANSWER_TOKENS: usize = 48;
-
 /// Loads a model and what its stages need, on a blocking thread (seconds;
 /// minutes for a first TensorRT engine build). Does not touch a running
 /// pipeline, so the service runs it in the background while the old model
@@ -519,7 +516,7 @@ pub async fn load_model(
         crate::faults::slow_model_load();
         let model = infer::load_in(&config, state_dir.as_deref())?;
         let preprocessor = Preprocessor::from_folder(model.folder())?;
-        let responder = Responder::from_folder(model.folder(), MAX_ANSWER_TOKENS)?;
+        let responder = Responder::from_folder(model.folder(), crate::llm::MAX_ANSWER_TOKENS)?;
         let fingerprint = model_fingerprint(model.folder());
         Ok(Arc::new(ModelStages {
             fingerprint,

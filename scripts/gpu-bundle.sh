@@ -11,7 +11,7 @@
 #   CUDA_FEATURE=cuda-12   build for the CUDA 12.6 API (JetPack 6, CUDA 12
 #                          libraries) instead of CUDA 13 (`cuda`)
 #   GLIMPSE_BIN=PATH       use this release binary instead of building one
-#   CLIP=eval-03           another clip of models/shapes/clips/eval
+#   CLIP=eval-03           another clip of models/shapes/clips/eval/{dev,test}
 #
 # Needs here: cargo, gst-launch-1.0 (scripts/install-deps), strip, tar.
 # Prints the bundle's size; it must stay under 64 MiB (what such a machine
@@ -41,14 +41,14 @@ cp scripts/gpu-check.sh "$OUT/gpu-check.sh"
 
 # The clip at the model's size and the truth file's rate, as PNG frames;
 # the truth file is copied pointing at the frame folder.
-truth=models/shapes/clips/eval/$CLIP.json
+truth=$(ls models/shapes/clips/eval/*/"$CLIP".json)
 read -r fps size video < <(python3 -c '
 import json, sys
 t = json.load(open(sys.argv[1]))
 print(t["fps"], t["size"], t["video"])' "$truth")
 frames="$OUT/clip/$CLIP.frames"
 mkdir -p "$frames"
-gst-launch-1.0 -q filesrc location="models/shapes/clips/eval/$video" ! decodebin ! videoconvert \
+gst-launch-1.0 -q filesrc location="$(dirname "$truth")/$video" ! decodebin ! videoconvert \
     ! videoscale ! videorate \
     ! "video/x-raw,format=RGB,width=$size,height=$size,pixel-aspect-ratio=1/1,framerate=$fps/1" \
     ! pngenc ! multifilesink location="$frames/%05d.png" >/dev/null

@@ -392,6 +392,33 @@ rule_recheck_s = 2.0
     eprintln!(
         "the red square left at 28.0 s; rule_off at {off:?} s (checks every 2 s of stream time)"
     );
+    // Issue 18: every spoken event says how sure the model was, and
+    // `glimpse eval --events` judges the run against the clip's truth: the
+    // red square is on screen from 3 s to 28 s, so the rule's on (< 4 s)
+    // and its off (> 28 s) are both true, whatever the descriptions say.
+    for e in &events {
+        let c = e["confidence"].as_f64().unwrap_or(-1.0);
+        assert!(c > 0.0 && c <= 1.0, "confidence in (0, 1]: {e}");
+    }
+    let lines: String = events.iter().map(|e| format!("{e}\n")).collect();
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    let out = glimpse()
+        .args(["eval", "--json", "--events"])
+        .arg(&file)
+        .arg("--truth")
+        .arg(root.join("models/shapes/clips/demo.json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let scored: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let judged = scored["judged"].as_array().unwrap();
+    assert_eq!(judged.len(), events.len(), "{scored}");
+    for j in judged.iter().filter(|j| j["kind"] != "description") {
+        assert_eq!(j["right"], true, "the rule's transitions are true: {j}");
+    }
+    let descriptions = of("description").len() as u64;
+    assert_eq!(scored["summary"]["description"][1], descriptions, "{scored}");
     // The retained state and list say the same as the last transition.
     let mut retained = Sub::start(
         port,

@@ -35,9 +35,12 @@ use crate::llm::Responder;
 use crate::pipeline::analysis::{CameraAnalysis, ModelStages};
 use crate::vision::Preprocessor;
 
+pub mod calibration;
 pub mod events;
+pub mod run;
 pub mod stats;
 
+use calibration::Calibration;
 use events::EventScore;
 use stats::Baseline;
 
@@ -165,6 +168,14 @@ pub struct SettingScore {
     pub window_per_answer: f64,
     /// Describe answers scored by their events.
     pub describe_events: EventScore,
+    /// Describe answers everything of which is true ([`events::is_true`]):
+    /// (true, asked).
+    pub describe_true: (usize, usize),
+    /// Descriptions and rule answers with their confidence and truth.
+    pub calibration: Calibration,
+    /// Whether this setting is the daemon's default dropping (`[dtd]`'s
+    /// defaults), whose calibration the report prints.
+    pub daemon_default: bool,
     /// Per task, and "all": the bootstrap 95% interval of the accuracy
     /// over clips.
     pub ci: BTreeMap<String, (f64, f64)>,
@@ -247,9 +258,13 @@ pub fn run(request: &EvalRequest, progress: &mut dyn FnMut(&str)) -> anyhow::Res
     let mut scores: Vec<SettingScore> = request
         .settings
         .iter()
-        .map(|s| SettingScore {
-            setting: s.name.clone(),
-            ..SettingScore::default()
+        .map(|s| {
+            let default = crate::dtd::DtdConfig::default();
+            SettingScore {
+                setting: s.name.clone(),
+                daemon_default: s.dtd.tau == default.tau && s.dtd.reference == default.reference,
+                ..SettingScore::default()
+            }
         })
         .collect();
     let mut sums = vec![[0f64; 6]; request.settings.len()];
@@ -318,7 +333,14 @@ pub fn run(request: &EvalRequest, progress: &mut dyn FnMut(&str)) -> anyhow::Res
                     per_clip[clip].0 += usize::from(right);
                     per_clip[clip].1 += 1;
                     if q.task == "describe" {
-                        scores[i].describe_events.add(&answer.text, &q.answer);
+                        let score = &mut scores[i];
+                        score.describe_events.add(&answer.text, &q.answer);
+                        let truly = events::is_true(&answer.text, &q.answer);
+                        score.describe_true.0 += usize::from(truly);
+                        score.describe_true.1 += 1;
+                        score.calibration.add(answer.confidence, truly);
+                    } else if q.task == "rule" {
+                        scores[i].calibration.add(answer.confidence, right);
                     }
                     let s = &mut sums[i];
                     s[3] += answer.visual_tokens as f64;
@@ -446,6 +468,19 @@ impl EvalReport {
         if let Some(first) = self.settings.first() {
             out += &self.per_task(first);
         }
+        // The calibration the daemon's min_confidence is chosen from: at its
+        // own dropping settings when they were run, else the first.
+        let calibrated = self
+            .settings
+            .iter()
+            .find(|s| s.daemon_default)
+            .or(self.settings.first());
+        if let Some(s) = calibrated.filter(|s| !s.calibration.is_empty()) {
+            out += &s.calibration.table(&format!(
+                "{}: descriptions (true by their events) and rule answers by confidence",
+                s.setting
+            ));
+        }
         out
     }
 
@@ -482,6 +517,12 @@ impl EvalReport {
         }
         let e = &s.describe_events;
         if s.task("describe").is_some() {
+            out += &format!(
+                "describe true by its events (everything said happened): {}/{} ({:.1}%)\n",
+                s.describe_true.0,
+                s.describe_true.1,
+                100.0 * s.describe_true.0 as f64 / s.describe_true.1.max(1) as f64
+            );
             out += &format!(
                 "describe events: precision {:.2}, recall {:.2}, F1 {:.2} ({} said, {} true, {} matched); \
                  region right {}/{} matched appearances ({:.0}%)\n",

@@ -4,7 +4,7 @@
 //! load), 65 bad input data (EX_DATAERR: `model inspect`, `tune`, `eval`),
 //! 70 internal error (EX_SOFTWARE).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -112,11 +112,22 @@ enum Command {
         question: String,
     },
     /// The accuracy benchmark: run the shapes eval clips through the
-    /// pipeline under several settings and score the answers per task.
+    /// pipeline under several settings and score the answers per task; or,
+    /// with --events, score a daemon run's events against its clip.
     Eval {
-        /// Ground-truth JSON files, or folders of them.
-        #[arg(default_value = "models/shapes/clips/eval")]
+        /// Ground-truth JSON files, or folders of them. The dev set by
+        /// default (for choosing settings and checkpoints); the test set,
+        /// models/shapes/clips/eval/test, is for reporting only.
+        #[arg(default_value = "models/shapes/clips/eval/dev")]
         clips: Vec<PathBuf>,
+        /// Score these events (`glimpse events --json` output, from a run
+        /// that started with a fresh state directory) against --truth
+        /// instead: is every description and rule transition true?
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// The clip the scored run looped (with --events).
+        #[arg(long, default_value = "models/shapes/clips/demo.json")]
+        truth: PathBuf,
         /// The model folder.
         #[arg(long, default_value = "models/shapes/model")]
         model: PathBuf,
@@ -356,7 +367,15 @@ fn main() -> ExitCode {
             EX_DATAERR,
         ),
         Command::Eval {
+            events: Some(events),
+            truth,
+            json,
+            ..
+        } => exit_code(score_run(&events, &truth, json), EX_DATAERR),
+        Command::Eval {
             clips,
+            events: None,
+            truth: _,
             model,
             backend,
             tau,
@@ -578,6 +597,41 @@ fn eval(
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.table());
+    }
+    Ok(())
+}
+
+/// `glimpse eval --events`: a run's events judged against its clip.
+fn score_run(events: &Path, truth: &Path, json: bool) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use glimpse::eval::run;
+    let text = std::fs::read_to_string(events)
+        .with_context(|| format!("cannot read {}", events.display()))?;
+    let (events, skipped) = run::read_events(&text);
+    let clip: run::ClipTruth = serde_json::from_str(
+        &std::fs::read_to_string(truth)
+            .with_context(|| format!("cannot read {}", truth.display()))?,
+    )
+    .with_context(|| format!("{}: not a clip's ground truth", truth.display()))?;
+    anyhow::ensure!(
+        !clip.events.is_empty() && clip.events.len() == clip.scenes.len(),
+        "{}: no frames, or events and scenes of different lengths",
+        truth.display()
+    );
+    let score = run::score(&clip, &events);
+    if json {
+        let report = serde_json::json!({
+            "truth": truth,
+            "skipped_lines": skipped,
+            "summary": run::summary(&score),
+            "judged": score.judged,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", score.table());
+        if skipped > 0 {
+            println!("{skipped} lines were not events (dead letters), skipped");
+        }
     }
     Ok(())
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Writes the bundled clips and their ground truth to `clips/`:
 
-- `eval/eval-NN.mkv` + `.json`: held-out clips of the random world (seeds
-  far from training's) with the questions `glimpse eval` asks and their
-  answers;
+- `eval/dev/eval-NN.mkv` + `.json` (clips 1-4) and `eval/test/...` (clips
+  5-8): held-out clips of the random world (seeds far from training's) with
+  the questions `glimpse eval` asks and their answers. `dev` is for choosing
+  checkpoints and settings; `test` is only reported, never chosen on;
 - `demo.mkv` (+ json): a scripted minute that the default config loops;
 - `appear.mkv` (+ json): a short scripted clip for the end-to-end test (a
   red square appears in a still scene);
@@ -134,12 +135,15 @@ def write(clip, out, name, rng, **ask):
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "clips")
-    os.makedirs(os.path.join(out, "eval"), exist_ok=True)
+    for split in ("dev", "test"):
+        os.makedirs(os.path.join(out, "eval", split), exist_ok=True)
     rng, later = np.random.default_rng(7), np.random.default_rng(8)
     total = 0
     for k in range(EVAL_CLIPS):
         clip = world.make_clip(EVAL_SEED + k, frames=EVAL_FRAMES, offset=0.0, activity=1.0)
-        total += len(write(clip, os.path.join(out, "eval"), f"eval-{k + 1:02d}", rng, later=later)["questions"])
+        split = "dev" if k < EVAL_CLIPS // 2 else "test"
+        folder = os.path.join(out, "eval", split)
+        total += len(write(clip, folder, f"eval-{k + 1:02d}", rng, later=later)["questions"])
     demo = {
         6: [("appear", Shape("square", "red", 30, 30, 14))],
         16: [("appear", Shape("circle", "blue", 98, 96, 14))],

@@ -92,6 +92,17 @@ fn is_region(words: &[&str]) -> bool {
     )
 }
 
+/// Is everything `predicted` says true of `truth`? Every event it names
+/// (verb, colour, kind) is one of the truth's, nothing is unreadable, and
+/// "nothing changed" only when nothing did. Regions are not asked: a right
+/// event at a wrong place is still news that happened. This is what a
+/// daemon's published description must meet (`glimpse eval --run`).
+pub fn is_true(predicted: &str, truth: &str) -> bool {
+    let mut s = EventScore::default();
+    s.add(predicted, truth);
+    s.unparsed == 0 && s.matched == s.predicted && (s.predicted > 0 || s.truth == 0)
+}
+
 /// Event counts summed over answers: the F1 is pooled over every event
 /// (micro-averaged), so an answer with two events weighs twice one with one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -106,6 +117,8 @@ pub struct EventScore {
     pub region_asked: usize,
     /// Of those, the ones whose predicted region is the true one.
     pub region_right: usize,
+    /// Predicted clauses that are not events of the shapes world.
+    pub unparsed: usize,
 }
 
 impl EventScore {
@@ -113,6 +126,7 @@ impl EventScore {
     pub fn add(&mut self, predicted: &str, truth: &str) {
         let (p, t) = (parse(predicted), parse(truth));
         self.predicted += p.events.len() + p.unparsed;
+        self.unparsed += p.unparsed;
         self.truth += t.events.len() + t.unparsed;
         // Each true event matches at most one predicted event.
         let mut open: Vec<&Event> = t.events.iter().collect();
@@ -219,8 +233,9 @@ mod tests {
     #[test]
     fn bundled_truths_are_the_window_events() {
         let clips = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/shapes/clips");
-        let mut files: Vec<_> = std::fs::read_dir(clips.join("eval"))
-            .unwrap()
+        let mut files: Vec<_> = ["eval/dev", "eval/test"]
+            .iter()
+            .flat_map(|set| std::fs::read_dir(clips.join(set)).unwrap())
             .map(|e| e.unwrap().path())
             .collect();
         files.push(clips.join("demo.json"));
@@ -297,6 +312,18 @@ mod tests {
             "the blue circle left",
         );
         assert_eq!((s.matched, s.predicted, s.truth), (1, 2, 1));
+
+        // True: everything said happened (regions aside); a miss, an
+        // invention or an unreadable clause is not.
+        assert!(is_true(
+            "the blue circle left and the red square appeared at the bottom",
+            truth
+        ));
+        assert!(is_true("the blue circle left", truth));
+        assert!(!is_true("nothing changed", truth));
+        assert!(is_true("nothing changed", "nothing changed"));
+        assert!(!is_true("the green circle left", truth));
+        assert!(!is_true("the blue circle left and it rained", truth));
 
         // Nothing happened and nothing said: perfect; something said: 0.
         let mut s = EventScore::default();

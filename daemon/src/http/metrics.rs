@@ -164,6 +164,13 @@ impl Collector for BoardCollector {
         )?;
         family(
             &mut e,
+            "glimpse_answers_held_back",
+            "Descriptions and watch-rule answers held back because the model was less sure of them than trigger.min_confidence.",
+            Counter,
+            per_camera(&|c| c.stats.held_back),
+        )?;
+        family(
+            &mut e,
             "glimpse_camera_reconnects",
             "Capture sessions reopened after failures, ends of stream or loops.",
             Counter,
@@ -411,6 +418,7 @@ mod tests {
             retention: 0.25,
             changing: false,
             events: 0,
+            held_back: 0,
             memory: [1, 0, 1],
         };
         board.update(

@@ -75,6 +75,30 @@ pub struct Generation {
     /// Logits that chose each generated token (and the stop token), kept
     /// only when asked, for tests and diagnostics.
     pub logits: Vec<Vec<f32>>,
+    /// The model's probability (softmax of the logits, temperature 1) of
+    /// each generated token, then of the stop token when it stopped on
+    /// one: how sure the model was of each word, whatever the sampling.
+    pub token_probs: Vec<f32>,
+}
+
+impl Generation {
+    /// How sure the model was of its answer: the lowest probability it gave
+    /// any token of it, the end of the answer included (an answer is only
+    /// as sure as its least sure word; a mean would let a long, mostly
+    /// formulaic answer hide one guessed word). 1 for an empty generation.
+    pub fn confidence(&self) -> f32 {
+        self.token_probs.iter().copied().fold(1.0, f32::min)
+    }
+}
+
+/// The softmax probability of `token` under `logits`.
+fn probability(logits: &[f32], token: i64) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let total: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
+    usize::try_from(token)
+        .ok()
+        .and_then(|i| logits.get(i))
+        .map_or(0.0, |&l| (l - max).exp() / total)
 }
 
 /// Embeddings of the prompt with the visual tokens spliced in.
@@ -144,9 +168,11 @@ pub fn generate(
         prefill,
         decode: Duration::ZERO,
         logits: Vec::new(),
+        token_probs: Vec::new(),
     };
     while generation.tokens.len() < sampling.max_new_tokens {
         let token = sampler.pick(&logits);
+        generation.token_probs.push(probability(&logits, token));
         if keep_logits {
             generation.logits.push(logits);
         }
@@ -248,6 +274,33 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_probability_is_its_softmax_share_and_confidence_the_least() {
+        // ln 3 against 0, 0: the first token holds 3/5 of the mass.
+        let logits = [3f32.ln(), 0.0, 0.0];
+        assert!((probability(&logits, 0) - 0.6).abs() < 1e-6);
+        assert!((probability(&logits, 2) - 0.2).abs() < 1e-6);
+        assert_eq!(probability(&logits, 7), 0.0);
+        let g = Generation {
+            tokens: vec![0, 2],
+            stop: Stop::Length,
+            prompt_tokens: 1,
+            prefill: Duration::ZERO,
+            decode: Duration::ZERO,
+            logits: Vec::new(),
+            token_probs: vec![0.9, 0.4, 0.99],
+        };
+        assert_eq!(g.confidence(), 0.4);
+        assert_eq!(
+            Generation {
+                token_probs: Vec::new(),
+                ..g
+            }
+            .confidence(),
+            1.0
+        );
+    }
 
     #[test]
     fn greedy_takes_the_largest_logit() {

@@ -31,6 +31,9 @@ pub struct Answer {
     pub prompt_tokens: usize,
     /// Visual tokens among them.
     pub visual_tokens: usize,
+    /// How sure the model was: the lowest probability of any token of the
+    /// answer, its end included ([`super::Generation::confidence`]).
+    pub confidence: f32,
 }
 
 /// Most tokens a description or rule answer may take, in the daemon and in
@@ -90,6 +93,7 @@ impl Responder {
             text: self.codec.decode(&generation.tokens)?.trim().to_owned(),
             prompt_tokens: generation.prompt_tokens,
             visual_tokens: context.iter().map(|s| s.visual.positions.len()).sum(),
+            confidence: generation.confidence(),
         })
     }
 

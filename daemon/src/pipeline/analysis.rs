@@ -151,12 +151,18 @@ impl CameraRules {
 /// read it) stays in time order across restarts, reconnects and loops. A
 /// file source's stream time restarts at 0 at each start while the memory
 /// restored from its snapshot ends later: when a frame's time would go
-/// back, the times after it are shifted by where the memory ended
-/// (memory time = end + stream time).
+/// back, the times after it are shifted to follow where the memory ended,
+/// one frame interval later (the smallest step seen; none after a restart),
+/// so a looped clip's second pass runs exactly one clip length later.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct MemoryClock {
     offset: Duration,
     last: Duration,
+    /// Whether a frame has been timed (`last` is then a frame's time, not
+    /// a restored memory's end).
+    timed: bool,
+    /// The smallest step between two frames seen so far.
+    step: Option<Duration>,
 }
 
 impl MemoryClock {
@@ -165,14 +171,22 @@ impl MemoryClock {
         MemoryClock {
             offset: Duration::ZERO,
             last: end,
+            timed: false,
+            step: None,
         }
     }
 
     /// The memory time of a frame at stream time `pts`.
     pub fn time(&mut self, pts: Duration) -> Duration {
-        if pts + self.offset < self.last {
-            self.offset = self.last;
+        let time = pts + self.offset;
+        if time < self.last {
+            let step = self.step.unwrap_or_default();
+            self.offset = (self.last + step).saturating_sub(pts);
+        } else if time > self.last && self.timed {
+            let step = time - self.last;
+            self.step = Some(self.step.map_or(step, |s| s.min(step)));
         }
+        self.timed = true;
         self.last = pts + self.offset;
         self.last
     }
@@ -239,6 +253,9 @@ pub struct AnalysisCounters {
     pub errors: AtomicU64,
     /// Events produced.
     pub events: AtomicU64,
+    /// Descriptions and watch-rule answers held back because the model was
+    /// less sure of them than `trigger.min_confidence`.
+    pub held_back: AtomicU64,
     /// Frames in memory, per level.
     pub memory_entries: [AtomicU64; 3],
     /// Memory time of the oldest and newest remembered frame, in ms.
@@ -265,6 +282,7 @@ impl Default for AnalysisCounters {
             stale: AtomicU64::default(),
             errors: AtomicU64::default(),
             events: AtomicU64::default(),
+            held_back: AtomicU64::default(),
             memory_entries: Default::default(),
             memory_span_ms: Default::default(),
             retention: Histogram::new(crate::histogram::RATIO),
@@ -638,6 +656,7 @@ pub fn analyse(
     let rule_states = a.rule_states.clone();
     let snapshot = a.snapshotter.clone().zip(a.picture.clone());
     let captured = frame.wall_time;
+    let min_confidence = a.trigger.config().min_confidence;
     let queued = pool.submit(
         Priority::Proactive,
         Box::new(move || {
@@ -651,6 +670,7 @@ pub fn analyse(
                 &job_stages,
                 &sink,
                 captured,
+                min_confidence,
                 &counters,
                 snapshot.as_ref().map(|(s, p)| (s, p.as_ref())),
             )
@@ -673,6 +693,7 @@ fn respond(
     stages: &ModelStages,
     events: &EventSink,
     captured: SystemTime,
+    min_confidence: f32,
     counters: &AnalysisCounters,
     snapshot: Option<(&Snapshotter, &Picture)>,
 ) {
@@ -686,14 +707,31 @@ fn respond(
     );
     let evidence = context.evidence();
     let mut out = Vec::new();
+    // An answer the model is unsure of is held back: a false "the red
+    // square left" costs an operator more than a late true one.
+    let unsure = |what: &str, answer: &crate::llm::Answer| {
+        let unsure = answer.confidence < min_confidence;
+        if unsure {
+            counters.held_back.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                camera,
+                what,
+                answer = answer.text,
+                confidence = answer.confidence,
+                min_confidence,
+                "held back: the model is unsure"
+            );
+        }
+        unsure
+    };
     if decision.describe {
         match stages.responder.ask(backend.as_mut(), &seen, DESCRIBE) {
-            Ok(answer) => out.push(Event::new(
-                camera,
-                EventKind::Description,
-                answer.text,
-                span,
-            )),
+            Ok(answer) if unsure("description", &answer) => {}
+            Ok(answer) => {
+                let mut event = Event::new(camera, EventKind::Description, answer.text, span);
+                event.confidence = Some(answer.confidence);
+                out.push(event);
+            }
             Err(e) => tracing::warn!(camera, "describing a change failed: {e}"),
         }
     }
@@ -701,13 +739,16 @@ fn respond(
         // One model call per rule: a worker beat per rule, so a long job
         // still counts as progress.
         crate::health::progress();
-        let (yes, answer) = match stages.responder.check_rule(backend.as_mut(), &seen, rule) {
-            Ok((yes, answer)) => (yes, answer.text),
-            Err(e) => {
-                tracing::warn!(camera, rule, "checking a watch rule failed: {e}");
-                continue;
-            }
-        };
+        let (yes, answer, confidence) =
+            match stages.responder.check_rule(backend.as_mut(), &seen, rule) {
+                // Not an answer for the rule's state: it stays as it was.
+                Ok((_, answer)) if unsure(rule, &answer) => continue,
+                Ok((yes, answer)) => (yes, answer.text, answer.confidence),
+                Err(e) => {
+                    tracing::warn!(camera, rule, "checking a watch rule failed: {e}");
+                    continue;
+                }
+            };
         let at = kept.meta.pts;
         tracing::debug!(
             camera,
@@ -715,6 +756,7 @@ fn respond(
             at_s = at.as_secs_f64(),
             yes,
             answer,
+            confidence,
             "watch rule checked"
         );
         // Only a change of state is news; the debounce decides it. A rule
@@ -731,6 +773,7 @@ fn respond(
         };
         let mut event = Event::new(camera, kind, format!("{rule} {answer}"), span);
         event.reference = Some(status.id);
+        event.confidence = Some(confidence);
         out.push(event);
     }
     // One picture for the job's events: they are about the same frame.
@@ -772,7 +815,10 @@ pub fn answer(
         context.items.first().map_or(Duration::ZERO, |i| i.pts),
         context.items.last().map_or(Duration::ZERO, |i| i.pts),
     );
+    // An answer is never held back (someone asked); its confidence says
+    // how far to trust it.
     let mut event = Event::new(camera, EventKind::Answer, answer.text, span);
+    event.confidence = Some(answer.confidence);
     event.evidence = context.evidence();
     Ok(event)
 }
@@ -794,7 +840,20 @@ mod tests {
             .iter()
             .map(|&t| clock.time(secs(t)).as_secs_f64())
             .collect();
-        assert_eq!(times, [256.5, 257.0, 257.5, 278.5, 278.5, 281.5]);
+        // After the restart the step is not known yet: the first frame
+        // takes the memory's end; at the loop it is (0.5 s).
+        assert_eq!(times, [256.5, 257.0, 257.5, 278.5, 279.0, 282.0]);
+        // A 60 s clip at 2 fps looped: the second pass is 60 s later.
+        let mut clock = MemoryClock::new(Duration::ZERO);
+        let pass = |clock: &mut MemoryClock| -> Vec<f64> {
+            (0..120)
+                .map(|i| clock.time(secs(f64::from(i) * 0.5)).as_secs_f64())
+                .collect()
+        };
+        let first = pass(&mut clock);
+        let second = pass(&mut clock);
+        assert_eq!(first[119], 59.5);
+        assert!(second.iter().zip(&first).all(|(b, a)| b - a == 60.0));
         // A fresh memory takes the stream time as it is.
         let mut clock = MemoryClock::new(Duration::ZERO);
         assert_eq!(clock.time(secs(3.0)), secs(3.0));

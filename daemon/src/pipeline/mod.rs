@@ -124,6 +124,9 @@ pub struct CameraStats {
     pub changing: bool,
     /// Events produced.
     pub events: u64,
+    /// Descriptions and rule answers held back as unsure
+    /// (`trigger.min_confidence`).
+    pub held_back: u64,
     /// Frames held in memory, per pyramid level.
     pub memory: [u64; 3],
 }
@@ -376,6 +379,7 @@ impl Pipeline {
                     retention: a(|x| &x.last_retention_ppm) as f32 / 1e6,
                     changing: a(|x| &x.changing) == 1,
                     events: a(|x| &x.events),
+                    held_back: a(|x| &x.held_back),
                     memory: [
                         a(|x| &x.memory_entries[0]),
                         a(|x| &x.memory_entries[1]),

@@ -727,6 +727,7 @@ impl StatsWindow {
                     "retention_mean": s.retention_mean(),
                     "changing": s.changing,
                     "events": s.events,
+                    "held_back": s.held_back,
                     "memory": s.memory,
                     "queue_depth": queued,
                     "pending": s.pending,

@@ -27,6 +27,12 @@ pub struct Event {
     pub evidence: Evidence,
     /// From the frame that triggered it to the event, in milliseconds.
     pub latency_ms: u64,
+    /// How sure the model was of `text`: the lowest probability it gave
+    /// any token of the answer, its end included (0–1; `rule_on`/`rule_off`:
+    /// of the answer that made the transition). Absent in histories written
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
     /// The watch rule's id (`rule_on`, `rule_off`) or the question's id
     /// (answers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,6 +89,7 @@ impl Event {
                 .map_or(0, |d| d.as_millis() as u64),
             evidence: Evidence::default(),
             latency_ms: 0,
+            confidence: None,
             reference: None,
             snapshot: None,
             jpeg: None,

@@ -54,6 +54,15 @@ pub struct TriggerConfig {
     /// `rule_window`. Default: 1.
     #[serde(default = "default_rule_off_after")]
     pub rule_off_after: u32,
+    /// Hold back descriptions and watch-rule answers the model is less sure
+    /// of than this (an event's `confidence`: the lowest probability of any
+    /// token of its answer). A held-back description is not published; a
+    /// held-back rule answer does not count toward the rule's state. Both
+    /// are counted in the stats (`held_back`) and logged at debug. 0 holds
+    /// nothing back. Default: DEFAULT_MIN_CONFIDENCE, from the demo model's
+    /// calibration (models/shapes/README.md).
+    #[serde(default = "default_min_confidence")]
+    pub min_confidence: f32,
 }
 
 fn default_drop_ratio_below() -> f32 {
@@ -83,6 +92,12 @@ fn default_rule_on_after() -> u32 {
 fn default_rule_off_after() -> u32 {
     1
 }
+fn default_min_confidence() -> f32 {
+    DEFAULT_MIN_CONFIDENCE
+}
+
+/// The default `min_confidence`.
+pub const DEFAULT_MIN_CONFIDENCE: f32 = 0.0;
 
 impl Default for TriggerConfig {
     fn default() -> Self {
@@ -96,6 +111,7 @@ impl Default for TriggerConfig {
             rule_window: default_rule_window(),
             rule_on_after: default_rule_on_after(),
             rule_off_after: default_rule_off_after(),
+            min_confidence: default_min_confidence(),
         }
     }
 }
@@ -148,6 +164,15 @@ impl TriggerConfig {
                     format!("must be between 0 and 86400, got {v}"),
                 );
             }
+        }
+        if !(0.0..=1.0).contains(&self.min_confidence) {
+            problems.push(
+                format!("{key}.min_confidence"),
+                format!(
+                    "must be between 0 (hold nothing back) and 1 (a probability), got {}",
+                    self.min_confidence
+                ),
+            );
         }
         if !(1..=16).contains(&self.rule_window) {
             problems.push(
@@ -224,6 +249,11 @@ pub struct SceneTrigger {
 }
 
 impl SceneTrigger {
+    /// The table it was built from.
+    pub fn config(&self) -> &TriggerConfig {
+        &self.config
+    }
+
     /// An armed trigger.
     pub fn new(config: &TriggerConfig) -> SceneTrigger {
         SceneTrigger {

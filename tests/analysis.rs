@@ -120,6 +120,56 @@ async fn a_moving_scene_is_encoded_dropped_and_described() {
     pipeline.shutdown().await;
 }
 
+/// Issue 18: a description or rule answer the model is less sure of than
+/// `min_confidence` is held back (counted, not sent); what is sent carries
+/// its confidence, at or above the threshold. At 1 (the most a probability
+/// can be) the random-weight test model is never sure enough.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsure_answers_are_held_back_and_counted() {
+    let (tx, mut events) = mpsc::channel(64);
+    let trigger = "rules = [\"is there a red square ?\"]\n[cameras.cam.trigger]\ndrop_ratio_below = 0.95\nrearm_drop_ratio_above = 0.99\ncooldown_s = 0\nmin_confidence";
+    let state = tempfile::tempdir().unwrap();
+    let run = |threshold: &str, state: &Path| config(state, 2, &format!("{trigger} = {threshold}"));
+    // Threshold 0: every answer goes out, each with its confidence.
+    let pipeline = Pipeline::build(
+        &run("0.0", state.path()),
+        &Heartbeats::new(),
+        tx,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+        .await
+        .expect("an event within 30 s")
+        .unwrap();
+    let c = event
+        .confidence
+        .expect("a spoken event carries its confidence");
+    assert!(c > 0.0 && c <= 1.0, "{event:?}");
+    assert_eq!(pipeline.stats()[0].held_back, 0);
+    pipeline.shutdown().await;
+
+    let (tx, mut events) = mpsc::channel(64);
+    let state = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::build(
+        &run("1.0", state.path()),
+        &Heartbeats::new(),
+        tx,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    wait_for(&pipeline, "3 answers held back", |s| s.held_back >= 3).await;
+    pipeline.shutdown().await;
+    while let Ok(event) = events.try_recv() {
+        assert!(
+            event.confidence.is_some_and(|c| c >= 1.0),
+            "sent though unsure: {event:?}"
+        );
+    }
+}
+
 /// Issue 15: a reload that changes the model reaches the running camera:
 /// its next frame is encoded by the new model, kept whole (a fresh
 /// reference), and that is no scene change to speak up about.

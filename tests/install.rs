@@ -270,9 +270,11 @@ fn the_installed_service_starts_from_the_root_folder() {
         Duration::from_secs(20),
         read_log,
     );
-    // The demo clip's red square appears 3 s in.
-    let line = sub.expect("a description", Duration::from_secs(30), |l| {
-        serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"] == "description"
+    // The demo clip's red square appears 3 s in: the red rule turns on.
+    // (The demo config holds back the demo model's descriptions, which it
+    // is unsure of: README "Unsure answers are held back".)
+    let line = sub.expect("an event", Duration::from_secs(30), |l| {
+        serde_json::from_str::<serde_json::Value>(l).is_ok_and(|e| e["kind"].is_string())
     });
     let event: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert!(

@@ -410,7 +410,11 @@ rule_recheck_s = 2.0
         .arg(root.join("models/shapes/clips/demo.json"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let scored: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let judged = scored["judged"].as_array().unwrap();
     assert_eq!(judged.len(), events.len(), "{scored}");
@@ -418,7 +422,10 @@ rule_recheck_s = 2.0
         assert_eq!(j["right"], true, "the rule's transitions are true: {j}");
     }
     let descriptions = of("description").len() as u64;
-    assert_eq!(scored["summary"]["description"][1], descriptions, "{scored}");
+    assert_eq!(
+        scored["summary"]["description"][1], descriptions,
+        "{scored}"
+    );
     // The retained state and list say the same as the last transition.
     let mut retained = Sub::start(
         port,

@@ -171,8 +171,9 @@ pub struct SettingScore {
     /// Describe answers everything of which is true ([`events::is_true`]):
     /// (true, asked).
     pub describe_true: (usize, usize),
-    /// Descriptions and rule answers with their confidence and truth.
-    pub calibration: Calibration,
+    /// Descriptions and rule answers with their confidence and truth:
+    /// "all" (what one `min_confidence` acts on), "describe", "rule".
+    pub calibration: BTreeMap<String, Calibration>,
     /// Whether this setting is the daemon's default dropping (`[dtd]`'s
     /// defaults), whose calibration the report prints.
     pub daemon_default: bool,
@@ -338,9 +339,15 @@ pub fn run(request: &EvalRequest, progress: &mut dyn FnMut(&str)) -> anyhow::Res
                         let truly = events::is_true(&answer.text, &q.answer);
                         score.describe_true.0 += usize::from(truly);
                         score.describe_true.1 += 1;
-                        score.calibration.add(answer.confidence, truly);
+                        for key in ["all", "describe"] {
+                            let c = score.calibration.entry(key.to_owned()).or_default();
+                            c.add(answer.confidence, truly);
+                        }
                     } else if q.task == "rule" {
-                        scores[i].calibration.add(answer.confidence, right);
+                        for key in ["all", "rule"] {
+                            let c = scores[i].calibration.entry(key.to_owned()).or_default();
+                            c.add(answer.confidence, right);
+                        }
                     }
                     let s = &mut sums[i];
                     s[3] += answer.visual_tokens as f64;
@@ -475,11 +482,19 @@ impl EvalReport {
             .iter()
             .find(|s| s.daemon_default)
             .or(self.settings.first());
-        if let Some(s) = calibrated.filter(|s| !s.calibration.is_empty()) {
-            out += &s.calibration.table(&format!(
-                "{}: descriptions (true by their events) and rule answers by confidence",
-                s.setting
-            ));
+        if let Some(s) = calibrated {
+            for (key, what) in [
+                (
+                    "all",
+                    "descriptions (true by their events) and rule answers",
+                ),
+                ("describe", "descriptions alone"),
+                ("rule", "rule answers alone"),
+            ] {
+                if let Some(c) = s.calibration.get(key).filter(|c| !c.is_empty()) {
+                    out += &c.table(&format!("{}: {what}, by confidence", s.setting));
+                }
+            }
         }
         out
     }

@@ -140,6 +140,9 @@ pub struct Judged {
     pub right: Option<bool>,
     /// The event's confidence, when it carries one.
     pub confidence: Option<f32>,
+    /// A true rule transition: seconds since the truth changed, within
+    /// the clip (how late the state followed it).
+    pub late_s: Option<f64>,
 }
 
 /// A run's events, judged.
@@ -162,8 +165,8 @@ impl RunScore {
     /// Every event and the totals, as `glimpse eval --events` prints them.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{:>8} {:>5} {:<11} {:>5} {:<6} {}\n",
-            "at_s", "frame", "kind", "conf", "true", "said  |  truth"
+            "{:>8} {:>5} {:<11} {:>5} {:<6} {:>6} {}\n",
+            "at_s", "frame", "kind", "conf", "true", "late", "said  |  truth"
         );
         for j in &self.judged {
             let kind = serde_json::to_value(j.kind)
@@ -171,7 +174,7 @@ impl RunScore {
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
             out += &format!(
-                "{:>8.1} {:>5} {:<11} {:>5} {:<6} {}  |  {}\n",
+                "{:>8.1} {:>5} {:<11} {:>5} {:<6} {:>6} {}  |  {}\n",
                 j.at_s,
                 j.frame,
                 kind,
@@ -181,15 +184,20 @@ impl RunScore {
                     Some(false) => "NO",
                     None => "?",
                 },
+                j.late_s.map_or("-".into(), |l| format!("{l:.1}s")),
                 j.text,
                 j.truth
             );
         }
         let line = |what: &str, (t, n): (usize, usize)| {
-            format!(
-                "{what}: {t}/{n} true ({:.1}%)\n",
-                100.0 * t as f64 / n.max(1) as f64
-            )
+            if n == 0 {
+                format!("{what}: none published\n")
+            } else {
+                format!(
+                    "{what}: {t}/{n} true ({:.1}%)\n",
+                    100.0 * t as f64 / n as f64
+                )
+            }
         };
         out += "\n";
         out += &line("descriptions", self.count(&[EventKind::Description]));
@@ -205,6 +213,16 @@ impl RunScore {
                 EventKind::RuleOff,
             ]),
         );
+        let late: Vec<f64> = self.judged.iter().filter_map(|j| j.late_s).collect();
+        if !late.is_empty() {
+            out += &format!(
+                "true rule transitions came {} s after the truth changed\n",
+                late.iter()
+                    .map(|l| format!("{l:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         let undecided = self.judged.iter().filter(|j| j.right.is_none()).count();
         if undecided > 0 {
             out += &format!("{undecided} rule transitions not scored: their rule is not one of the shapes world's questions\n");
@@ -220,6 +238,7 @@ pub fn score(truth: &ClipTruth, events: &[Event]) -> RunScore {
         .iter()
         .filter_map(|e| {
             let frame = truth.frame(e.end_s);
+            let mut late_s = None;
             let (truth_text, right) = match e.kind {
                 EventKind::Description => {
                     let t = truth.description(frame);
@@ -233,10 +252,22 @@ pub fn score(truth: &ClipTruth, events: &[Event]) -> RunScore {
                         .rsplit_once('?')
                         .map_or(e.text.as_str(), |(rule, _)| rule);
                     match truth.rule_holds(rule, frame) {
-                        Some(holds) => (
-                            if holds { "holds" } else { "does not hold" }.to_owned(),
-                            Some(holds == (e.kind == EventKind::RuleOn)),
-                        ),
+                        Some(holds) => {
+                            let right = holds == (e.kind == EventKind::RuleOn);
+                            if right {
+                                // Back to the first frame of this stretch.
+                                let since = (0..frame)
+                                    .rev()
+                                    .take_while(|&f| truth.rule_holds(rule, f) == Some(holds))
+                                    .last()
+                                    .unwrap_or(frame);
+                                late_s = Some((frame - since) as f64 / truth.fps);
+                            }
+                            (
+                                if holds { "holds" } else { "does not hold" }.to_owned(),
+                                Some(right),
+                            )
+                        }
                         None => ("?".to_owned(), None),
                     }
                 }
@@ -251,10 +282,19 @@ pub fn score(truth: &ClipTruth, events: &[Event]) -> RunScore {
                 truth: truth_text,
                 right,
                 confidence: e.confidence,
+                late_s,
             })
         })
         .collect();
-    judged.sort_by(|a, b| a.at_s.total_cmp(&b.at_s).then(a.id.cmp(&b.id)));
+    // Events of one frame in a fixed order (ids made in the same
+    // millisecond do not sort by creation).
+    let rank = |k: EventKind| k != EventKind::Description;
+    judged.sort_by(|a, b| {
+        a.at_s
+            .total_cmp(&b.at_s)
+            .then(rank(a.kind).cmp(&rank(b.kind)))
+            .then(a.id.cmp(&b.id))
+    });
     RunScore { judged }
 }
 
@@ -358,6 +398,11 @@ mod tests {
             ]
         );
         assert_eq!(s.count(&[EventKind::Description]), (2, 3));
+        // The rule turned on at frame 7 (3.5 s), half a second after the
+        // square appeared at frame 6; off at 88.5 s (frame 57), one frame
+        // after it left at 56.
+        let late: Vec<Option<f64>> = s.judged.iter().map(|j| j.late_s).collect();
+        assert_eq!(late, [None, Some(0.5), None, None, None, Some(0.5)]);
         assert_eq!(s.count(&[EventKind::RuleOn, EventKind::RuleOff]), (2, 3));
         let table = s.table();
         assert!(table.contains("descriptions: 2/3 true (66.7%)"), "{table}");

@@ -59,8 +59,9 @@ pub struct TriggerConfig {
     /// token of its answer). A held-back description is not published; a
     /// held-back rule answer does not count toward the rule's state. Both
     /// are counted in the stats (`held_back`) and logged at debug. 0 holds
-    /// nothing back. Default: DEFAULT_MIN_CONFIDENCE, from the demo model's
-    /// calibration (models/shapes/README.md).
+    /// nothing back. Default: 0, since a threshold belongs to a model's
+    /// calibration (`glimpse eval`); the demo config sets 0.5 from the demo
+    /// model's (README "Unsure answers are held back").
     #[serde(default = "default_min_confidence")]
     pub min_confidence: f32,
 }
@@ -93,11 +94,8 @@ fn default_rule_off_after() -> u32 {
     1
 }
 fn default_min_confidence() -> f32 {
-    DEFAULT_MIN_CONFIDENCE
+    0.0
 }
-
-/// The default `min_confidence`.
-pub const DEFAULT_MIN_CONFIDENCE: f32 = 0.0;
 
 impl Default for TriggerConfig {
     fn default() -> Self {

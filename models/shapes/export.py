@@ -16,14 +16,9 @@ import model as M
 import qa
 
 
-def main():
-    ckpt, out = sys.argv[1], sys.argv[2]
+def export_graphs(net, out):
+    """The three graphs of `net` into `out`/onnx/ (opset 17, batch 1)."""
     os.makedirs(os.path.join(out, "onnx"), exist_ok=True)
-    tok, vocab = qa.make_tokenizer()
-    tok.save(os.path.join(out, "tokenizer.json"))
-    net = M.ShapesModel(len(vocab))
-    state = torch.load(ckpt, weights_only=False)
-    net.load_state_dict(state["model"])
     net.eval()
     H = M.HIDDEN
     with torch.no_grad():
@@ -70,6 +65,19 @@ def main():
             opset_version=17,
             dynamo=False,
         )
+
+
+def main():
+    ckpt, out = sys.argv[1], sys.argv[2]
+    os.makedirs(os.path.join(out, "onnx"), exist_ok=True)
+    tok, vocab = qa.make_tokenizer()
+    tok.save(os.path.join(out, "tokenizer.json"))
+    net = M.ShapesModel(len(vocab))
+    # A checkpoint written on a GPU loads here on the CPU.
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    net.load_state_dict(state["model"])
+    export_graphs(net, out)
+    H = M.HIDDEN
     config = {
         "architectures": ["SmolVLMForConditionalGeneration"],
         "model_type": "smolvlm",

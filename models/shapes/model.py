@@ -140,10 +140,12 @@ class Decoder(nn.Module):
         freqs = position_ids.to(torch.float32).unsqueeze(-1) * self.inv_freq
         emb = torch.cat((freqs, freqs), dim=-1).unsqueeze(1)  # [B, 1, S, hd]
         cos, sin = emb.cos(), emb.sin()
-        keys = torch.arange(p + s, dtype=torch.long).unsqueeze(0)
-        queries = (torch.arange(s, dtype=torch.long) + p).unsqueeze(1)
+        # On the inputs' device, so training runs on a GPU as on the CPU.
+        dev = inputs_embeds.device
+        keys = torch.arange(p + s, dtype=torch.long, device=dev).unsqueeze(0)
+        queries = (torch.arange(s, dtype=torch.long, device=dev) + p).unsqueeze(1)
         allowed = (keys <= queries).unsqueeze(0).unsqueeze(0) & attention_mask.bool()[:, None, None, :]
-        bias = torch.where(allowed, torch.zeros((), dtype=torch.float32), torch.full((), -1e9))
+        bias = torch.where(allowed, torch.zeros((), dtype=torch.float32, device=dev), torch.full((), -1e9, device=dev))
         h = inputs_embeds
         presents = []
         rep = HEADS // KV_HEADS
@@ -173,7 +175,8 @@ class ShapesModel(nn.Module):
         self.vision, self.embed, self.decoder = Vision(), Embed(vocab), Decoder(vocab)
 
     def empty_past(self, batch):
-        return [torch.zeros(batch, KV_HEADS, 0, HEAD_DIM) for _ in range(2 * LAYERS)]
+        dev = self.decoder.norm.device
+        return [torch.zeros(batch, KV_HEADS, 0, HEAD_DIM, device=dev) for _ in range(2 * LAYERS)]
 
 
 def normalise(frames_uint8):

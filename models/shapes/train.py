@@ -104,6 +104,7 @@ class Examples:
         self.image = vocab["<image>"]
         self.eos = vocab["<end_of_utterance>"]
         self.kind_ids = torch.tensor([vocab["▁" + k] for k in world.KINDS])
+        self.device = torch.device("cpu")
 
     def sequence(self, items, question, answer):
         ids, positions, visual = context.layout(self.tok, self.image, items, question)
@@ -128,9 +129,10 @@ class Examples:
             frames = clip.frames[: now + 1]
             gated.append(context.gated(frames, cfg["tau_pix"], M.GRID))
         pixels = M.normalise(np.concatenate([clip.frames[g] for (clip, _, _), g in zip(moments, gated)]))
-        feats, kind, colour = net.vision(pixels)
+        feats, kind, colour = net.vision(pixels.to(self.device))
         labels = np.concatenate([clip.labels[g] for (clip, _, _), g in zip(moments, gated)])
-        detached = feats.detach().numpy()
+        # The daemon's context is built in numpy, on the CPU.
+        detached = feats.detach().cpu().numpy()
         out, offset, kept, total = [], 0, 0, 0
         for (clip, now, cfg), g in zip(moments, gated):
             mine = detached[offset : offset + len(g)]
@@ -168,13 +170,14 @@ KIND_TOKEN_WEIGHT = 4.0
 
 def aux_loss(kind, colour, labels):
     """The vision's per-patch loss: kind (weighted to shapes) and colour."""
-    labels = torch.from_numpy(labels)
-    return nn.functional.cross_entropy(kind.reshape(-1, 4), labels[:, 0].reshape(-1), weight=KIND_WEIGHTS) + nn.functional.cross_entropy(
+    labels = torch.from_numpy(labels).to(kind.device)
+    weights = KIND_WEIGHTS.to(kind.device)
+    return nn.functional.cross_entropy(kind.reshape(-1, 4), labels[:, 0].reshape(-1), weight=weights) + nn.functional.cross_entropy(
         colour.reshape(-1, 5), labels[:, 1].reshape(-1)
     )
 
 
-def train_vision(net, steps, lr, rng, log):
+def train_vision(net, steps, lr, rng, log, device):
     """Trains the vision side alone on the per-patch labels, on single
     frames (fast: no language model). The joint training's batches see
     too few frames for the encoder to learn kinds well (60% of shape
@@ -186,7 +189,7 @@ def train_vision(net, steps, lr, rng, log):
             frames = np.concatenate([c.frames for c in clips])
             labels = np.concatenate([c.labels for c in clips])
         pick = rng.integers(0, len(frames), 64)
-        _, kind, colour = net.vision(M.normalise(frames[pick]))
+        _, kind, colour = net.vision(M.normalise(frames[pick]).to(device))
         loss = aux_loss(kind, colour, labels[pick])
         for g in opt.param_groups:
             g["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
@@ -228,14 +231,17 @@ def forward_batch(net, examples, moments, questions, rng):
         mask[j, :n] = 1
         # Token t predicts token t+1: targets are the answer tokens.
         target[j, ex["prompt"] - 1 : n - 1] = torch.tensor(ex["ids"][ex["prompt"] :])
-        rows.append(torch.from_numpy(ex["weights"]) @ ex["feats"])
+        rows.append(torch.from_numpy(ex["weights"]).to(ex["feats"].device) @ ex["feats"])
+    # Built on the CPU (small), used where the model is.
+    dev = examples.device
+    ids, pos, mask, target = ids.to(dev), pos.to(dev), mask.to(dev), target.to(dev)
     embeds = net.embed(ids)
     image = ids == examples.image
     embeds = embeds.masked_scatter(image.unsqueeze(-1), torch.cat(rows).to(embeds.dtype)) if image.any() else embeds
     logits = net.decoder(embeds, mask, pos, *net.empty_past(b))[0]
     per_token = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none")
     flat = target.reshape(-1)
-    weight = (flat != -100).float() * torch.where(torch.isin(flat, examples.kind_ids), KIND_TOKEN_WEIGHT, 1.0)
+    weight = (flat != -100).float() * torch.where(torch.isin(flat, examples.kind_ids.to(dev)), KIND_TOKEN_WEIGHT, 1.0)
     lm = (per_token * weight).sum() / weight.sum()
     with torch.no_grad():
         ok = ((logits.argmax(-1) == target) | (target == -100)).all(1).float().mean().item()
@@ -251,6 +257,7 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when there is one); checkpoints load on either")
     ap.add_argument("--vision-steps", type=int, default=0, help="first train the vision side alone for this many steps")
     ap.add_argument("--vision-lr", type=float, default=5e-4)
     ap.add_argument("--single-events", type=float, default=0.25, help="share of contexts from a still scene where one shape appears or leaves")
@@ -258,30 +265,34 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    print(f"training on {device}", flush=True)
     tok, vocab = qa.make_tokenizer()
-    net = M.ShapesModel(len(vocab))
+    net = M.ShapesModel(len(vocab)).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01)
     ckpt = os.path.join(args.out, "ckpt.pt")
     step = 0
     if os.path.exists(ckpt):
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, map_location=device, weights_only=False)
         ours = net.state_dict()
         fits = {k: v for k, v in state["model"].items() if k in ours and ours[k].shape == v.shape}
         net.load_state_dict(fits, strict=False)
         step = state["step"]
-        if len(fits) == len(state["model"]) == len(ours):
+        # import_onnx.py writes weights without an optimiser state.
+        if "opt" in state and len(fits) == len(state["model"]) == len(ours):
             opt.load_state_dict(state["opt"])
             print(f"resumed at step {step}", flush=True)
         else:
             # An architecture change (e.g. the auxiliary heads moved): keep
             # what still fits and start the optimiser afresh.
-            print(f"resumed at step {step}; new: {sorted(set(ours) - set(fits))}", flush=True)
+            print(f"resumed at step {step}, optimiser afresh; new: {sorted(set(ours) - set(fits))}", flush=True)
     rng = np.random.default_rng(args.seed * 1_000_003 + step)
     examples = Examples(tok, vocab)
+    examples.device = device
     # Held-out clips use seeds >= 10^9; training seeds stay below.
     log = open(os.path.join(args.out, "train.log"), "a")
     if args.vision_steps:
-        train_vision(net, args.vision_steps, args.vision_lr, rng, log)
+        train_vision(net, args.vision_steps, args.vision_lr, rng, log, device)
     deadline = time.time() + args.minutes * 60
     started, seen = time.time(), 0
     stats = []

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Reads an exported shapes model folder back into a training checkpoint, so
+training can resume from the shipped model when its checkpoint is gone
+(`work/` is not in the repository):
+
+    python3 import_onnx.py model work/ckpt.pt
+
+The checkpoint holds the weights and the step the folder was trained to; the
+optimiser starts afresh, and the auxiliary kind/colour heads, which are not
+exported, start from random (a `--vision-steps` phase retrains them).
+
+torch names most exported weights (each Linear's, transposed into a MatMul)
+`onnx::MatMul_N`, so names alone do not say which parameter an initializer
+holds. The architecture is exported once with a distinct random value in
+every parameter (a probe); each initializer of the probe is found among the
+parameters, as is or transposed. The two exports are traced alike, so an
+initializer of the real folder holds the parameter its namesake in the probe
+does. The import is checked by exporting the imported weights again: every
+initializer must equal the folder's, bit for bit.
+"""
+
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+import export
+import model as M
+import qa
+
+GRAPHS = ("vision_encoder", "embed_tokens", "decoder_model_merged")
+
+
+def initializers(folder):
+    """{graph: {name: array}} of a model folder."""
+    out = {}
+    for g in GRAPHS:
+        m = onnx.load(os.path.join(folder, "onnx", f"{g}.onnx"))
+        out[g] = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    return out
+
+
+def probe_map(net):
+    """{graph: {initializer name: (parameter name, transposed)}} for `net`'s
+    architecture."""
+    params = dict(net.named_parameters())
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in params.values():
+            p.copy_(torch.randn(p.shape, generator=gen))
+    arrays = {k: v.detach().numpy() for k, v in params.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        export.export_graphs(net, tmp)
+        found = initializers(tmp)
+    out = {}
+    for g, inits in found.items():
+        out[g] = {}
+        for name, value in inits.items():
+            hits = [
+                (p, t)
+                for p, a in arrays.items()
+                for t, cand in ((False, a), (True, a.T if a.ndim == 2 else None))
+                if cand is not None and cand.shape == value.shape and np.array_equal(cand, value)
+            ]
+            if len(hits) != 1:
+                sys.exit(f"{g}: initializer {name} matches {len(hits)} parameters; the architecture changed?")
+            out[g][name] = hits[0]
+    return out
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__.split("\n\n")[1])
+    folder, ckpt = sys.argv[1], sys.argv[2]
+    _, vocab = qa.make_tokenizer()
+    net = M.ShapesModel(len(vocab))
+    mapping = probe_map(net)
+    shipped = initializers(folder)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    filled = set()
+    for g, names in mapping.items():
+        missing = set(names) - set(shipped[g])
+        if missing:
+            sys.exit(f"{folder}: {g} lacks {sorted(missing)}: not this architecture")
+        for name, (param, transposed) in names.items():
+            value = shipped[g][name]
+            state[param] = torch.from_numpy(np.array(value.T if transposed else value, copy=True))
+            filled.add(param)
+    net.load_state_dict(state)
+    # The check: the imported weights export to the same initializers.
+    with tempfile.TemporaryDirectory() as tmp:
+        export.export_graphs(net, tmp)
+        again = initializers(tmp)
+    for g in GRAPHS:
+        for name, value in shipped[g].items():
+            if not np.array_equal(again[g].get(name), value):
+                sys.exit(f"{g}: {name} differs after the round trip")
+    config = json.load(open(os.path.join(folder, "config.json")))
+    step = int(config.get("glimpse", {}).get("trained_steps", 0))
+    fresh = sorted(set(dict(net.named_parameters())) - filled)
+    os.makedirs(os.path.dirname(os.path.abspath(ckpt)), exist_ok=True)
+    # No optimiser state: train.py resumes the weights and starts AdamW anew.
+    torch.save({"model": net.state_dict(), "step": step}, ckpt)
+    print(f"{ckpt}: {len(filled)} parameters from {folder} (step {step}), round trip exact; not exported, fresh: {fresh}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Linear probes on what the decoder reads: the vision side's output (the
+connector's, one token per 16×16 patch), for a model folder. Where a probe
+reads a property well from the tokens and the model still answers it
+badly, the decoder is the bottleneck; where the probe fails too, the vision
+side is.
+
+    python3 probe.py model [frames]
+
+Per patch covered by a shape (fresh clips of the world, seeds apart from
+training's and the eval's): its kind, its colour, and the region word of the
+patch's centre (`world.where`: 9 regions). A softmax-regression probe is
+fitted on 80% of the frames' patches and scored on the other 20%; beside it,
+the majority class. Also, on every patch: is it covered by a shape at all.
+"""
+
+import sys
+
+import numpy as np
+import torch
+from torch import nn
+
+import import_onnx
+import model as M
+import qa
+import world
+
+REGIONS = ["top left", "top", "top right", "left", "center", "right", "bottom left", "bottom", "bottom right"]
+
+
+def fit(x, y, classes, train, test):
+    """Test accuracy of a softmax regression on standardised features."""
+    mu, sd = x[train].mean(0), x[train].std(0) + 1e-6
+    x = (x - mu) / sd
+    xt, yt = torch.from_numpy(x[train]).float(), torch.from_numpy(y[train]).long()
+    probe = nn.Linear(x.shape[1], classes)
+    opt = torch.optim.Adam(probe.parameters(), lr=1e-2, weight_decay=1e-4)
+    for _ in range(400):
+        opt.zero_grad()
+        nn.functional.cross_entropy(probe(xt), yt).backward()
+        opt.step()
+    with torch.no_grad():
+        pred = probe(torch.from_numpy(x[test]).float()).argmax(1).numpy()
+    return float((pred == y[test]).mean())
+
+
+def main():
+    folder = sys.argv[1]
+    frames = int(sys.argv[2]) if len(sys.argv) > 2 else 1200
+    _, vocab = qa.make_tokenizer()
+    net = M.ShapesModel(len(vocab))
+    mapping = import_onnx.probe_map(net)
+    shipped = import_onnx.initializers(folder)
+    state = net.state_dict()
+    for g, names in mapping.items():
+        for name, (param, transposed) in names.items():
+            v = shipped[g][name]
+            state[param] = torch.from_numpy(np.array(v.T if transposed else v, copy=True))
+    net.load_state_dict(state)
+    net.eval()
+    rng = np.random.default_rng(5)
+    clips = [world.make_clip(int(rng.integers(2 * 10**9, 3 * 10**9)), frames=12, activity=1.5) for _ in range(frames // 12)]
+    pixels = np.concatenate([c.frames for c in clips])
+    labels = np.concatenate([c.labels for c in clips])  # [F, 2, 64]
+    with torch.no_grad():
+        feats = torch.cat([net.vision(M.normalise(pixels[i : i + 64]))[0] for i in range(0, len(pixels), 64)]).numpy()
+    n = len(pixels)
+    cell = M.IMAGE / M.GRID
+    centres = [(((p % M.GRID) + 0.5) * cell, ((p // M.GRID) + 0.5) * cell) for p in range(M.GRID * M.GRID)]
+    region = np.array([REGIONS.index(world.where(x, y)) for x, y in centres])
+    frame = np.repeat(np.arange(n), M.GRID * M.GRID)
+    x = feats.reshape(-1, M.HIDDEN)
+    kind, colour = labels[:, 0, :].reshape(-1), labels[:, 1, :].reshape(-1)
+    where = np.tile(region, n)
+    test_frames = frame % 5 == 0
+    shape = kind > 0
+    print(f"{folder}: {n} frames, {int(shape.sum())} shape patches of {len(kind)}")
+    print(f"{'property':<22} {'probe':>7} {'majority':>9}")
+    for name, y, classes, keep in [
+        ("shape or background", shape.astype(int), 2, np.ones_like(shape)),
+        ("kind (shape patches)", kind, 4, shape),
+        ("colour (shape patches)", colour, 5, shape),
+        ("region (shape patches)", where, 9, shape),
+        ("region (all patches)", where, 9, np.ones_like(shape)),
+    ]:
+        idx = np.flatnonzero(keep)
+        train, test = idx[~test_frames[idx]], idx[test_frames[idx]]
+        acc = fit(x, y, classes, train, test)
+        majority = float((y[test] == np.bincount(y[train]).argmax()).mean())
+        print(f"{name:<22} {100 * acc:>6.1f}% {100 * majority:>8.1f}%")
+
+
+if __name__ == "__main__":
+    main()

@@ -119,6 +119,26 @@ pub struct Truth {
     pub fps: f64,
     /// The questions.
     pub questions: Vec<TruthQuestion>,
+    /// Per frame: its events, `[verb, colour, kind, region]` (what
+    /// `glimpse eval --events` judges a run against).
+    #[serde(default)]
+    pub events: Vec<Vec<[String; 4]>>,
+    /// Per frame: the shapes on screen.
+    #[serde(default)]
+    pub scenes: Vec<Vec<Shape>>,
+}
+
+/// A shape on screen in a truth's frame.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Shape {
+    /// circle, square or triangle.
+    pub kind: String,
+    /// red, green, blue or yellow.
+    pub colour: String,
+    /// Centre, in pixels.
+    pub x: f64,
+    /// Centre, in pixels.
+    pub y: f64,
 }
 
 /// A question asked after a given frame.

@@ -608,7 +608,7 @@ fn score_run(events: &Path, truth: &Path, json: bool) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(events)
         .with_context(|| format!("cannot read {}", events.display()))?;
     let (events, skipped) = run::read_events(&text);
-    let clip: run::ClipTruth = serde_json::from_str(
+    let clip: glimpse::eval::Truth = serde_json::from_str(
         &std::fs::read_to_string(truth)
             .with_context(|| format!("cannot read {}", truth.display()))?,
     )

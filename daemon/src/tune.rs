@@ -71,6 +71,24 @@ pub struct SettingReport {
 }
 
 impl SettingReport {
+    /// The row's cells as the table and the HTML report print them: τ,
+    /// τ_pix, reference, mean/p50/p90/p99 retention, encoded share,
+    /// trigger times.
+    pub fn cells(&self) -> [String; 9] {
+        let pct = |v: f32| format!("{:.1}%", 100.0 * v);
+        [
+            format!("{:.2}", self.tau),
+            format!("{:.3}", self.tau_pix),
+            reference_name(self.reference).to_owned(),
+            pct(self.retention_mean),
+            pct(self.retention_p50),
+            pct(self.retention_p90),
+            pct(self.retention_p99),
+            pct(self.encoded_share),
+            self.trigger_times(),
+        ]
+    }
+
     /// When the trigger fired, in seconds (`none`): one spelling for the
     /// table and the report.
     pub fn trigger_times(&self) -> String {
@@ -227,17 +245,9 @@ impl TuneReport {
             "tau", "tau_pix", "reference", "mean", "p50", "p90", "p99", "encoded"
         ));
         for s in &self.settings {
+            let [tau, tau_pix, reference, mean, p50, p90, p99, encoded, triggers] = s.cells();
             out.push_str(&format!(
-                "{:>6.2} {:>8.3} {:>10} {:>7.1}% {:>7.1}% {:>7.1}% {:>7.1}% {:>8.1}%  {}\n",
-                s.tau,
-                s.tau_pix,
-                reference_name(s.reference),
-                100.0 * s.retention_mean,
-                100.0 * s.retention_p50,
-                100.0 * s.retention_p90,
-                100.0 * s.retention_p99,
-                100.0 * s.encoded_share,
-                s.trigger_times(),
+                "{tau:>6} {tau_pix:>8} {reference:>10} {mean:>8} {p50:>8} {p90:>8} {p99:>8} {encoded:>9}  {triggers}\n"
             ));
         }
         out

@@ -13,34 +13,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::events::{is_true, NO_EVENT};
+use super::Truth;
 use crate::trigger::{Event, EventKind};
-
-/// A clip's ground truth per frame, as `make_clips.py` writes it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ClipTruth {
-    /// Sampled frames per second.
-    pub fps: f64,
-    /// Per frame: its events, `[verb, colour, kind, region]`.
-    pub events: Vec<Vec<[String; 4]>>,
-    /// Per frame: the shapes on screen.
-    pub scenes: Vec<Vec<Shape>>,
-}
-
-/// A shape on screen.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Shape {
-    /// circle, square or triangle.
-    pub kind: String,
-    /// red, green, blue or yellow.
-    pub colour: String,
-    /// Centre, in pixels.
-    pub x: f64,
-    /// Centre, in pixels.
-    pub y: f64,
-}
 
 /// "what changed" covers the last two seconds (`qa.py`'s `WINDOW_S`).
 const WINDOW_S: f64 = 2.0;
@@ -48,7 +25,8 @@ const WINDOW_S: f64 = 2.0;
 /// move (`qa.py`).
 const MOVED_PX: f64 = 8.0;
 
-impl ClipTruth {
+/// The per-frame truth `glimpse eval --events` reads (a clip's [`Truth`]).
+impl Truth {
     /// The clip's frame at memory time `t_s`.
     pub fn frame(&self, t_s: f64) -> usize {
         let frames = self.events.len().max(1);
@@ -233,7 +211,7 @@ impl RunScore {
 
 /// Judges the descriptions and rule transitions among `events` (in any
 /// order; answers are left out: someone asked for those).
-pub fn score(truth: &ClipTruth, events: &[Event]) -> RunScore {
+pub fn score(truth: &Truth, events: &[Event]) -> RunScore {
     let mut judged: Vec<Judged> = events
         .iter()
         .filter_map(|e| {
@@ -341,7 +319,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn demo() -> ClipTruth {
+    fn demo() -> Truth {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../models/shapes/clips/demo.json");
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

@@ -93,8 +93,7 @@ impl Responder {
             text: self.codec.decode(&generation.tokens)?.trim().to_owned(),
             prompt_tokens: generation.prompt_tokens,
             visual_tokens: context.iter().map(|s| s.visual.positions.len()).sum(),
-            // Three decimals: the rest is noise in every event's JSON.
-            confidence: (generation.confidence() * 1000.0).round() / 1000.0,
+            confidence: generation.confidence(),
         })
     }
 

@@ -31,7 +31,11 @@ pub struct Event {
     /// any token of the answer, its end included (0–1; `rule_on`/`rule_off`:
     /// of the answer that made the transition). Absent in histories written
     /// before it existed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "three_decimals"
+    )]
     pub confidence: Option<f32>,
     /// The watch rule's id (`rule_on`, `rule_off`) or the question's id
     /// (answers).
@@ -46,6 +50,11 @@ pub struct Event {
     /// (the history keeps the name, the folder the bytes).
     #[serde(skip)]
     pub jpeg: Option<std::sync::Arc<Vec<u8>>>,
+}
+
+/// A confidence on the wire: three decimals, the rest is noise.
+fn three_decimals<S: serde::Serializer>(c: &Option<f32>, s: S) -> Result<S::Ok, S::Error> {
+    c.map(|c| (c * 1000.0).round() / 1000.0).serialize(s)
 }
 
 /// Kinds of events.
@@ -122,6 +131,12 @@ mod tests {
         assert_eq!(json["start_s"], 3.0);
         assert_eq!(json["evidence"]["kept_tokens"], serde_json::json!([]));
         assert!(json.get("reference").is_none());
+        assert!(json.get("confidence").is_none());
+        let mut sure = a.clone();
+        sure.confidence = Some(0.551_904_3);
+        let text = serde_json::to_string(&sure).unwrap();
+        assert!(text.contains("\"confidence\":0.552"), "{text}");
+        assert!(!text.contains("0.5519"), "{text}");
         let back: Event = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(back, a);
         // A history written before rules were states still reads.

@@ -460,19 +460,8 @@ pub(super) fn html(report: &TuneReport, png: &[u8]) -> String {
     let clip = escape(&report.clip.display().to_string());
     let mut rows = String::new();
     for s in &report.settings {
-        rows.push_str(&format!(
-            "<tr><td>{:.2}</td><td>{:.3}</td><td>{}</td><td>{:.1}%</td><td>{:.1}%</td>\
-             <td>{:.1}%</td><td>{:.1}%</td><td>{:.1}%</td><td>{}</td></tr>\n",
-            s.tau,
-            s.tau_pix,
-            reference_name(s.reference),
-            100.0 * s.retention_mean,
-            100.0 * s.retention_p50,
-            100.0 * s.retention_p90,
-            100.0 * s.retention_p99,
-            100.0 * s.encoded_share,
-            s.trigger_times(),
-        ));
+        let cells: Vec<String> = s.cells().iter().map(|c| format!("<td>{c}</td>")).collect();
+        rows.push_str(&format!("<tr>{}</tr>\n", cells.concat()));
     }
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\

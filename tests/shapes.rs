@@ -73,6 +73,7 @@ fn eval_takes_questions_in_any_order() {
 /// Issue 18: the table scores descriptions by their events and puts each
 /// task's baselines and interval over clips beside the model's accuracy.
 /// The expected counts come from the ground truth, not from the model.
+/// `--reliability` draws the calibration too.
 #[test]
 fn eval_table_shows_event_scores_baselines_and_intervals() {
     let root = repo();
@@ -95,11 +96,27 @@ fn eval_table_shows_event_scores_baselines_and_intervals() {
         .map(|a| a.split(" and ").count())
         .sum();
     let nothing = describe.iter().filter(|a| *a == "nothing changed").count();
+    let dir = tempfile::tempdir().unwrap();
+    let diagram = dir.path().join("reliability.png");
     let table = String::from_utf8(eval_on_the_shapes_model(
         &json,
-        &["--reference", "last_kept"],
+        &[
+            "--reference",
+            "last_kept",
+            "--reliability",
+            diagram.to_str().unwrap(),
+        ],
     ))
     .unwrap();
+    // The diagram: a PNG with a panel per kind of answer the clip has
+    // (descriptions and rule answers pooled, descriptions; it asks no rule).
+    let png = std::fs::read(&diagram).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    assert!(
+        (800..1200).contains(&width),
+        "{width} px wide: not two panels"
+    );
     for column in ["ev_F1", "95% CI", "majority answer", "fixed answer"] {
         assert!(table.contains(column), "no {column:?} in\n{table}");
     }

@@ -37,10 +37,23 @@ use crate::vision::Preprocessor;
 
 pub mod calibration;
 pub mod events;
+pub mod reliability;
 pub mod run;
 pub mod stats;
 
 use calibration::Calibration;
+
+/// The calibrations a report shows: key of [`SettingScore::calibration`],
+/// what it holds (the table's words, the chart's).
+pub const CALIBRATED: [(&str, &str, &str); 3] = [
+    (
+        "all",
+        "descriptions (true by their events) and rule answers",
+        "descriptions and rule answers",
+    ),
+    ("describe", "descriptions alone", "descriptions"),
+    ("rule", "rule answers alone", "rule answers"),
+];
 use events::EventScore;
 use stats::Baseline;
 
@@ -495,28 +508,23 @@ impl EvalReport {
         if let Some(first) = self.settings.first() {
             out += &self.per_task(first);
         }
-        // The calibration the daemon's min_confidence is chosen from: at its
-        // own dropping settings when they were run, else the first.
-        let calibrated = self
-            .settings
-            .iter()
-            .find(|s| s.daemon_default)
-            .or(self.settings.first());
-        if let Some(s) = calibrated {
-            for (key, what) in [
-                (
-                    "all",
-                    "descriptions (true by their events) and rule answers",
-                ),
-                ("describe", "descriptions alone"),
-                ("rule", "rule answers alone"),
-            ] {
+        if let Some(s) = self.calibrated() {
+            for (key, what, _) in CALIBRATED {
                 if let Some(c) = s.calibration.get(key).filter(|c| !c.is_empty()) {
                     out += &c.table(&format!("{}: {what}, by confidence", s.setting));
                 }
             }
         }
         out
+    }
+
+    /// The setting whose calibration the daemon's min_confidence is chosen
+    /// from: its own dropping settings when they were run, else the first.
+    pub fn calibrated(&self) -> Option<&SettingScore> {
+        self.settings
+            .iter()
+            .find(|s| s.daemon_default)
+            .or(self.settings.first())
     }
 
     /// Per task of `s`: accuracy, its interval over clips, and the

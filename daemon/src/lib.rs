@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod capture;
+pub mod chart;
 pub mod config;
 pub mod dtd;
 pub mod eval;

@@ -154,6 +154,10 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also draw the reliability diagram (accuracy per confidence bin,
+        /// at the daemon's default dropping) into this PNG file.
+        #[arg(long)]
+        reliability: Option<PathBuf>,
         /// Write every prompt's layout here (JSON lines).
         #[arg(long)]
         dump: Option<PathBuf>,
@@ -384,10 +388,21 @@ fn main() -> ExitCode {
             memory,
             no_full,
             json,
+            reliability,
             dump,
         } => exit_code(
             eval(
-                clips, model, backend, tau, tau_pix, reference, memory, no_full, json, dump,
+                clips,
+                model,
+                backend,
+                tau,
+                tau_pix,
+                reference,
+                memory,
+                no_full,
+                json,
+                reliability,
+                dump,
             ),
             EX_DATAERR,
         ),
@@ -518,6 +533,7 @@ fn eval(
     memories: Vec<String>,
     no_full: bool,
     json: bool,
+    reliability: Option<PathBuf>,
     dump: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -577,6 +593,8 @@ fn eval(
             files.push(path);
         }
     }
+    let clip_count = files.len();
+    let model_name = model.display().to_string();
     let mut model = glimpse::infer::ModelConfig::new(model);
     model.backend = toml::Value::String(backend.clone())
         .try_into()
@@ -597,6 +615,23 @@ fn eval(
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.table());
+    }
+    if let Some(path) = reliability {
+        let s = report
+            .calibrated()
+            .context("--reliability: no setting was run")?;
+        let panels: Vec<_> = glimpse::eval::CALIBRATED
+            .iter()
+            .filter_map(|(key, _, label)| Some((*label, s.calibration.get(*key)?)))
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
+        let picture = glimpse::eval::reliability::draw(
+            &format!("glimpse eval: does confidence say an answer is true? ({model_name})"),
+            &format!("{}, {clip_count} clips; bars: share true per confidence bin (count above), dot: the bin's mean confidence", s.setting),
+            &panels,
+        )?;
+        glimpse::chart::write(&path, &picture.png()?)?;
+        eprintln!("eval: reliability diagram in {}", path.display());
     }
     Ok(())
 }

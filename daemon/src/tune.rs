@@ -227,10 +227,10 @@ pub fn run(request: &TuneRequest) -> anyhow::Result<TuneReport> {
     if request.png.is_some() || request.html.is_some() {
         let png = plot::draw(&report, &sheet)?.png()?;
         if let Some(path) = &request.png {
-            plot::write(path, &png)?;
+            crate::chart::write(path, &png)?;
         }
         if let Some(path) = &request.html {
-            plot::write(path, plot::html(&report, &png).as_bytes())?;
+            crate::chart::write(path, plot::html(&report, &png).as_bytes())?;
         }
     }
     Ok(report)

@@ -1,37 +1,21 @@
 //! The pictures of `glimpse tune`: a titled chart of retention (%) against
 //! stream time (s), one curve per setting with the scene trigger's firings
 //! marked on it and a legend naming each setting, over a contact sheet of
-//! sampled frames labelled with their time and kept share. Drawn with
-//! `plotters` into an RGB buffer (its bitmap backend, no image crate) with
-//! a font compiled into the binary, so it draws the same on a headless box
-//! without fontconfig; encoded with the `png` crate. Text goes through
-//! `Canvas`, which places each glyph by its bearing: plotters 0.3.7's own
-//! `ab_glyph` drawing drops it and runs letters together ("0.30· τ").
+//! sampled frames labelled with their time and kept share. Drawn through
+//! [`crate::chart`].
 //! `--html` wraps the same PNG, as a data URI, and the table in one
 //! self-contained page.
 //!
 //! Runs on the `tune` command's thread, once, after the clip.
 
-use std::path::Path;
-use std::sync::OnceLock;
-
-use ab_glyph::{Font, FontRef, ScaleFont};
 use anyhow::Context;
 use base64::Engine;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::{register_font, FontStyle};
-use plotters_backend::text_anchor::{HPos, VPos};
-use plotters_backend::{BackendColor, BackendCoord, BackendTextStyle, DrawingErrorKind};
+
+use crate::chart::{font, Canvas, Picture, COLOURS, GREY};
 
 use super::{reference_name, ContactSheet, SettingReport, TuneReport, TILE};
-
-/// DejaVu Sans cut to Latin, Latin-1 and Greek (`daemon/assets/README.md`
-/// says how, and its licence).
-static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans-subset.ttf");
-/// The family the font is registered under; plotters' `ab_glyph` backend
-/// looks fonts up by this name.
-const FAMILY: &str = "sans-serif";
 
 /// Picture width; the chart and the sheet share it.
 const WIDTH: u32 = 1080;
@@ -46,196 +30,6 @@ const PER_ROW: u32 = 8;
 const CELL_W: u32 = (WIDTH - 2 * MARGIN as u32) / PER_ROW;
 const CELL_H: u32 = TILE + 22;
 
-/// One colour per setting, in the order given (Tableau 10); repeats past
-/// ten.
-const COLOURS: [RGBColor; 10] = [
-    RGBColor(214, 39, 40),
-    RGBColor(31, 119, 180),
-    RGBColor(44, 160, 44),
-    RGBColor(255, 127, 14),
-    RGBColor(148, 103, 189),
-    RGBColor(23, 190, 207),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-];
-const GREY: RGBColor = RGBColor(110, 110, 110);
-
-/// An RGB picture.
-pub(super) struct Picture {
-    width: u32,
-    height: u32,
-    rgb: Vec<u8>,
-}
-
-fn font(size: u32) -> TextStyle<'static> {
-    (FAMILY, size).into_font().color(&BLACK)
-}
-
-/// The embedded font, registered with plotters (which measures text with
-/// it) once per process.
-fn embedded_font() -> anyhow::Result<&'static FontRef<'static>> {
-    static PARSED: OnceLock<Option<FontRef<'static>>> = OnceLock::new();
-    PARSED
-        .get_or_init(|| {
-            let font = FontRef::try_from_slice(FONT).ok()?;
-            register_font(FAMILY, FontStyle::Normal, FONT).ok()?;
-            Some(font)
-        })
-        .as_ref()
-        .context("the embedded font could not be read")
-}
-
-/// The bitmap backend with our own text drawing; everything else is
-/// plotters'.
-struct Canvas<'a> {
-    inner: BitMapBackend<'a>,
-    font: &'static FontRef<'static>,
-}
-
-type DrawResult<E> = Result<(), DrawingErrorKind<E>>;
-
-impl<'a> DrawingBackend for Canvas<'a> {
-    type ErrorType = <BitMapBackend<'a> as DrawingBackend>::ErrorType;
-
-    fn get_size(&self) -> (u32, u32) {
-        self.inner.get_size()
-    }
-    fn ensure_prepared(&mut self) -> DrawResult<Self::ErrorType> {
-        self.inner.ensure_prepared()
-    }
-    fn present(&mut self) -> DrawResult<Self::ErrorType> {
-        self.inner.present()
-    }
-    fn draw_pixel(
-        &mut self,
-        point: BackendCoord,
-        color: BackendColor,
-    ) -> DrawResult<Self::ErrorType> {
-        self.inner.draw_pixel(point, color)
-    }
-    fn draw_line<S: plotters_backend::BackendStyle>(
-        &mut self,
-        from: BackendCoord,
-        to: BackendCoord,
-        style: &S,
-    ) -> DrawResult<Self::ErrorType> {
-        self.inner.draw_line(from, to, style)
-    }
-    fn draw_rect<S: plotters_backend::BackendStyle>(
-        &mut self,
-        upper_left: BackendCoord,
-        bottom_right: BackendCoord,
-        style: &S,
-        fill: bool,
-    ) -> DrawResult<Self::ErrorType> {
-        self.inner.draw_rect(upper_left, bottom_right, style, fill)
-    }
-    fn draw_path<S: plotters_backend::BackendStyle, I: IntoIterator<Item = BackendCoord>>(
-        &mut self,
-        path: I,
-        style: &S,
-    ) -> DrawResult<Self::ErrorType> {
-        self.inner.draw_path(path, style)
-    }
-    fn draw_circle<S: plotters_backend::BackendStyle>(
-        &mut self,
-        center: BackendCoord,
-        radius: u32,
-        style: &S,
-        fill: bool,
-    ) -> DrawResult<Self::ErrorType> {
-        self.inner.draw_circle(center, radius, style, fill)
-    }
-    fn fill_polygon<S: plotters_backend::BackendStyle, I: IntoIterator<Item = BackendCoord>>(
-        &mut self,
-        vert: I,
-        style: &S,
-    ) -> DrawResult<Self::ErrorType> {
-        self.inner.fill_polygon(vert, style)
-    }
-    fn blit_bitmap(
-        &mut self,
-        pos: BackendCoord,
-        size: (u32, u32),
-        src: &[u8],
-    ) -> DrawResult<Self::ErrorType> {
-        self.inner.blit_bitmap(pos, size, src)
-    }
-
-    /// plotters' own `draw_text` with the glyphs placed by their bearings;
-    /// the box (from plotters' measure) and the anchor and rotation
-    /// handling are as there. The cap height is centred in the box, so
-    /// centred labels sit level with their ticks.
-    fn draw_text<S: BackendTextStyle>(
-        &mut self,
-        text: &str,
-        style: &S,
-        pos: BackendCoord,
-    ) -> DrawResult<Self::ErrorType> {
-        let color = style.color();
-        if color.alpha == 0.0 {
-            return Ok(());
-        }
-        let ((min_x, min_y), (max_x, max_y)) = style
-            .layout_box(text)
-            .map_err(|e| DrawingErrorKind::FontError(Box::new(e)))?;
-        let (width, height) = (max_x - min_x, max_y - min_y);
-        let dx = match style.anchor().h_pos {
-            HPos::Left => 0,
-            HPos::Right => -width,
-            HPos::Center => -width / 2,
-        };
-        let dy = match style.anchor().v_pos {
-            VPos::Top => 0,
-            VPos::Center => -height / 2,
-            VPos::Bottom => -height,
-        };
-        let transform = style.transform();
-        let (w, h) = self.get_size();
-        let font = self.font.as_scaled(style.size() as f32);
-        let cap = self
-            .font
-            .outline(font.glyph_id('H'))
-            .map_or(0.6 * font.height(), |o| {
-                o.bounds.max.y * font.v_scale_factor()
-            });
-        let baseline = (height as f32 + cap) / 2.0;
-        let (mut pen, mut previous) = (0.0f32, None);
-        for c in text.chars() {
-            let id = font.glyph_id(c);
-            if let Some(previous) = previous {
-                pen += font.kern(previous, id);
-            }
-            previous = Some(id);
-            let glyph = id.with_scale_and_position(font.scale(), ab_glyph::point(pen, baseline));
-            pen += font.h_advance(id);
-            let Some(outline) = self.font.outline_glyph(glyph) else {
-                continue;
-            };
-            let bounds = outline.px_bounds();
-            let mut result = Ok(());
-            outline.draw(|gx, gy, coverage| {
-                let (x, y) = transform.transform(
-                    bounds.min.x as i32 + gx as i32 + dx - min_x,
-                    bounds.min.y as i32 + gy as i32 + dy - min_y,
-                );
-                let (x, y) = (pos.0 + x, pos.1 + y);
-                if result.is_ok() && x >= 0 && y >= 0 && x < w as i32 && y < h as i32 {
-                    let ink = BackendColor {
-                        alpha: color.alpha * f64::from(coverage),
-                        rgb: color.rgb,
-                    };
-                    result = self.inner.draw_pixel((x, y), ink);
-                }
-            });
-            result?;
-        }
-        Ok(())
-    }
-}
-
 /// How a setting is named in the legend.
 fn setting_name(s: &SettingReport) -> String {
     format!(
@@ -248,16 +42,11 @@ fn setting_name(s: &SettingReport) -> String {
 
 /// Draws the chart and the sheet.
 pub(super) fn draw(report: &TuneReport, sheet: &ContactSheet) -> anyhow::Result<Picture> {
-    let font = embedded_font()?;
     let rows = (sheet.tiles.len() as u32).div_ceil(PER_ROW);
     let height = TITLE_H + CHART_H + SHEET_HEADER_H + rows * CELL_H + MARGIN as u32;
     let mut rgb = vec![255u8; (WIDTH * height * 3) as usize];
     {
-        let root = Canvas {
-            inner: BitMapBackend::with_buffer(&mut rgb, (WIDTH, height)),
-            font,
-        }
-        .into_drawing_area();
+        let root = Canvas::new(&mut rgb, (WIDTH, height))?.into_drawing_area();
         root.fill(&WHITE)?;
         let (title, rest) = root.split_vertically(TITLE_H);
         let (chart, sheet_area) = rest.split_vertically(CHART_H);
@@ -443,18 +232,6 @@ fn draw_sheet(
     Ok(())
 }
 
-impl Picture {
-    /// The picture as a PNG file's bytes.
-    pub(super) fn png(&self) -> anyhow::Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        let mut encoder = png::Encoder::new(&mut bytes, self.width, self.height);
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        encoder.write_header()?.write_image_data(&self.rgb)?;
-        Ok(bytes)
-    }
-}
-
 /// A self-contained page: the picture as a data URI and the table.
 pub(super) fn html(report: &TuneReport, png: &[u8]) -> String {
     let clip = escape(&report.clip.display().to_string());
@@ -487,9 +264,4 @@ fn escape(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-/// Writes `bytes` to `path`, naming the path on failure.
-pub(super) fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("{}", path.display()))
 }

@@ -15,7 +15,10 @@ holds. The architecture is exported once with a distinct random value in
 every parameter (a probe); each initializer of the probe is found among the
 parameters, as is or transposed. The two exports are traced alike, so an
 initializer of the real folder holds the parameter its namesake in the probe
-does. The import is checked by exporting the imported weights again: every
+does. The numbers shift with the module's parameter count (e.g. when an
+auxiliary head is added), so an initializer is found by where the graph uses
+it (the node, named after its module, and the input slot), which an
+unchanged exported architecture keeps, and by name where no node uses it. The import is checked by exporting the imported weights again: every
 initializer must equal the folder's, bit for bit.
 """
 
@@ -45,6 +48,22 @@ def initializers(folder):
     return out
 
 
+def uses(folder):
+    """{graph: {initializer name: (node name, input slot)}}: where each
+    initializer is first used (node names follow the module path, e.g.
+    /blocks.0/qkv/MatMul)."""
+    out = {}
+    for g in GRAPHS:
+        m = onnx.load(os.path.join(folder, "onnx", f"{g}.onnx"))
+        names = {i.name for i in m.graph.initializer}
+        out[g] = {}
+        for node in m.graph.node:
+            for slot, name in enumerate(node.input):
+                if name in names:
+                    out[g].setdefault(name, (node.name, slot))
+    return out
+
+
 def probe_map(net):
     """{graph: {initializer name: (parameter name, transposed)}} for `net`'s
     architecture."""
@@ -57,6 +76,7 @@ def probe_map(net):
     with tempfile.TemporaryDirectory() as tmp:
         export.export_graphs(net, tmp)
         found = initializers(tmp)
+        where = uses(tmp)
     out = {}
     for g, inits in found.items():
         out[g] = {}
@@ -69,8 +89,34 @@ def probe_map(net):
             ]
             if len(hits) != 1:
                 sys.exit(f"{g}: initializer {name} matches {len(hits)} parameters; the architecture changed?")
-            out[g][name] = hits[0]
+            out[g][name] = hits[0] + (where[g].get(name),)
     return out
+
+
+def by_slot(folder):
+    """{graph: {(node name, input slot): initializer name}}."""
+    return {g: {slot: name for name, slot in names.items()} for g, names in uses(folder).items()}
+
+
+def load_folder(net, folder):
+    """Puts the weights of an exported folder into `net`; returns the names
+    of the parameters it filled."""
+    mapping = probe_map(net)
+    shipped = initializers(folder)
+    slots = by_slot(folder)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    filled = set()
+    for g, names in mapping.items():
+        for name, (param, transposed, slot) in names.items():
+            theirs = slots[g].get(slot, name)
+            value = shipped[g].get(theirs)
+            want = tuple(state[param].shape)[::-1] if transposed else tuple(state[param].shape)
+            if value is None or value.shape != want:
+                sys.exit(f"{folder}: {g} has no initializer like {name} ({param}): not this architecture")
+            state[param] = torch.from_numpy(np.array(value.T if transposed else value, copy=True))
+            filled.add(param)
+    net.load_state_dict(state)
+    return filled
 
 
 def main():
@@ -79,26 +125,17 @@ def main():
     folder, ckpt = sys.argv[1], sys.argv[2]
     _, vocab = qa.make_tokenizer()
     net = M.ShapesModel(len(vocab))
-    mapping = probe_map(net)
-    shipped = initializers(folder)
-    state = {k: v.clone() for k, v in net.state_dict().items()}
-    filled = set()
-    for g, names in mapping.items():
-        missing = set(names) - set(shipped[g])
-        if missing:
-            sys.exit(f"{folder}: {g} lacks {sorted(missing)}: not this architecture")
-        for name, (param, transposed) in names.items():
-            value = shipped[g][name]
-            state[param] = torch.from_numpy(np.array(value.T if transposed else value, copy=True))
-            filled.add(param)
-    net.load_state_dict(state)
-    # The check: the imported weights export to the same initializers.
+    filled = load_folder(net, folder)
+    # The check: the imported weights export to the same initializers (met
+    # by where the graph uses them, as the names may be numbered anew).
+    shipped, slots = initializers(folder), uses(folder)
     with tempfile.TemporaryDirectory() as tmp:
         export.export_graphs(net, tmp)
-        again = initializers(tmp)
+        again, again_slots = initializers(tmp), by_slot(tmp)
     for g in GRAPHS:
         for name, value in shipped[g].items():
-            if not np.array_equal(again[g].get(name), value):
+            ours = again_slots[g].get(slots[g].get(name), name)
+            if not np.array_equal(again[g].get(ours), value):
                 sys.exit(f"{g}: {name} differs after the round trip")
     config = json.load(open(os.path.join(folder, "config.json")))
     step = int(config.get("glimpse", {}).get("trained_steps", 0))

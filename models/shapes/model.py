@@ -5,8 +5,8 @@ onnx-community layout (docs/architecture.md §6).
 - Vision: a conv stem (four stride-2 convolutions, 128 px → 8×8), three
   transformer layers, a two-layer connector into the LM's width. An
   auxiliary per-patch head (kind and colour of the shape covering the
-  patch) trains the vision side from the renderer's labels; it is not
-  exported.
+  patch, and the region of that shape) trains the vision side from the
+  renderer's labels; it is not exported.
 - Decoder: RMSNorm, RoPE from the caller's position ids (so dropped tokens
   keep their full-layout positions), grouped-query attention over an
   explicit KV cache, SwiGLU MLP. One forward serves training (a padded
@@ -65,6 +65,11 @@ class Vision(nn.Module):
         # learned to read them (models/shapes/README.md). Bias-free: cosine.
         self.aux_kind = nn.Linear(HIDDEN, 4, bias=False)
         self.aux_colour = nn.Linear(HIDDEN, 5, bias=False)
+        # Where the patch's shape is (3×3 regions): without it the tokens
+        # lost their place (a linear probe read a shape patch's region 26%
+        # of the time, majority 14%), and "where" and the regions of
+        # descriptions cannot be better than the tokens.
+        self.aux_region = nn.Linear(HIDDEN, 10, bias=False)
 
     def trunk(self, pixels):
         """[N, 3, 128, 128] normalised → [N, 64, VISION_DIM]."""
@@ -74,7 +79,7 @@ class Vision(nn.Module):
         return self.ln(x)
 
     def forward(self, pixels):
-        """→ features [N, 64, HIDDEN], kind logits, colour logits."""
+        """→ features [N, 64, HIDDEN], kind, colour and region logits."""
         feats = self.connector(self.trunk(pixels))
         # Cosine heads: a class scores by the angle between the feature and
         # its direction, so kind and colour must each take a large share of
@@ -83,7 +88,8 @@ class Vision(nn.Module):
         unit = nn.functional.normalize(feats, dim=-1)
         kind = AUX_SCALE * unit @ nn.functional.normalize(self.aux_kind.weight, dim=-1).T
         colour = AUX_SCALE * unit @ nn.functional.normalize(self.aux_colour.weight, dim=-1).T
-        return feats, kind, colour
+        region = AUX_SCALE * unit @ nn.functional.normalize(self.aux_region.weight, dim=-1).T
+        return feats, kind, colour, region
 
 
 class VisionExport(nn.Module):

@@ -8,8 +8,9 @@ side is.
     python3 probe.py model [frames]
 
 Per patch covered by a shape (fresh clips of the world, seeds apart from
-training's and the eval's): its kind, its colour, and the region word of the
-patch's centre (`world.where`: 9 regions). A softmax-regression probe is
+training's and the eval's): its kind, its colour, the region word of the
+patch's centre (`world.where`: 9 regions), and the region of the shape that
+covers it (what "where is the red square ?" asks). A softmax-regression probe is
 fitted on 80% of the frames' patches and scored on the other 20%; beside it,
 the majority class. Also, on every patch: is it covered by a shape at all.
 """
@@ -25,7 +26,6 @@ import model as M
 import qa
 import world
 
-REGIONS = ["top left", "top", "top right", "left", "center", "right", "bottom left", "bottom", "bottom right"]
 
 
 def fit(x, y, classes, train, test):
@@ -49,14 +49,7 @@ def main():
     frames = int(sys.argv[2]) if len(sys.argv) > 2 else 1200
     _, vocab = qa.make_tokenizer()
     net = M.ShapesModel(len(vocab))
-    mapping = import_onnx.probe_map(net)
-    shipped = import_onnx.initializers(folder)
-    state = net.state_dict()
-    for g, names in mapping.items():
-        for name, (param, transposed) in names.items():
-            v = shipped[g][name]
-            state[param] = torch.from_numpy(np.array(v.T if transposed else v, copy=True))
-    net.load_state_dict(state)
+    import_onnx.load_folder(net, folder)
     net.eval()
     rng = np.random.default_rng(5)
     clips = [world.make_clip(int(rng.integers(2 * 10**9, 3 * 10**9)), frames=12, activity=1.5) for _ in range(frames // 12)]
@@ -67,10 +60,10 @@ def main():
     n = len(pixels)
     cell = M.IMAGE / M.GRID
     centres = [(((p % M.GRID) + 0.5) * cell, ((p // M.GRID) + 0.5) * cell) for p in range(M.GRID * M.GRID)]
-    region = np.array([REGIONS.index(world.where(x, y)) for x, y in centres])
+    region = np.array([world.REGIONS.index(world.where(x, y)) for x, y in centres])
     frame = np.repeat(np.arange(n), M.GRID * M.GRID)
     x = feats.reshape(-1, M.HIDDEN)
-    kind, colour = labels[:, 0, :].reshape(-1), labels[:, 1, :].reshape(-1)
+    kind, colour, shape_region = (labels[:, j, :].reshape(-1) for j in range(3))
     where = np.tile(region, n)
     test_frames = frame % 5 == 0
     shape = kind > 0
@@ -81,6 +74,7 @@ def main():
         ("kind (shape patches)", kind, 4, shape),
         ("colour (shape patches)", colour, 5, shape),
         ("region (shape patches)", where, 9, shape),
+        ("its shape's region", shape_region, 10, shape),
         ("region (all patches)", where, 9, np.ones_like(shape)),
     ]:
         idx = np.flatnonzero(keep)

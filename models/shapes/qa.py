@@ -24,7 +24,7 @@ WEIGHTS = {
     "describe": 4,
     "count": 1,
     "colour": 1,
-    "where": 1,
+    "where": 2,
     "when_appeared": 1.5,
     "when_left": 1.5,
     "last_appeared": 1,

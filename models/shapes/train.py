@@ -129,7 +129,7 @@ class Examples:
             frames = clip.frames[: now + 1]
             gated.append(context.gated(frames, cfg["tau_pix"], M.GRID))
         pixels = M.normalise(np.concatenate([clip.frames[g] for (clip, _, _), g in zip(moments, gated)]))
-        feats, kind, colour = net.vision(pixels.to(self.device))
+        feats, kind, colour, region = net.vision(pixels.to(self.device))
         labels = np.concatenate([clip.labels[g] for (clip, _, _), g in zip(moments, gated)])
         # The daemon's context is built in numpy, on the CPU.
         detached = feats.detach().cpu().numpy()
@@ -154,7 +154,7 @@ class Examples:
             offset += len(g)
             kept += sum(int(m.sum()) for m in masks)
             total += (now + 1) * M.GRID * M.GRID
-        return feats, kind, colour, labels, out, kept / max(1, total)
+        return feats, (kind, colour, region), labels, out, kept / max(1, total)
 
 
 # Most patches are background: weighting the shapes' patches up keeps the
@@ -168,12 +168,18 @@ KIND_WEIGHTS = torch.tensor([1.0, 4.0, 4.0, 4.0])
 KIND_TOKEN_WEIGHT = 4.0
 
 
-def aux_loss(kind, colour, labels):
-    """The vision's per-patch loss: kind (weighted to shapes) and colour."""
+def aux_loss(heads, labels):
+    """The vision's per-patch loss: kind (weighted to shapes), colour, and
+    the region of the shape (shape patches only: a background patch has no
+    answer to "where")."""
+    kind, colour, region = heads
     labels = torch.from_numpy(labels).to(kind.device)
     weights = KIND_WEIGHTS.to(kind.device)
-    return nn.functional.cross_entropy(kind.reshape(-1, 4), labels[:, 0].reshape(-1), weight=weights) + nn.functional.cross_entropy(
-        colour.reshape(-1, 5), labels[:, 1].reshape(-1)
+    ce = nn.functional.cross_entropy
+    return (
+        ce(kind.reshape(-1, 4), labels[:, 0].reshape(-1), weight=weights)
+        + ce(colour.reshape(-1, 5), labels[:, 1].reshape(-1))
+        + ce(region.reshape(-1, 10), labels[:, 2].reshape(-1), ignore_index=0)
     )
 
 
@@ -189,8 +195,7 @@ def train_vision(net, steps, lr, rng, log, device):
             frames = np.concatenate([c.frames for c in clips])
             labels = np.concatenate([c.labels for c in clips])
         pick = rng.integers(0, len(frames), 64)
-        _, kind, colour = net.vision(M.normalise(frames[pick]).to(device))
-        loss = aux_loss(kind, colour, labels[pick])
+        loss = aux_loss(net.vision(M.normalise(frames[pick]).to(device))[1:], labels[pick])
         for g in opt.param_groups:
             g["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
         opt.zero_grad()
@@ -205,8 +210,8 @@ def train_vision(net, steps, lr, rng, log, device):
 
 def forward_batch(net, examples, moments, questions, rng):
     """Loss on the answer tokens (+ the vision's auxiliary loss)."""
-    feats, kind, colour, labels, built, kept = examples.contexts(net, moments)
-    aux = aux_loss(kind, colour, labels)
+    feats, heads, labels, built, kept = examples.contexts(net, moments)
+    aux = aux_loss(heads, labels)
     batch = []
     for (clip, now, _), (items, offset, count) in zip(moments, built):
         for _ in range(questions):
@@ -214,6 +219,10 @@ def forward_batch(net, examples, moments, questions, rng):
                 pair = qa.ask(clip, now, pick_task(rng), rng)
                 if pair:
                     break
+            else:
+                # An empty scene early in a clip answers few tasks; "what
+                # changed" always has an answer.
+                pair = qa.ask(clip, now, "describe", rng)
             seq = examples.sequence(items, str(pair[0]), pair[1])
             seq["feats"] = feats[offset : offset + count].reshape(-1, M.HIDDEN)
             batch.append(seq)

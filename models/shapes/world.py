@@ -50,7 +50,7 @@ class Clip:
     """Frames (uint8, [F, SIZE, SIZE, 3]) and per-frame ground truth."""
 
     frames: np.ndarray
-    labels: np.ndarray  # [F, 2, GRID*GRID]: per patch kind and colour (0 = none)
+    labels: np.ndarray  # [F, 3, GRID*GRID]: per patch kind, colour and region (0 = none)
     scenes: list  # per frame: list of dicts (kind, colour, x, y, r, moving)
     events: list  # per frame: list of (verb, colour, kind, where) that happened at that frame
     offset: float = 0.0
@@ -120,12 +120,18 @@ def render(background, shapes, masks, light, rng, jitter=(0, 0)):
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+REGIONS = ["top left", "top", "top right", "left", "center", "right", "bottom left", "bottom", "bottom right"]
+
+
 def patch_labels(shapes, masks, jitter=(0, 0)):
-    """Per token patch: the index (into KINDS, COLOURS) + 1 of the shape
-    covering most of it, 0 where none covers a quarter. For the encoder's
-    auxiliary head."""
+    """Per token patch: the index (into KINDS, COLOURS, REGIONS) + 1 of the
+    shape covering most of it, 0 where none covers a quarter. For the
+    encoder's auxiliary heads. The region is the shape's (its centre's, as
+    "where" answers it), not the patch's: every token of a shape should
+    say where the shape is."""
     kind = np.zeros(GRID * GRID, np.int64)
     colour = np.zeros(GRID * GRID, np.int64)
+    region = np.zeros(GRID * GRID, np.int64)
     best = np.full(GRID * GRID, 0.25)
     p = SIZE // GRID
     names = list(COLOURS)
@@ -136,7 +142,8 @@ def patch_labels(shapes, masks, jitter=(0, 0)):
         best[win] = cover[win]
         kind[win] = KINDS.index(s.kind) + 1
         colour[win] = names.index(s.colour) + 1
-    return kind, colour
+        region[win] = REGIONS.index(where(s.x, s.y)) + 1
+    return kind, colour, region
 
 
 def _new_shape(rng, used_colours):

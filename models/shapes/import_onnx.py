@@ -6,8 +6,9 @@ training can resume from the shipped model when its checkpoint is gone
     python3 import_onnx.py model work/ckpt.pt
 
 The checkpoint holds the weights and the step the folder was trained to; the
-optimiser starts afresh, and the auxiliary kind/colour heads, which are not
-exported, start from random (a `--vision-steps` phase retrains them).
+optimiser starts afresh, and the auxiliary heads (kind, colour, region),
+which are not exported, start from random (a `--vision-steps` phase
+retrains them).
 
 torch names most exported weights (each Linear's, transposed into a MatMul)
 `onnx::MatMul_N`, so names alone do not say which parameter an initializer

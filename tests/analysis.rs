@@ -31,6 +31,23 @@ source = {{ kind = "synthetic", frame_rate = 10, shapes = {shapes} }}
     config::parse(Path::new("test.toml"), &text, &Environment::default()).unwrap()
 }
 
+/// The pipeline for `config`, its events into `tx`.
+async fn start(config: &config::Config, tx: mpsc::Sender<glimpse::trigger::Event>) -> Pipeline {
+    Pipeline::build(config, &Heartbeats::new(), tx, Default::default())
+        .await
+        .unwrap()
+}
+
+/// The next event, within 30 s.
+async fn next_event(
+    events: &mut mpsc::Receiver<glimpse::trigger::Event>,
+) -> glimpse::trigger::Event {
+    tokio::time::timeout(Duration::from_secs(30), events.recv())
+        .await
+        .expect("an event within 30 s")
+        .unwrap()
+}
+
 async fn wait_for(
     pipeline: &Pipeline,
     what: &str,
@@ -51,14 +68,7 @@ async fn wait_for(
 async fn a_static_scene_costs_no_encoder_and_no_model_call() {
     let (tx, mut events) = mpsc::channel(16);
     let state = tempfile::tempdir().unwrap();
-    let pipeline = Pipeline::build(
-        &config(state.path(), 0, ""),
-        &Heartbeats::new(),
-        tx,
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    let pipeline = start(&config(state.path(), 0, ""), tx).await;
     wait_for(&pipeline, "15 analysed frames", |s| s.analysed >= 15).await;
     let s = &pipeline.stats()[0];
     assert_eq!(
@@ -80,18 +90,8 @@ async fn a_moving_scene_is_encoded_dropped_and_described() {
     // small changes (the default fires when 40% change).
     let rules = "rules = [\"is there a red square ?\"]\n[cameras.cam.trigger]\ndrop_ratio_below = 0.95\nrearm_drop_ratio_above = 0.99\ncooldown_s = 0";
     let state = tempfile::tempdir().unwrap();
-    let pipeline = Pipeline::build(
-        &config(state.path(), 2, rules),
-        &Heartbeats::new(),
-        tx,
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
-        .await
-        .expect("an event within 30 s")
-        .unwrap();
+    let pipeline = start(&config(state.path(), 2, rules), tx).await;
+    let event = next_event(&mut events).await;
     assert_eq!(event.camera, "cam");
     assert!(matches!(
         event.kind,
@@ -131,18 +131,8 @@ async fn unsure_answers_are_held_back_and_counted() {
     let state = tempfile::tempdir().unwrap();
     let run = |threshold: &str, state: &Path| config(state, 2, &format!("{trigger} = {threshold}"));
     // Threshold 0: every answer goes out, each with its confidence.
-    let pipeline = Pipeline::build(
-        &run("0.0", state.path()),
-        &Heartbeats::new(),
-        tx,
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
-        .await
-        .expect("an event within 30 s")
-        .unwrap();
+    let pipeline = start(&run("0.0", state.path()), tx).await;
+    let event = next_event(&mut events).await;
     let c = event
         .confidence
         .expect("a spoken event carries its confidence");
@@ -152,14 +142,7 @@ async fn unsure_answers_are_held_back_and_counted() {
 
     let (tx, mut events) = mpsc::channel(64);
     let state = tempfile::tempdir().unwrap();
-    let pipeline = Pipeline::build(
-        &run("1.0", state.path()),
-        &Heartbeats::new(),
-        tx,
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    let pipeline = start(&run("1.0", state.path()), tx).await;
     wait_for(&pipeline, "3 answers held back", |s| s.held_back >= 3).await;
     pipeline.shutdown().await;
     while let Ok(event) = events.try_recv() {
@@ -177,14 +160,7 @@ async fn unsure_answers_are_held_back_and_counted() {
 async fn a_new_model_takes_over_the_running_camera_without_a_false_event() {
     let (tx, mut events) = mpsc::channel(16);
     let state = tempfile::tempdir().unwrap();
-    let mut pipeline = Pipeline::build(
-        &config(state.path(), 0, ""),
-        &Heartbeats::new(),
-        tx,
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    let mut pipeline = start(&config(state.path(), 0, ""), tx).await;
     wait_for(&pipeline, "5 analysed frames", |s| s.analysed >= 5).await;
     assert_eq!(pipeline.stats()[0].encoded, 1);
 

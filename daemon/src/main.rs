@@ -41,38 +41,7 @@ enum Command {
     },
     /// Try token-dropping settings on a clip: retention, encoder share,
     /// trigger times, and a PNG of the retention curves over sampled frames.
-    Tune {
-        /// The clip (any file GStreamer decodes).
-        clip: PathBuf,
-        /// The model folder whose encoder decides (default: the config's).
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// A config file to take the model from.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Token thresholds to try, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "0.5")]
-        tau: Vec<f32>,
-        /// Pixel-gate thresholds to try, comma-separated.
-        #[arg(long = "tau-pix", value_delimiter = ',', default_value = "0.02")]
-        tau_pix: Vec<f32>,
-        /// References to try: last_kept, previous (comma-separated).
-        #[arg(long, value_delimiter = ',', default_value = "last_kept")]
-        reference: Vec<String>,
-        /// Frames per second to sample.
-        #[arg(long, default_value_t = 2.0)]
-        fps: f64,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Where to write the picture.
-        #[arg(long, default_value = "tune.png")]
-        png: PathBuf,
-        /// Also write a self-contained HTML report here (the picture and
-        /// the table).
-        #[arg(long)]
-        html: Option<PathBuf>,
-    },
+    Tune(TuneArgs),
     /// Print the event history (events and answers published over MQTT).
     Events {
         #[command(flatten)]
@@ -114,54 +83,7 @@ enum Command {
     /// The accuracy benchmark: run the shapes eval clips through the
     /// pipeline under several settings and score the answers per task; or,
     /// with --events, score a daemon run's events against its clip.
-    Eval {
-        /// Ground-truth JSON files, or folders of them. The dev set by
-        /// default (for choosing settings and checkpoints); the test set,
-        /// models/shapes/clips/eval/test, is for reporting only.
-        #[arg(default_value = "models/shapes/clips/eval/dev")]
-        clips: Vec<PathBuf>,
-        /// Score these events (`glimpse events --json` output, from a run
-        /// that started with a fresh state directory) against --truth
-        /// instead: is every description and rule transition true?
-        #[arg(long)]
-        events: Option<PathBuf>,
-        /// The clip the scored run looped (with --events).
-        #[arg(long, default_value = "models/shapes/clips/demo.json")]
-        truth: PathBuf,
-        /// The model folder.
-        #[arg(long, default_value = "models/shapes/model")]
-        model: PathBuf,
-        /// What runs the graphs: auto, tract, tract-cuda, ort (as
-        /// `model.backend`).
-        #[arg(long, default_value = "auto")]
-        backend: String,
-        /// Token thresholds to try, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "0.3,0.5,0.7")]
-        tau: Vec<f32>,
-        /// The pixel gate's threshold for the dropping settings.
-        #[arg(long = "tau-pix", default_value_t = 0.02)]
-        tau_pix: f32,
-        /// References to try: last_kept, previous (comma-separated).
-        #[arg(long, value_delimiter = ',', default_value = "last_kept,previous")]
-        reference: Vec<String>,
-        /// Memory capacities, e.g. 4,8,24; repeat to compare sizes (the
-        /// first is used for the τ settings, the others at the defaults).
-        #[arg(long, default_values = ["4,8,24", "2,4,8", "2,2,4"])]
-        memory: Vec<String>,
-        /// Leave out the full-token baseline.
-        #[arg(long)]
-        no_full: bool,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Also draw the reliability diagram (accuracy per confidence bin,
-        /// at the daemon's default dropping) into this PNG file.
-        #[arg(long)]
-        reliability: Option<PathBuf>,
-        /// Write every prompt's layout here (JSON lines).
-        #[arg(long)]
-        dump: Option<PathBuf>,
-    },
+    Eval(EvalArgs),
     /// Look at model folders.
     Model {
         #[command(subcommand)]
@@ -186,6 +108,92 @@ enum ModelCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+}
+
+// `glimpse tune`'s options (the variant's doc is its help).
+#[derive(clap::Args)]
+struct TuneArgs {
+    /// The clip (any file GStreamer decodes).
+    clip: PathBuf,
+    /// The model folder whose encoder decides (default: the config's).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// A config file to take the model from.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Token thresholds to try, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0.5")]
+    tau: Vec<f32>,
+    /// Pixel-gate thresholds to try, comma-separated.
+    #[arg(long = "tau-pix", value_delimiter = ',', default_value = "0.02")]
+    tau_pix: Vec<f32>,
+    /// References to try: last_kept, previous (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "last_kept")]
+    reference: Vec<String>,
+    /// Frames per second to sample.
+    #[arg(long, default_value_t = 2.0)]
+    fps: f64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Where to write the picture.
+    #[arg(long, default_value = "tune.png")]
+    png: PathBuf,
+    /// Also write a self-contained HTML report here (the picture and
+    /// the table).
+    #[arg(long)]
+    html: Option<PathBuf>,
+}
+
+// `glimpse eval`'s options (the variant's doc is its help).
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// Ground-truth JSON files, or folders of them. The dev set by
+    /// default (for choosing settings and checkpoints); the test set,
+    /// models/shapes/clips/eval/test, is for reporting only.
+    #[arg(default_value = "models/shapes/clips/eval/dev")]
+    clips: Vec<PathBuf>,
+    /// Score these events (`glimpse events --json` output, from a run
+    /// that started with a fresh state directory) against --truth
+    /// instead: is every description and rule transition true?
+    #[arg(long)]
+    events: Option<PathBuf>,
+    /// The clip the scored run looped (with --events).
+    #[arg(long, default_value = "models/shapes/clips/demo.json")]
+    truth: PathBuf,
+    /// The model folder.
+    #[arg(long, default_value = "models/shapes/model")]
+    model: PathBuf,
+    /// What runs the graphs: auto, tract, tract-cuda, ort (as
+    /// `model.backend`).
+    #[arg(long, default_value = "auto")]
+    backend: String,
+    /// Token thresholds to try, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0.3,0.5,0.7")]
+    tau: Vec<f32>,
+    /// The pixel gate's threshold for the dropping settings.
+    #[arg(long = "tau-pix", default_value_t = 0.02)]
+    tau_pix: f32,
+    /// References to try: last_kept, previous (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "last_kept,previous")]
+    reference: Vec<String>,
+    /// Memory capacities, e.g. 4,8,24; repeat to compare sizes (the
+    /// first is used for the τ settings, the others at the defaults).
+    #[arg(long, default_values = ["4,8,24", "2,4,8", "2,2,4"])]
+    memory: Vec<String>,
+    /// Leave out the full-token baseline.
+    #[arg(long)]
+    no_full: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also draw the reliability diagram (accuracy per confidence bin,
+    /// at the daemon's default dropping) into this PNG file.
+    #[arg(long)]
+    reliability: Option<PathBuf>,
+    /// Write every prompt's layout here (JSON lines).
+    #[arg(long)]
+    dump: Option<PathBuf>,
 }
 
 /// The config file, shared by every subcommand that reads one.
@@ -353,59 +361,14 @@ fn main() -> ExitCode {
             };
             exit_code(warmup(&config), EX_CONFIG)
         }
-        Command::Tune {
-            clip,
-            model,
-            config,
-            tau,
-            tau_pix,
-            reference,
-            fps,
-            json,
-            png,
-            html,
-        } => exit_code(
-            tune(
-                clip, model, config, tau, tau_pix, reference, fps, json, png, html,
-            ),
-            EX_DATAERR,
-        ),
-        Command::Eval {
+        Command::Tune(args) => exit_code(tune(args), EX_DATAERR),
+        Command::Eval(EvalArgs {
             events: Some(events),
             truth,
             json,
             ..
-        } => exit_code(score_run(&events, &truth, json), EX_DATAERR),
-        Command::Eval {
-            clips,
-            events: None,
-            truth: _,
-            model,
-            backend,
-            tau,
-            tau_pix,
-            reference,
-            memory,
-            no_full,
-            json,
-            reliability,
-            dump,
-        } => exit_code(
-            eval(
-                clips,
-                model,
-                backend,
-                tau,
-                tau_pix,
-                reference,
-                memory,
-                no_full,
-                json,
-                reliability,
-                dump,
-            ),
-            EX_DATAERR,
-        ),
+        }) => exit_code(score_run(&events, &truth, json), EX_DATAERR),
+        Command::Eval(args) => exit_code(eval(args), EX_DATAERR),
         Command::Run {
             config: ConfigArg { path },
         } => {
@@ -459,18 +422,19 @@ fn main() -> ExitCode {
 }
 
 /// `glimpse tune`: resolves the model, runs the clip, prints the report.
-#[allow(clippy::too_many_arguments)]
 fn tune(
-    clip: PathBuf,
-    model: Option<PathBuf>,
-    config: Option<PathBuf>,
-    taus: Vec<f32>,
-    tau_pixes: Vec<f32>,
-    references: Vec<String>,
-    fps: f64,
-    json: bool,
-    png: PathBuf,
-    html: Option<PathBuf>,
+    TuneArgs {
+        clip,
+        model,
+        config,
+        tau: taus,
+        tau_pix: tau_pixes,
+        reference: references,
+        fps,
+        json,
+        png,
+        html,
+    }: TuneArgs,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     let loaded = config
@@ -522,19 +486,22 @@ fn tune(
 }
 
 /// `glimpse eval`: builds the settings, runs the clips, prints the report.
-#[allow(clippy::too_many_arguments)]
 fn eval(
-    clips: Vec<PathBuf>,
-    model: PathBuf,
-    backend: String,
-    taus: Vec<f32>,
-    tau_pix: f32,
-    references: Vec<String>,
-    memories: Vec<String>,
-    no_full: bool,
-    json: bool,
-    reliability: Option<PathBuf>,
-    dump: Option<PathBuf>,
+    EvalArgs {
+        clips,
+        events: _,
+        truth: _,
+        model,
+        backend,
+        tau: taus,
+        tau_pix,
+        reference: references,
+        memory: memories,
+        no_full,
+        json,
+        reliability,
+        dump,
+    }: EvalArgs,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     use glimpse::eval::Setting;

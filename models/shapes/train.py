@@ -7,11 +7,16 @@ size, the readout with time labels and the canvas, then questions about it.
     python3 train.py --minutes 80 --out work/   # checkpoints to work/ckpt.pt
 
 Resumes from work/ckpt.pt when it exists (weights and optimiser; the
-learning-rate schedule starts again over the new run's minutes). Seeded;
-CPU only.
+learning-rate schedule starts again over the new run's minutes). Seeded.
+Runs on a GPU unchanged (`--device auto`); there, worker processes render
+the clips ahead of the training (`--workers`, all cores but two by default),
+since the numpy side is then the slow part. The checkpoint loads on either
+device.
 """
 
 import argparse
+import collections
+import multiprocessing
 import os
 import time
 
@@ -84,6 +89,56 @@ def single_event_clip(rng):
     clip.events[0] = []
     clip.offset = float(rng.integers(0, 1200)) / world.FPS
     return clip, min(frames - 1, at + int(rng.integers(0, 3)))
+
+
+def draw_moments(seed, step, contexts, single_events):
+    """One step's contexts: clips rendered, moments and daemon settings
+    drawn. Seeded by (seed, step) alone, so worker processes can draw steps
+    ahead, in any order, and a resumed run draws what it would have."""
+    rng = np.random.default_rng([seed, step])
+    moments = []
+    while len(moments) < contexts:
+        if rng.random() < single_events:
+            clip, now = single_event_clip(rng)
+            moments.append((clip, now, settings(rng)))
+            continue
+        clip = world.make_clip(int(rng.integers(0, 10**9)), frames=int(rng.integers(12, 33)), activity=float(rng.choice([0.0, 0.5, 1.0, 1.0, 1.5])))
+        for _ in range(2):
+            moments.append((clip, pick_now(clip, rng), settings(rng)))
+    return moments[:contexts]
+
+
+class Batches:
+    """The steps' contexts, in step order, drawn `workers` processes ahead
+    of the training (0: drawn inline). Rendering clips is numpy on one
+    core: on a GPU it would be most of a step. On a 2-core CPU a worker
+    gains nothing (torch has both cores). At most 2 × workers steps wait,
+    so memory is bounded."""
+
+    def __init__(self, seed, first_step, contexts, single_events, workers):
+        self.args = (seed, contexts, single_events)
+        self.step = first_step
+        self.pool = multiprocessing.get_context("spawn").Pool(workers) if workers else None
+        self.ahead = collections.deque()
+        for _ in range(2 * workers):
+            self._submit()
+
+    def _submit(self):
+        seed, contexts, single_events = self.args
+        self.ahead.append(self.pool.apply_async(draw_moments, (seed, self.step, contexts, single_events)))
+        self.step += 1
+
+    def next(self):
+        if self.pool is None:
+            seed, contexts, single_events = self.args
+            self.step += 1
+            return draw_moments(seed, self.step - 1, contexts, single_events)
+        self._submit()
+        return self.ahead.popleft().get()
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.terminate()
 
 
 def pick_task(rng):
@@ -266,6 +321,7 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=-1, help="processes that render the clips ahead of the training; 0: inline (default on the CPU, where torch has the cores), -1: auto (on a GPU, all cores but two)")
     ap.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when there is one); checkpoints load on either")
     ap.add_argument("--vision-steps", type=int, default=0, help="first train the vision side alone for this many steps")
     ap.add_argument("--vision-lr", type=float, default=5e-4)
@@ -302,21 +358,14 @@ def main():
     log = open(os.path.join(args.out, "train.log"), "a")
     if args.vision_steps:
         train_vision(net, args.vision_steps, args.vision_lr, rng, log, device)
+    workers = args.workers if args.workers >= 0 else (max(1, (os.cpu_count() or 1) - 2) if device.type == "cuda" else 0)
+    batches = Batches(args.seed, step + 1, args.contexts, args.single_events, workers)
     deadline = time.time() + args.minutes * 60
     started, seen = time.time(), 0
     stats = []
     run_steps = 0
     while time.time() < deadline:
-        moments = []
-        while len(moments) < args.contexts:
-            if rng.random() < args.single_events:
-                clip, now = single_event_clip(rng)
-                moments.append((clip, now, settings(rng)))
-                continue
-            clip = world.make_clip(int(rng.integers(0, 10**9)), frames=int(rng.integers(12, 33)), activity=float(rng.choice([0.0, 0.5, 1.0, 1.0, 1.5])))
-            for _ in range(2):
-                moments.append((clip, pick_now(clip, rng), settings(rng)))
-        moments = moments[: args.contexts]
+        moments = batches.next()
         # Cosine over this run's time, after a short warm-up.
         progress = min(1.0, (time.time() - started) / (args.minutes * 60))
         lr = args.lr * 0.5 * (1 + np.cos(np.pi * progress)) * min(1.0, (run_steps + 1) / 100)
@@ -342,6 +391,7 @@ def main():
         if step % 200 == 0:
             torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt + ".tmp")
             os.replace(ckpt + ".tmp", ckpt)
+    batches.close()
     torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt + ".tmp")
     os.replace(ckpt + ".tmp", ckpt)
     print(f"done at step {step}", flush=True)

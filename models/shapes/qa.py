@@ -22,14 +22,14 @@ LATER_TASKS = ["kind"]
 # How often each task is drawn in training.
 WEIGHTS = {
     "describe": 4,
-    "count": 1,
+    "count": 1.5,
     "colour": 1,
     "where": 2,
     "when_appeared": 1.5,
     "when_left": 1.5,
     "last_appeared": 1,
     "last_left": 1,
-    "rule": 3,
+    "rule": 4,
     "kind": 2,
 }
 

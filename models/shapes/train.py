@@ -16,6 +16,7 @@ device.
 
 import argparse
 import collections
+import functools
 import multiprocessing
 import os
 import time
@@ -116,7 +117,8 @@ class Batches:
     so memory is bounded."""
 
     def __init__(self, seed, first_step, contexts, single_events, workers):
-        self.args = (seed, contexts, single_events)
+        # A partial of a module-level function: it pickles to spawned workers.
+        self.draw = functools.partial(draw_moments, seed, contexts=contexts, single_events=single_events)
         self.step = first_step
         self.pool = multiprocessing.get_context("spawn").Pool(workers) if workers else None
         self.ahead = collections.deque()
@@ -124,15 +126,13 @@ class Batches:
             self._submit()
 
     def _submit(self):
-        seed, contexts, single_events = self.args
-        self.ahead.append(self.pool.apply_async(draw_moments, (seed, self.step, contexts, single_events)))
+        self.ahead.append(self.pool.apply_async(self.draw, (self.step,)))
         self.step += 1
 
     def next(self):
         if self.pool is None:
-            seed, contexts, single_events = self.args
             self.step += 1
-            return draw_moments(seed, self.step - 1, contexts, single_events)
+            return self.draw(self.step - 1)
         self._submit()
         return self.ahead.popleft().get()
 

@@ -26,8 +26,24 @@ fn training_and_serving_build_the_same_context() {
             dump.to_str().unwrap(),
         ],
     );
-    let prompts = std::fs::read_to_string(&dump).unwrap().lines().count();
+    let lines = std::fs::read_to_string(&dump).unwrap();
+    let prompts = lines.lines().count();
     assert!(prompts >= 8, "{prompts} prompts dumped");
+    // Each line also holds what the model answered and how it was scored
+    // (for reading failures); exact-match tasks are right when equal.
+    for line in lines.lines() {
+        let p: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (task, answer, truth) = (
+            p["task"].as_str().unwrap(),
+            p["answer"].as_str().unwrap(),
+            p["truth"].as_str().unwrap(),
+        );
+        assert!(p["confidence"].is_number(), "{line}");
+        if task != "rule" && !task.starts_with("when_") {
+            let equal = answer.trim().to_lowercase() == truth.trim().to_lowercase();
+            assert_eq!(p["right"].as_bool(), Some(equal), "{line}");
+        }
+    }
     let parity = Command::new("python3")
         .arg(root.join("models/shapes/parity.py"))
         .arg(root.join("models/shapes/model"))

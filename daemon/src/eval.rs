@@ -342,6 +342,8 @@ pub fn run(request: &EvalRequest, progress: &mut dyn FnMut(&str)) -> anyhow::Res
                 while let Some(q) = asked.next_if(|q| q.frame == n) {
                     let context = analysis.context();
                     let seen = context.seen();
+                    let answer = stages.responder.ask(backend.as_mut(), &seen, &q.question)?;
+                    let right = score(&q.task, &answer.text, &q.answer);
                     if let Some(out) = dump.as_mut() {
                         let prompt = stages.responder.prompt(&seen, &q.question)?;
                         let line = serde_json::json!({
@@ -354,11 +356,11 @@ pub fn run(request: &EvalRequest, progress: &mut dyn FnMut(&str)) -> anyhow::Res
                             "grids": context.items.iter().map(|c| c.grid).collect::<Vec<_>>(),
                             "cells": context.items.iter().map(|c| &c.cells).collect::<Vec<_>>(),
                             "ids": prompt.ids, "positions": prompt.positions,
+                            "task": q.task, "truth": q.answer,
+                            "answer": answer.text, "confidence": answer.confidence, "right": right,
                         });
                         writeln!(out, "{line}")?;
                     }
-                    let answer = stages.responder.ask(backend.as_mut(), &seen, &q.question)?;
-                    let right = score(&q.task, &answer.text, &q.answer);
                     let entry = scores[i].tasks.entry(q.task.clone()).or_default();
                     entry.0 += usize::from(right);
                     entry.1 += 1;

@@ -191,7 +191,8 @@ struct EvalArgs {
     /// at the daemon's default dropping) into this PNG file.
     #[arg(long)]
     reliability: Option<PathBuf>,
-    /// Write every prompt's layout here (JSON lines).
+    /// Write every prompt's layout, the model's answer and its score
+    /// here (JSON lines).
     #[arg(long)]
     dump: Option<PathBuf>,
 }

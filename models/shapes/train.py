@@ -407,8 +407,9 @@ MALLOC_KEEP = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_":
 
 
 def keep_freed_memory():
-    if os.name == "posix" and any(os.environ.get(k) is None for k in MALLOC_KEEP):
-        os.environ.update({k: os.environ.get(k, v) for k, v in MALLOC_KEEP.items()})
+    missing = {k: v for k, v in MALLOC_KEEP.items() if k not in os.environ}
+    if os.name == "posix" and missing:
+        os.environ.update(missing)
         os.execv(sys.executable, [sys.executable, *sys.argv])
 
 

@@ -264,12 +264,30 @@ def train_vision(net, steps, lr, rng, log, device):
             log.flush()
 
 
+def pad(rows, value=0):
+    """Right-pads lists of ints into a [len(rows), longest] tensor and its mask."""
+    longest = max(len(r) for r in rows)
+    out = torch.full((len(rows), longest), value, dtype=torch.long)
+    mask = torch.zeros(len(rows), longest, dtype=torch.long)
+    for j, r in enumerate(rows):
+        out[j, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[j, : len(r)] = 1
+    return out, mask
+
+
 def forward_batch(net, examples, moments, questions, rng):
-    """Loss on the answer tokens (+ the vision's auxiliary loss)."""
+    """Loss on the answer tokens (+ the vision's auxiliary loss).
+
+    A context's questions share everything before the question: its time
+    labels and visual tokens, ~90% of each sequence. The decoder is causal,
+    so that prefix runs once per context and its keys and values serve all
+    the context's questions (as the daemon's KV cache does); the same loss
+    as running each sequence whole, for a fraction of the decoder's work."""
     feats, heads, labels, built, kept = examples.contexts(net, moments)
     aux = aux_loss(heads, labels)
-    batch = []
-    for (clip, now, _), (items, offset, count) in zip(moments, built):
+    prefixes, suffixes = [], []
+    for c, ((clip, now, _), (items, offset, count)) in enumerate(zip(moments, built)):
+        prefix = None
         for _ in range(questions):
             for _ in range(10):
                 pair = qa.ask(clip, now, pick_task(rng), rng)
@@ -280,37 +298,44 @@ def forward_batch(net, examples, moments, questions, rng):
                 # changed" always has an answer.
                 pair = qa.ask(clip, now, "describe", rng)
             seq = examples.sequence(items, str(pair[0]), pair[1])
-            seq["feats"] = feats[offset : offset + count].reshape(-1, M.HIDDEN)
-            batch.append(seq)
-    longest = max(len(ex["ids"]) for ex in batch)
-    b = len(batch)
-    ids = torch.zeros(b, longest, dtype=torch.long)
-    pos = torch.zeros(b, longest, dtype=torch.long)
-    mask = torch.zeros(b, longest, dtype=torch.long)
-    target = torch.full((b, longest), -100, dtype=torch.long)
-    rows = []
-    for j, ex in enumerate(batch):
-        n = len(ex["ids"])
-        ids[j, :n] = torch.tensor(ex["ids"])
-        pos[j, :n] = torch.tensor(ex["positions"])
-        mask[j, :n] = 1
-        # Token t predicts token t+1: targets are the answer tokens.
-        target[j, ex["prompt"] - 1 : n - 1] = torch.tensor(ex["ids"][ex["prompt"] :])
-        rows.append(torch.from_numpy(ex["weights"]).to(ex["feats"].device) @ ex["feats"])
-    # Built on the CPU (small), used where the model is.
+            # The prefix ends with the last visual token: the question's
+            # words follow it.
+            cut = len(seq["ids"]) - seq["ids"][::-1].index(examples.image)
+            if prefix is None:
+                rows = torch.from_numpy(seq["weights"]).to(feats.device) @ feats[offset : offset + count].reshape(-1, M.HIDDEN)
+                prefix = dict(ids=seq["ids"][:cut], positions=seq["positions"][:cut], rows=rows)
+                prefixes.append(prefix)
+            assert seq["ids"][:cut] == prefix["ids"] and seq["positions"][:cut] == prefix["positions"]
+            suffixes.append(dict(context=c, ids=seq["ids"][cut:], positions=seq["positions"][cut:], prompt=seq["prompt"] - cut))
     dev = examples.device
-    ids, pos, mask, target = ids.to(dev), pos.to(dev), mask.to(dev), target.to(dev)
+    # The prefixes: one row per context, padded on the right (masked).
+    ids, prefix_mask = pad([p["ids"] for p in prefixes])
+    pos, _ = pad([p["positions"] for p in prefixes])
+    ids, prefix_mask, pos = ids.to(dev), prefix_mask.to(dev), pos.to(dev)
     embeds = net.embed(ids)
     image = ids == examples.image
-    embeds = embeds.masked_scatter(image.unsqueeze(-1), torch.cat(rows).to(embeds.dtype)) if image.any() else embeds
-    logits = net.decoder(embeds, mask, pos, *net.empty_past(b))[0]
+    embeds = embeds.masked_scatter(image.unsqueeze(-1), torch.cat([p["rows"] for p in prefixes]).to(embeds.dtype))
+    past = net.decoder(embeds, prefix_mask, pos, *net.empty_past(len(prefixes)))[1:]
+    # The questions and answers, each after its context's keys and values.
+    which = torch.tensor([s["context"] for s in suffixes], device=dev)
+    past = [kv.index_select(0, which) for kv in past]
+    ids, suffix_mask = pad([s["ids"] for s in suffixes])
+    pos, _ = pad([s["positions"] for s in suffixes])
+    target = torch.full(ids.shape, -100, dtype=torch.long)
+    for j, s in enumerate(suffixes):
+        # Token t predicts token t+1: targets are the answer tokens.
+        target[j, s["prompt"] - 1 : len(s["ids"]) - 1] = torch.tensor(s["ids"][s["prompt"] :])
+    ids, suffix_mask, pos, target = ids.to(dev), suffix_mask.to(dev), pos.to(dev), target.to(dev)
+    mask = torch.cat([prefix_mask.index_select(0, which), suffix_mask], 1)
+    logits = net.decoder(net.embed(ids), mask, pos, *past)[0]
     per_token = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none")
     flat = target.reshape(-1)
     weight = (flat != -100).float() * torch.where(torch.isin(flat, examples.kind_ids.to(dev)), KIND_TOKEN_WEIGHT, 1.0)
     lm = (per_token * weight).sum() / weight.sum()
     with torch.no_grad():
         ok = ((logits.argmax(-1) == target) | (target == -100)).all(1).float().mean().item()
-    return lm, aux, ok, kept, float(np.mean([len(e["ids"]) for e in batch])), b
+    length = float(np.mean([len(prefixes[s["context"]]["ids"]) + len(s["ids"]) for s in suffixes]))
+    return lm, aux, ok, kept, length, len(suffixes)
 
 
 def main():
@@ -318,7 +343,7 @@ def main():
     ap.add_argument("--minutes", type=float, default=90)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "work"))
     ap.add_argument("--contexts", type=int, default=8, help="contexts per batch")
-    ap.add_argument("--questions", type=int, default=3, help="questions per context")
+    ap.add_argument("--questions", type=int, default=6, help="questions per context (they share its prefix, so each costs only its own tokens)")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)

@@ -61,6 +61,42 @@ fn training_and_serving_build_the_same_context() {
         report.contains(&format!("parity: {prompts} prompts checked, 0 different")),
         "{report}"
     );
+    // The failure reading (models/shapes/diagnose.py) reads the same dump:
+    // every "when" answer lands in exactly one of its cells.
+    let diagnose = Command::new("python3")
+        .arg(root.join("models/shapes/diagnose.py"))
+        .arg(&dump)
+        .output()
+        .expect("python3 runs");
+    let report = String::from_utf8_lossy(&diagnose.stdout).into_owned();
+    assert!(
+        diagnose.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&diagnose.stderr)
+    );
+    assert!(
+        report.contains(&format!("{prompts} answers read")),
+        "{report}"
+    );
+    let whens = lines
+        .lines()
+        .filter(|l| l.contains(r#""task":"when_"#))
+        .count();
+    let counted: usize = report
+        .lines()
+        .filter(|l| l.contains("  when_"))
+        .map(|l| {
+            l.split_whitespace()
+                .next()
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        })
+        .sum();
+    assert!(
+        whens > 0 && counted == whens,
+        "{whens} \"when\" answers dumped:\n{report}"
+    );
 }
 
 /// The eval walks a clip's frames once; a ground-truth file whose questions
@@ -287,11 +323,10 @@ impl Drop for Killed {
 /// every time and takes seconds, not a minute), with the rules checked
 /// every 2 s of stream time.
 ///
-/// The demo model answers "is there a red shape?" with yes from 3 s until
-/// about 55 s, long after the square left at 28 s (it says yes while other
-/// shapes are there; measured with checks every second: no lone wrong
-/// answer, only that run). So `off` comes when the model says no, ~29 s
-/// after the square left, not within two rule intervals; the test prints
+/// `off` comes at the model's first no after its last yes. The demo model
+/// shipped at step 28 200 says no from 28 s, on the frame the square leaves
+/// (earlier models said yes until about 55 s, while other shapes were
+/// there), so the test does not bound how late `off` may come; it prints
 /// the answers it got and checks the state machine against them.
 #[test]
 fn issue_16_the_red_rule_turns_on_and_off_once_on_the_demo_clip() {
@@ -417,7 +452,8 @@ rule_recheck_s = 2.0
         expected_off.into_iter().collect::<Vec<_>>(),
         "{report}"
     );
-    assert!(off.iter().all(|at| *at > 28.0), "{report}");
+    // Frame 56 (28.0 s) is the first without the square: off there is on time.
+    assert!(off.iter().all(|at| *at >= 28.0), "{report}");
     for e in events.iter().filter(|e| e["kind"] != "description") {
         assert_eq!(e["reference"], "is_there_a_red_shape", "{e}");
         assert!(e["text"].as_str().unwrap().starts_with(rule), "{e}");

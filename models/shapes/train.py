@@ -264,10 +264,11 @@ def train_vision(net, steps, lr, rng, log, device):
             log.flush()
 
 
-def pad(rows, value=0):
-    """Right-pads lists of ints into a [len(rows), longest] tensor and its mask."""
+def pad(rows):
+    """Right-pads lists of ints with zeros into a [len(rows), longest] tensor
+    and its mask."""
     longest = max(len(r) for r in rows)
-    out = torch.full((len(rows), longest), value, dtype=torch.long)
+    out = torch.zeros(len(rows), longest, dtype=torch.long)
     mask = torch.zeros(len(rows), longest, dtype=torch.long)
     for j, r in enumerate(rows):
         out[j, : len(r)] = torch.tensor(r, dtype=torch.long)

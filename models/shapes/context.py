@@ -208,9 +208,13 @@ def build_memory(frames, pts, encode, grid, dim, tau_pix=0.02, tau=0.5, referenc
 
 
 # The chat template of SmolVLM2 as the daemon renders it for one user
-# message of (label, image) pairs and a question (llm/respond.rs).
+# message of (label, image) pairs and a question (llm/respond.rs,
+# llm/prompt.rs). A remembered image is labelled before and after: the
+# decoder is causal, so only tokens after an image can see what it holds,
+# and the time after it is one the answer to "when ..." can copy in one
+# step (docs/architecture.md §5).
 def render_chat(labels, question):
-    parts = "".join(f"{label} <image>" for label in labels)
+    parts = "".join(f"{label} <image>" + ("" if label == "now :" else f"{label[:-2]} . ") for label in labels)
     return f"<|im_start|>User: {parts}{question}<end_of_utterance>\nAssistant:"
 
 

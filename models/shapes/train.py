@@ -239,12 +239,19 @@ def aux_loss(heads, labels):
     )
 
 
-def train_vision(net, steps, lr, rng, log, device):
+def train_vision(net, steps, lr, rng, log, device, heads_only=False):
     """Trains the vision side alone on the per-patch labels, on single
     frames (fast: no language model). The joint training's batches see
     too few frames for the encoder to learn kinds well (60% of shape
-    patches after 3400 joint steps, against 94% after 600 steps of this)."""
-    opt = torch.optim.AdamW(net.vision.parameters(), lr=lr, weight_decay=0.01)
+    patches after 3400 joint steps, against 94% after 600 steps of this).
+    `heads_only` fits the auxiliary heads with the encoder frozen: after
+    import_onnx.py the heads are random, and their first gradients would
+    otherwise push the trained encoder."""
+    params = [p for n, p in net.vision.named_parameters() if not heads_only or n.startswith("aux_")]
+    frozen = [p for p in net.vision.parameters() if all(p is not q for q in params)]
+    for p in frozen:
+        p.requires_grad = False
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     for step in range(steps):
         if step % 400 == 0:  # a fresh pool of frames, so it cannot memorise them
             clips = [world.make_clip(int(rng.integers(0, 10**9)), frames=12, activity=1.5) for _ in range(400)]
@@ -258,10 +265,12 @@ def train_vision(net, steps, lr, rng, log, device):
         loss.backward()
         opt.step()
         if step % 100 == 99:
-            line = f"vision step {step + 1} aux {loss.item():.4f}"
+            line = f"{'heads' if heads_only else 'vision'} step {step + 1} aux {loss.item():.4f}"
             print(line, flush=True)
             log.write(line + "\n")
             log.flush()
+    for p in frozen:
+        p.requires_grad = True
 
 
 def pad(rows):
@@ -352,6 +361,8 @@ def main():
     ap.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when there is one); checkpoints load on either")
     ap.add_argument("--vision-steps", type=int, default=0, help="first train the vision side alone for this many steps")
     ap.add_argument("--vision-lr", type=float, default=5e-4)
+    ap.add_argument("--heads-steps", type=int, default=0, help="first fit the auxiliary heads alone, the encoder frozen, for this many steps (after import_onnx.py, whose heads are random)")
+    ap.add_argument("--heads-lr", type=float, default=3e-3)
     ap.add_argument("--single-events", type=float, default=0.25, help="share of contexts from a still scene where one shape appears or leaves")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -383,6 +394,8 @@ def main():
     examples.device = device
     # Held-out clips use seeds >= 10^9; training seeds stay below.
     log = open(os.path.join(args.out, "train.log"), "a")
+    if args.heads_steps:
+        train_vision(net, args.heads_steps, args.heads_lr, rng, log, device, heads_only=True)
     if args.vision_steps:
         train_vision(net, args.vision_steps, args.vision_lr, rng, log, device)
     workers = args.workers if args.workers >= 0 else (max(1, (os.cpu_count() or 1) - 2) if device.type == "cuda" else 0)

@@ -123,7 +123,7 @@ pub enum PromptLayout {
     /// models: `"glimpse": {"wrap_images": false}`); `glimpse` otherwise.
     #[default]
     Auto,
-    /// glimpse's own: "at 12.5 s : <image> ... now : <image> question".
+    /// glimpse's own: "at 12.5 s : <image>at 12.5 s . ... now : <image>question".
     Glimpse,
     /// SmolVLM2's video prompt, as transformers' `SmolVLMProcessor` builds
     /// it: "You are provided the following series of N frames from a

@@ -7,7 +7,7 @@
 //!
 //! The memory readout is written in the layout the model family was
 //! trained on ([`PromptLayout`], docs/architecture.md §5): glimpse's own
-//! ("at 12.5 s : <image> ... now : <image> question") or SmolVLM2's video
+//! ("at 12.5 s : <image>at 12.5 s . ... now : <image>question") or SmolVLM2's video
 //! prompt, as transformers' `SmolVLMProcessor` expands a video (read in
 //! huggingface/transformers, `models/smolvlm/processing_smolvlm.py`,
 //! `process_video`, and `video_processing_smolvlm.py`'s messages): an
@@ -43,10 +43,19 @@ pub fn glimpse_label(at: Duration, now: bool) -> String {
     }
 }
 
+/// What follows a remembered image in glimpse's layout: its time again,
+/// "at 12.5 s . ". The decoder is causal, so the label before an image
+/// cannot see what the image holds; the one after can, and an answer to
+/// "when did ... ?" copies its time from there in one step
+/// (docs/architecture.md §5). The canvas has no time and nothing after it.
+fn glimpse_after_label(at: Duration) -> String {
+    format!("at {:.1} s . ", at.as_secs_f64())
+}
+
 /// The user message asking `question` about `context` in `layout`, with
 /// one image per context entry.
 pub fn message(layout: PromptLayout, context: &[Seen<'_>], question: &str) -> Message {
-    let mut content = Vec::with_capacity(2 * context.len() + 2);
+    let mut content = Vec::with_capacity(3 * context.len() + 2);
     let text = |content: &mut Vec<Content>, text: String| {
         content.push(Content::Text { text });
     };
@@ -79,6 +88,9 @@ pub fn message(layout: PromptLayout, context: &[Seen<'_>], question: &str) -> Me
                     format!("{} ", glimpse_label(seen.at, seen.now)),
                 );
                 content.push(Content::Image);
+                if !seen.now {
+                    text(&mut content, glimpse_after_label(seen.at));
+                }
             }
             text(&mut content, question.to_owned());
         }
@@ -281,7 +293,7 @@ mod tests {
         );
         assert_eq!(
             texts(PromptLayout::Glimpse).concat(),
-            "at 100.0 s : <image>at 161.5 s : <image>now : <image>what changed ?"
+            "at 100.0 s : <image>at 100.0 s . at 161.5 s : <image>at 161.5 s . now : <image>what changed ?"
         );
     }
 }

@@ -285,22 +285,31 @@ def main():
         wait_for("analysis resumed", lambda: state_of("Analysis") == "on" and state_of("Activity") != "paused", within=30)
 
         # A normal stop: Home Assistant shows the device unavailable.
+        log_path = os.path.join(WORK, "home-assistant.log")
+        before_stop = os.path.getsize(log_path)
         glimpse.send_signal(signal.SIGTERM)
         if glimpse.wait(timeout=30) != 0:
             fail(f"glimpse exited with {glimpse.returncode}")
         glimpse = None
         wait_for("the entities unavailable after the stop", lambda: state_of("Last description") == "unavailable", within=30)
 
-        with open(os.path.join(WORK, "home-assistant.log")) as f:
-            # Losing the connection at the stop is expected: the broker is
-            # glimpse's embedded one.
-            problems = [
-                l
-                for l in f
-                if "mqtt" in l.lower()
-                and ("ERROR" in l or "WARNING" in l)
-                and "The connection was lost" not in l
-            ]
+        with open(log_path, "rb") as f:
+            running, stopping = f.read(before_stop).decode(errors="replace"), f.read().decode(errors="replace")
+        # Losing the connection at the stop is expected: the broker is
+        # glimpse's embedded one. Home Assistant says "The connection was
+        # lost", and paho adds "Connection reset by peer" when the socket is
+        # reset rather than closed (it held unread bytes, e.g. a ping, when
+        # the process exited; one of two CI runs here saw it). Before the stop
+        # nothing of the kind is allowed.
+        def mqtt_problem(l):
+            return "mqtt" in l.lower() and ("ERROR" in l or "WARNING" in l)
+
+        problems = [l + "\n" for l in running.splitlines() if mqtt_problem(l)]
+        problems += [
+            l + "\n"
+            for l in stopping.splitlines()
+            if mqtt_problem(l) and "The connection was lost" not in l and "Connection reset by peer" not in l
+        ]
         if problems:
             fail("Home Assistant logged MQTT problems:\n" + "".join(problems[:20]))
         log("every check passed")

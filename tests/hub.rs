@@ -13,6 +13,7 @@ use glimpse::infer::{self, BackendKind, ModelConfig, ModelFolder};
 use glimpse::llm::{self, Responder, Sampling, Seen, TextCodec, DESCRIBE};
 use glimpse::vision::Preprocessor;
 
+use crate::model::max_diff;
 use crate::util::{copy_model, glimpse, repo};
 
 fn hub_model() -> PathBuf {
@@ -320,7 +321,7 @@ fn variant_matches_python(variant: &str, tolerance: f32) {
             int8_as_near_the_float_graph(&prompt, &pixels, &ours.logits[0], &steps[0], tolerance);
         } else {
             for (step, (a, b)) in ours.logits.iter().zip(steps.iter()).enumerate() {
-                let d = max_difference(a, b);
+                let d = max_diff(a, b);
                 assert!(
                     d < tolerance,
                     "{variant} on {runtime}, step {step}: logits differ by {d}"
@@ -337,14 +338,6 @@ fn variant_matches_python(variant: &str, tolerance: f32) {
             .check_rule(backend.as_mut(), &context, "is there a red square ?")
             .unwrap();
     }
-}
-
-fn max_difference(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// tract's dynamic-int8 path against ONNX Runtime's: on glimpse's layout
@@ -365,8 +358,8 @@ fn int8_as_near_the_float_graph(
     tolerance: f32,
 ) {
     let (_, float) = reference("", &prompt.ids, &prompt.positions, pixels);
-    let ours = max_difference(ours, &float[0]);
-    let python = max_difference(python_int8, &float[0]);
+    let ours = max_diff(ours, &float[0]);
+    let python = max_diff(python_int8, &float[0]);
     assert!(
         ours <= python + tolerance,
         "_quantized on tract: the prompt's logits are {ours} from the float graph's, ONNX Runtime's int8 {python}"

@@ -65,7 +65,7 @@ fn reference_logits(ids: &[i64], positions: &[i64], pixels: Option<&[f32]>) -> V
         .collect()
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)

@@ -247,8 +247,9 @@ def train_vision(net, steps, lr, rng, log, device, heads_only=False):
     `heads_only` fits the auxiliary heads with the encoder frozen: after
     import_onnx.py the heads are random, and their first gradients would
     otherwise push the trained encoder."""
-    params = [p for n, p in net.vision.named_parameters() if not heads_only or n.startswith("aux_")]
-    frozen = [p for p in net.vision.parameters() if all(p is not q for q in params)]
+    params, frozen = [], []
+    for n, p in net.vision.named_parameters():
+        (params if not heads_only or n.startswith("aux_") else frozen).append(p)
     for p in frozen:
         p.requires_grad = False
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)

@@ -7,7 +7,14 @@ cache fed back, and prints every step's tokens and logits.
 Reads one JSON object on stdin:
   {"model": DIR, "variant": "" | "_fp16" | "_quantized" | ... (default ""),
    "input_ids": [..], "position_ids": [..],
-   "pixel_values": [3*H*W floats] | null, "max_new_tokens": N (default 0)}
+   "pixel_values": [3*H*W floats] | null, "max_new_tokens": N (default 0),
+   "runtime": "onnxruntime" | "onnx.reference" (default "onnxruntime")}
+"onnx.reference" runs the graphs with the onnx package's reference
+evaluator, which computes every operator as the ONNX specification defines
+it (numpy, slow): the arbiter where runtimes' kernels differ on purpose,
+e.g. ONNX Runtime's int8 MatMul on x86 CPUs without VNNI, which saturates
+its 16-bit intermediate sums when both weights and activations use all 8
+bits (see tests/hub.rs).
 Image features replace the embeddings of the image tokens, in order (the
 SmolVLM convention). Float inputs are given in the dtype each graph declares
 (float16 for _fp16 graphs), and the KV cache stays in the decoder's dtype;
@@ -20,6 +27,7 @@ import os
 import sys
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 req = json.load(sys.stdin)
@@ -33,10 +41,37 @@ opts.intra_op_num_threads = 1
 DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
+class Specification:
+    """The onnx package's reference evaluator behind ONNX Runtime's
+    session calls that this script makes."""
+
+    def __init__(self, path):
+        from onnx.reference import ReferenceEvaluator
+
+        self.graph = onnx.load(path).graph
+        self.evaluator = ReferenceEvaluator(path)
+
+    def get_inputs(self):
+        return [Input(i.name, i.type.tensor_type.elem_type) for i in self.graph.input]
+
+    def run(self, outputs, feeds):
+        return self.evaluator.run(outputs, feeds)
+
+
+class Input:
+    """An input's name and type, spelled as ONNX Runtime spells them."""
+
+    def __init__(self, name, elem_type):
+        self.name = name
+        # TensorProto.FLOAT -> "tensor(float)", FLOAT16 -> "tensor(float16)"
+        self.type = f"tensor({onnx.helper.tensor_dtype_to_string(elem_type).split('.')[-1].lower()})"
+
+
 def session(name):
-    return ort.InferenceSession(
-        os.path.join(model, "onnx", name + variant + ".onnx"), opts, providers=["CPUExecutionProvider"]
-    )
+    path = os.path.join(model, "onnx", name + variant + ".onnx")
+    if req.get("runtime", "onnxruntime") == "onnx.reference":
+        return Specification(path)
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
 def dtype(sess, name):

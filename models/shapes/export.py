@@ -48,7 +48,7 @@ def export_graphs(net, out):
             "position_ids": {1: "sequence_length"},
             "logits": {1: "sequence_length"},
         }
-        for i in range(M.LAYERS):
+        for i in range(net.decoder.layers):
             for kind in ("key", "value"):
                 past.append(torch.zeros(1, M.KV_HEADS, 3, M.HEAD_DIM))
                 names_in.append(f"past_key_values.{i}.{kind}")
@@ -72,9 +72,9 @@ def main():
     os.makedirs(os.path.join(out, "onnx"), exist_ok=True)
     tok, vocab = qa.make_tokenizer()
     tok.save(os.path.join(out, "tokenizer.json"))
-    net = M.ShapesModel(len(vocab))
     # A checkpoint written on a GPU loads here on the CPU.
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    net = M.ShapesModel(len(vocab), M.decoder_layers(state["model"]))
     net.load_state_dict(state["model"])
     export_graphs(net, out)
     H = M.HIDDEN
@@ -86,7 +86,7 @@ def main():
         "vision_config": {"image_size": M.IMAGE, "patch_size": M.IMAGE // M.GRID, "hidden_size": M.VISION_DIM},
         "text_config": {
             "hidden_size": H,
-            "num_hidden_layers": M.LAYERS,
+            "num_hidden_layers": net.decoder.layers,
             "num_attention_heads": M.HEADS,
             "num_key_value_heads": M.KV_HEADS,
             "head_dim": M.HEAD_DIM,

@@ -99,6 +99,12 @@ def by_slot(folder):
     return {g: {slot: name for name, slot in names.items()} for g, names in uses(folder).items()}
 
 
+def folder_layers(folder):
+    """The decoder depth an exported folder declares (config.json)."""
+    with open(os.path.join(folder, "config.json")) as f:
+        return int(json.load(f)["text_config"]["num_hidden_layers"])
+
+
 def load_folder(net, folder):
     """Puts the weights of an exported folder into `net`; returns the names
     of the parameters it filled."""
@@ -125,7 +131,7 @@ def main():
         sys.exit(__doc__.split("\n\n")[1])
     folder, ckpt = sys.argv[1], sys.argv[2]
     _, vocab = qa.make_tokenizer()
-    net = M.ShapesModel(len(vocab))
+    net = M.ShapesModel(len(vocab), folder_layers(folder))
     filled = load_folder(net, folder)
     # The check: the imported weights export to the same initializers (met
     # by where the graph uses them, as the names may be numbered anew).

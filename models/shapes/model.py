@@ -124,9 +124,9 @@ def rotate_half(x):
 
 
 class Decoder(nn.Module):
-    def __init__(self, vocab):
+    def __init__(self, vocab, layers=LAYERS):
         super().__init__()
-        L = LAYERS
+        self.layers = L = layers
         self.q = nn.ModuleList(nn.Linear(HIDDEN, HEADS * HEAD_DIM, bias=False) for _ in range(L))
         self.k = nn.ModuleList(nn.Linear(HIDDEN, KV_HEADS * HEAD_DIM, bias=False) for _ in range(L))
         self.v = nn.ModuleList(nn.Linear(HIDDEN, KV_HEADS * HEAD_DIM, bias=False) for _ in range(L))
@@ -155,7 +155,7 @@ class Decoder(nn.Module):
         h = inputs_embeds
         presents = []
         rep = HEADS // KV_HEADS
-        for i in range(LAYERS):
+        for i in range(self.layers):
             x = rms_norm(h, self.n1[i])
             q = self.q[i](x).view(b, s, HEADS, HEAD_DIM).transpose(1, 2)
             k = self.k[i](x).view(b, s, KV_HEADS, HEAD_DIM).transpose(1, 2)
@@ -176,13 +176,55 @@ class Decoder(nn.Module):
 
 
 class ShapesModel(nn.Module):
-    def __init__(self, vocab):
+    def __init__(self, vocab, layers=LAYERS):
         super().__init__()
-        self.vision, self.embed, self.decoder = Vision(), Embed(vocab), Decoder(vocab)
+        self.vision, self.embed, self.decoder = Vision(), Embed(vocab), Decoder(vocab, layers)
 
     def empty_past(self, batch):
         dev = self.decoder.norm.device
-        return [torch.zeros(batch, KV_HEADS, 0, HEAD_DIM, device=dev) for _ in range(2 * LAYERS)]
+        return [torch.zeros(batch, KV_HEADS, 0, HEAD_DIM, device=dev) for _ in range(2 * self.decoder.layers)]
+
+
+def decoder_layers(state):
+    """How many decoder layers a state dict holds."""
+    return sum(1 for k in state if k.startswith("decoder.q.") and k.endswith(".weight"))
+
+
+# The per-layer parameters of the decoder, as named in a state dict.
+LAYER_PARAMS = ["q", "k", "v", "o", "up", "down", "n1", "n2"]
+
+
+def grow(state, layers):
+    """A state dict with a deeper decoder that computes exactly what `state`
+    computes ("block expansion"): after every k-th old layer comes a copy of
+    it whose output projections (o, down) are zero, so the new layer adds
+    nothing to the residual stream until training moves them; its other
+    weights start as the copied layer's, not random, so its attention
+    already looks where a trained layer looks. More depth where the probe
+    says the bottleneck is: the vision side reads kind, colour and region
+    at 98-100%, the decoder's answers across time do not."""
+    old = decoder_layers(state)
+    if layers < old:
+        raise ValueError(f"cannot shrink the decoder from {old} to {layers} layers")
+    extra = layers - old
+    # Which old layer each new one copies: spread evenly, the last ones
+    # first when they do not divide (deeper layers compose the answer).
+    copies = sorted(old - 1 - (i * old) // extra for i in range(extra)) if extra else []
+    order = []
+    for i in range(old):
+        order.append((i, False))
+        order += [(i, True)] * copies.count(i)
+    out = {k: v for k, v in state.items() if not any(k.startswith(f"decoder.{p}.") for p in LAYER_PARAMS)}
+    for new, (i, zero) in enumerate(order):
+        for p in LAYER_PARAMS:
+            for suffix in (".weight", ""):
+                key = f"decoder.{p}.{i}{suffix}"
+                if key in state:
+                    value = state[key].clone()
+                    if zero and p in ("o", "down"):
+                        value.zero_()
+                    out[f"decoder.{p}.{new}{suffix}"] = value
+    return out
 
 
 def normalise(frames_uint8):

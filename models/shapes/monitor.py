@@ -44,8 +44,9 @@ def main():
     torch.set_num_threads(1)
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 20
     tok, vocab = qa.make_tokenizer()
-    net = M.ShapesModel(len(vocab))
-    net.load_state_dict(torch.load(sys.argv[1], weights_only=False)["model"])
+    state = torch.load(sys.argv[1], weights_only=False)["model"]
+    net = M.ShapesModel(len(vocab), M.decoder_layers(state))
+    net.load_state_dict(state)
     net.eval()
     ex = train.Examples(tok, vocab)
     rng = np.random.default_rng(12345)

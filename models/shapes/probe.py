@@ -48,7 +48,7 @@ def main():
     folder = sys.argv[1]
     frames = int(sys.argv[2]) if len(sys.argv) > 2 else 1200
     _, vocab = qa.make_tokenizer()
-    net = M.ShapesModel(len(vocab))
+    net = M.ShapesModel(len(vocab), import_onnx.folder_layers(folder))
     import_onnx.load_folder(net, folder)
     net.eval()
     rng = np.random.default_rng(5)

@@ -364,6 +364,7 @@ def main():
     ap.add_argument("--vision-lr", type=float, default=5e-4)
     ap.add_argument("--heads-steps", type=int, default=0, help="first fit the auxiliary heads alone, the encoder frozen, for this many steps (after import_onnx.py, whose heads are random)")
     ap.add_argument("--heads-lr", type=float, default=3e-3)
+    ap.add_argument("--layers", type=int, default=0, help="decoder layers; more than the checkpoint has grows it, keeping what it computes (model.grow); 0: the checkpoint's, or model.LAYERS for a fresh start")
     ap.add_argument("--single-events", type=float, default=0.25, help="share of contexts from a still scene where one shape appears or leaves")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -372,12 +373,19 @@ def main():
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     print(f"training on {device}", flush=True)
     tok, vocab = qa.make_tokenizer()
-    net = M.ShapesModel(len(vocab)).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01)
     ckpt = os.path.join(args.out, "ckpt.pt")
+    state = torch.load(ckpt, map_location=device, weights_only=False) if os.path.exists(ckpt) else None
+    had = M.decoder_layers(state["model"]) if state else None
+    layers = args.layers or had or M.LAYERS
+    if state and layers != had:
+        # Deeper, computing what the checkpoint computes (model.grow); the
+        # optimiser starts afresh below, as for any architecture change.
+        state = {"model": M.grow(state["model"], layers), "step": state["step"]}
+        print(f"decoder grown from {had} to {layers} layers", flush=True)
+    net = M.ShapesModel(len(vocab), layers).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01)
     step = 0
-    if os.path.exists(ckpt):
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+    if state:
         ours = net.state_dict()
         fits = {k: v for k, v in state["model"].items() if k in ours and ours[k].shape == v.shape}
         net.load_state_dict(fits, strict=False)

@@ -48,8 +48,9 @@ class Specification:
     def __init__(self, path):
         from onnx.reference import ReferenceEvaluator
 
-        self.graph = onnx.load(path).graph
-        self.evaluator = ReferenceEvaluator(path)
+        proto = onnx.load(path)
+        self.graph = proto.graph
+        self.evaluator = ReferenceEvaluator(proto)
 
     def get_inputs(self):
         return [Input(i.name, i.type.tensor_type.elem_type) for i in self.graph.input]

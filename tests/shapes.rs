@@ -82,19 +82,22 @@ fn training_and_serving_build_the_same_context() {
         .lines()
         .filter(|l| l.contains(r#""task":"when_"#))
         .count();
-    let counted: usize = report
-        .lines()
-        .filter(|l| l.contains("  when_"))
-        .map(|l| {
-            l.split_whitespace()
-                .next()
-                .unwrap()
-                .parse::<usize>()
-                .unwrap()
-        })
-        .sum();
+    // Twice: once by the kind of answer, once by how far back the truth is.
+    let count = |by_age: bool| -> usize {
+        report
+            .lines()
+            .filter(|l| l.contains("  when_") && l.contains(" by age, ") == by_age)
+            .map(|l| {
+                l.split_whitespace()
+                    .next()
+                    .unwrap()
+                    .parse::<usize>()
+                    .unwrap()
+            })
+            .sum()
+    };
     assert!(
-        whens > 0 && counted == whens,
+        whens > 0 && count(false) == whens && count(true) == whens,
         "{whens} \"when\" answers dumped:\n{report}"
     );
 }

@@ -85,6 +85,15 @@ def when(rows, out):
             out[f"{task}: wrong, an older label ({'before' if got < truth else 'after'} the truth)"] += 1
         else:
             out[f"{task}: wrong, not a label"] += 1
+        # How far back the truth lies, in memory entries before "now":
+        # an answer must find its entry among all the older ones.
+        back = [len(labels) - i for i, s in enumerate(labels) if abs(s - truth) <= 1.0]
+        age = "no entry within 1 s" if not back else next(f"{span} back" for span, b in AGES if back[-1] <= b)
+        out[f"{task} by age, truth {age}: {'right' if r['right'] else 'wrong'}"] += 1
+
+
+# Buckets for how far back a "when" answer's entry lies.
+AGES = (("1 entry", 1), ("2-3 entries", 3), ("4-7 entries", 7), ("8-15 entries", 15), ("16+ entries", 10**6))
 
 
 def main():

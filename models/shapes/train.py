@@ -93,10 +93,16 @@ def single_event_clip(rng):
     return clip, min(frames - 1, at + int(rng.integers(0, 3)))
 
 
-def draw_moments(seed, step, contexts, single_events):
+def draw_moments(seed, step, contexts, single_events, max_frames=32):
     """One step's contexts: clips rendered, moments and daemon settings
     drawn. Seeded by (seed, step) alone, so worker processes can draw steps
-    ahead, in any order, and a resumed run draws what it would have."""
+    ahead, in any order, and a resumed run draws what it would have.
+
+    Clips run up to `max_frames`. A daemon that has run a while holds a
+    full pyramid (36 entries at the default 4, 8, 24), as do the eval
+    clips' later questions (60 frames); clips of at most 32 seldom fill
+    it. Training on clips as long as the eval's was tried and not shipped
+    (models/shapes/README.md, "Histories as long as the daemon's")."""
     rng = np.random.default_rng([seed, step])
     moments = []
     while len(moments) < contexts:
@@ -104,7 +110,7 @@ def draw_moments(seed, step, contexts, single_events):
             clip, now = single_event_clip(rng)
             moments.append((clip, now, settings(rng)))
             continue
-        clip = world.make_clip(int(rng.integers(0, 10**9)), frames=int(rng.integers(12, 33)), activity=float(rng.choice([0.0, 0.5, 1.0, 1.0, 1.5])))
+        clip = world.make_clip(int(rng.integers(0, 10**9)), frames=int(rng.integers(12, max_frames + 1)), activity=float(rng.choice([0.0, 0.5, 1.0, 1.0, 1.5])))
         for _ in range(2):
             moments.append((clip, pick_now(clip, rng), settings(rng)))
     return moments[:contexts]
@@ -117,9 +123,9 @@ class Batches:
     gains nothing (torch has both cores). At most 2 × workers steps wait,
     so memory is bounded."""
 
-    def __init__(self, seed, first_step, contexts, single_events, workers):
+    def __init__(self, seed, first_step, contexts, single_events, workers, max_frames):
         # A partial of a module-level function: it pickles to spawned workers.
-        self.draw = functools.partial(draw_moments, seed, contexts=contexts, single_events=single_events)
+        self.draw = functools.partial(draw_moments, seed, contexts=contexts, single_events=single_events, max_frames=max_frames)
         self.step = first_step
         self.pool = multiprocessing.get_context("spawn").Pool(workers) if workers else None
         self.ahead = collections.deque()
@@ -366,6 +372,7 @@ def main():
     ap.add_argument("--heads-lr", type=float, default=3e-3)
     ap.add_argument("--layers", type=int, default=0, help="decoder layers; more than the checkpoint has grows it, keeping what it computes (model.grow); 0: the checkpoint's, or model.LAYERS for a fresh start")
     ap.add_argument("--single-events", type=float, default=0.25, help="share of contexts from a still scene where one shape appears or leaves")
+    ap.add_argument("--max-frames", type=int, default=32, help="longest training clip, in frames (2 per second); the eval clips have 60")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -408,7 +415,7 @@ def main():
     if args.vision_steps:
         train_vision(net, args.vision_steps, args.vision_lr, rng, log, device)
     workers = args.workers if args.workers >= 0 else (max(1, (os.cpu_count() or 1) - 2) if device.type == "cuda" else 0)
-    batches = Batches(args.seed, step + 1, args.contexts, args.single_events, workers)
+    batches = Batches(args.seed, step + 1, args.contexts, args.single_events, workers, args.max_frames)
     deadline = time.time() + args.minutes * 60
     started, seen = time.time(), 0
     stats = []

@@ -40,22 +40,23 @@ import qa
 GRAPHS = ("vision_encoder", "embed_tokens", "decoder_model_merged")
 
 
-def initializers(folder):
-    """{graph: {name: array}} of a model folder."""
-    out = {}
-    for g in GRAPHS:
-        m = onnx.load(os.path.join(folder, "onnx", f"{g}.onnx"))
-        out[g] = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-    return out
+def read(folder):
+    """{graph: the loaded ONNX model} of a model folder (read once: the
+    graphs are most of the import's time)."""
+    return {g: onnx.load(os.path.join(folder, "onnx", f"{g}.onnx")) for g in GRAPHS}
 
 
-def uses(folder):
+def initializers(graphs):
+    """{graph: {name: array}} of `read`'s graphs."""
+    return {g: {i.name: numpy_helper.to_array(i) for i in m.graph.initializer} for g, m in graphs.items()}
+
+
+def uses(graphs):
     """{graph: {initializer name: (node name, input slot)}}: where each
     initializer is first used (node names follow the module path, e.g.
     /blocks.0/qkv/MatMul)."""
     out = {}
-    for g in GRAPHS:
-        m = onnx.load(os.path.join(folder, "onnx", f"{g}.onnx"))
+    for g, m in graphs.items():
         names = {i.name for i in m.graph.initializer}
         out[g] = {}
         for node in m.graph.node:
@@ -76,8 +77,8 @@ def probe_map(net):
     arrays = {k: v.detach().numpy() for k, v in params.items()}
     with tempfile.TemporaryDirectory() as tmp:
         export.export_graphs(net, tmp)
-        found = initializers(tmp)
-        where = uses(tmp)
+        graphs = read(tmp)
+        found, where = initializers(graphs), uses(graphs)
     out = {}
     for g, inits in found.items():
         out[g] = {}
@@ -94,9 +95,9 @@ def probe_map(net):
     return out
 
 
-def by_slot(folder):
+def by_slot(graphs):
     """{graph: {(node name, input slot): initializer name}}."""
-    return {g: {slot: name for name, slot in names.items()} for g, names in uses(folder).items()}
+    return {g: {slot: name for name, slot in names.items()} for g, names in uses(graphs).items()}
 
 
 def folder_layers(folder):
@@ -105,12 +106,13 @@ def folder_layers(folder):
         return int(json.load(f)["text_config"]["num_hidden_layers"])
 
 
-def load_folder(net, folder):
-    """Puts the weights of an exported folder into `net`; returns the names
-    of the parameters it filled."""
+def load_folder(net, folder, graphs=None):
+    """Puts the weights of an exported folder (or of its graphs, `read`
+    already) into `net`; returns the names of the parameters it filled."""
     mapping = probe_map(net)
-    shipped = initializers(folder)
-    slots = by_slot(folder)
+    graphs = graphs or read(folder)
+    shipped = initializers(graphs)
+    slots = by_slot(graphs)
     state = {k: v.clone() for k, v in net.state_dict().items()}
     filled = set()
     for g, names in mapping.items():
@@ -132,13 +134,15 @@ def main():
     folder, ckpt = sys.argv[1], sys.argv[2]
     _, vocab = qa.make_tokenizer()
     net = M.ShapesModel(len(vocab), folder_layers(folder))
-    filled = load_folder(net, folder)
+    graphs = read(folder)
+    filled = load_folder(net, folder, graphs)
     # The check: the imported weights export to the same initializers (met
     # by where the graph uses them, as the names may be numbered anew).
-    shipped, slots = initializers(folder), uses(folder)
+    shipped, slots = initializers(graphs), uses(graphs)
     with tempfile.TemporaryDirectory() as tmp:
         export.export_graphs(net, tmp)
-        again, again_slots = initializers(tmp), by_slot(tmp)
+        exported = read(tmp)
+        again, again_slots = initializers(exported), by_slot(exported)
     for g in GRAPHS:
         for name, value in shipped[g].items():
             ours = again_slots[g].get(slots[g].get(name), name)

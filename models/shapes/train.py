@@ -33,6 +33,8 @@ import qa
 import world
 
 CAPACITIES = [(4, 8, 24), (2, 4, 8), (2, 2, 4), (4, 4, 12), (3, 6, 16)]
+# The longest training clip, in frames (`--max-frames`; see draw_moments).
+MAX_FRAMES = 32
 
 
 def settings(rng):
@@ -93,7 +95,7 @@ def single_event_clip(rng):
     return clip, min(frames - 1, at + int(rng.integers(0, 3)))
 
 
-def draw_moments(seed, step, contexts, single_events, max_frames=32):
+def draw_moments(seed, step, contexts, single_events, max_frames=MAX_FRAMES):
     """One step's contexts: clips rendered, moments and daemon settings
     drawn. Seeded by (seed, step) alone, so worker processes can draw steps
     ahead, in any order, and a resumed run draws what it would have.
@@ -372,7 +374,7 @@ def main():
     ap.add_argument("--heads-lr", type=float, default=3e-3)
     ap.add_argument("--layers", type=int, default=0, help="decoder layers; more than the checkpoint has grows it, keeping what it computes (model.grow); 0: the checkpoint's, or model.LAYERS for a fresh start")
     ap.add_argument("--single-events", type=float, default=0.25, help="share of contexts from a still scene where one shape appears or leaves")
-    ap.add_argument("--max-frames", type=int, default=32, help="longest training clip, in frames (2 per second); the eval clips have 60")
+    ap.add_argument("--max-frames", type=int, default=MAX_FRAMES, help="longest training clip, in frames (2 per second); the eval clips have 60")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -21,7 +21,7 @@ TASKS = ["describe", "count", "colour", "where", "when_appeared", "when_left", "
 LATER_TASKS = ["kind"]
 # How often each task is drawn in training. From step 31 058 on, count
 # and kind (100% on dev) gave way to the tasks still under 50% there:
-# "when", "last left" (models/shapes/README.md, "Shipped: a deeper decoder").
+# "when", "last left" (models/shapes/README.md, "A deeper decoder").
 WEIGHTS = {
     "describe": 4,
     "count": 0.75,

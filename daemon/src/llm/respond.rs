@@ -48,9 +48,8 @@ const REPEAT_MIN_WORDS: usize = 3;
 /// descriptions of the shapes model at step 35 415); a user should read
 /// it once. The answer's confidence stays that of every token generated.
 fn without_repeated_clauses(text: &str) -> String {
-    let clauses: Vec<&str> = text.split(" and ").collect();
-    let mut kept: Vec<&str> = Vec::with_capacity(clauses.len());
-    for clause in clauses {
+    let mut kept: Vec<&str> = Vec::new();
+    for clause in text.split(" and ") {
         let key = clause.trim();
         let repeat = key.split_whitespace().count() >= REPEAT_MIN_WORDS
             && kept.iter().any(|k| k.trim().eq_ignore_ascii_case(key));

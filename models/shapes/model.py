@@ -137,6 +137,9 @@ class Decoder(nn.Module):
         self.n2 = nn.ParameterList(nn.Parameter(torch.ones(HIDDEN)) for _ in range(L))
         self.norm = nn.Parameter(torch.ones(HIDDEN))
         self.head = nn.Linear(HIDDEN, vocab, bias=False)
+        # Training reads the residual stream after `tap` layers (train.py's
+        # entry head); None in export, so the graphs do not change.
+        self.tap, self.tapped = None, None
         inv = 1.0 / (ROPE_THETA ** (torch.arange(0, HEAD_DIM, 2, dtype=torch.float32) / HEAD_DIM))
         self.register_buffer("inv_freq", inv, persistent=False)
 
@@ -172,6 +175,8 @@ class Decoder(nn.Module):
             h = h + self.o[i](att.transpose(1, 2).reshape(b, s, HEADS * HEAD_DIM))
             gate, up = self.up[i](rms_norm(h, self.n2[i])).chunk(2, dim=-1)
             h = h + self.down[i](nn.functional.silu(gate) * up)
+            if self.tap == i + 1:
+                self.tapped = h
         return (self.head(rms_norm(h, self.norm)), *presents)
 
 

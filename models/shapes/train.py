@@ -11,7 +11,9 @@ learning-rate schedule starts again over the new run's minutes). Seeded.
 Runs on a GPU unchanged (`--device auto`); there, worker processes render
 the clips ahead of the training (`--workers`, all cores but two by default),
 since the numpy side is then the slow part. The checkpoint loads on either
-device.
+device. `--entry-head W` adds a training-only head that teaches each
+remembered image's time label what happened there (EntryHead; off by
+default).
 """
 
 import argparse
@@ -168,6 +170,9 @@ class Examples:
         self.image = vocab["<image>"]
         self.eos = vocab["<end_of_utterance>"]
         self.kind_ids = torch.tensor([vocab["▁" + k] for k in world.KINDS])
+        # Ends each remembered image's trailing label; the "." inside a
+        # time (12.5) is another token.
+        self.period = vocab["▁."]
         self.device = torch.device("cpu")
 
     def sequence(self, items, question, answer):
@@ -247,6 +252,71 @@ def aux_loss(heads, labels):
     )
 
 
+# Every (colour, kind) a shape can be, in a fixed order: the entry head's
+# outputs are, per pair, "present", "appeared" and "left".
+PAIRS = [(c, k) for c in world.COLOURS for k in world.KINDS]
+# Off by default: tried at 0.5 from the shipped model, it did not move the
+# "when" answers it was meant for (models/shapes/README.md, "An entry head").
+ENTRY_WEIGHT = 0.0
+# Appearing and leaving are rare targets: weighted up so the head cannot
+# settle for "nothing happened".
+EVENT_POS_WEIGHT = 5.0
+
+
+class EntryHead(nn.Module):
+    """Dense supervision of the decoder's reading across time (training
+    only, not exported). At the period that ends each remembered image's
+    trailing time label ("at 12.5 s : <image>at 12.5 s ."), from the
+    residual stream half-way up the decoder, it predicts per (colour,
+    kind) whether that shape is there, and whether it appeared or left
+    since the entry before; at the context's last token, the same for the
+    "what changed" window. The "when" answers failed at choosing the
+    entry, not at copying its label: this teaches each entry's label token
+    to hold what happened there, so that an answer could find it in one
+    attention step. Tried, not shipped (models/shapes/README.md, "An entry
+    head"): it learned, the "when" answers did not follow."""
+
+    def __init__(self):
+        super().__init__()
+        self.entries = nn.Linear(M.HIDDEN, 3 * len(PAIRS))
+        self.window = nn.Linear(M.HIDDEN, 3 * len(PAIRS))
+
+
+def _events_between(clip, first, last):
+    """(appeared, left) sets of (colour, kind) in frames first..last."""
+    appeared, left = set(), set()
+    for i in range(max(1, first), last + 1):
+        for verb, colour, kind, _ in clip.events[i]:
+            (appeared if verb == "appeared" else left).add((colour, kind))
+    return appeared, left
+
+
+def _target(clip, frame, appeared, left):
+    present = {(s["colour"], s["kind"]) for s in clip.scenes[frame]}
+    return [float(p in present) for p in PAIRS] + [float(p in appeared) for p in PAIRS] + [float(p in left) for p in PAIRS]
+
+
+def entry_targets(clip, now, items):
+    """Targets for each remembered image (oldest first; the canvas has no
+    trailing label) and for the "what changed" window ending at `now`."""
+    rows, previous = [], 0
+    for label, *_ in items[:-1]:
+        frame = int(round((float(label.split()[1]) - clip.offset) * world.FPS))
+        rows.append(_target(clip, frame, *_events_between(clip, previous + 1, frame)))
+        previous = frame
+    first = max(0, now - int(qa.WINDOW_S * world.FPS) + 1)
+    window = _target(clip, now, *_events_between(clip, first, now))
+    return rows, window
+
+
+def entry_loss(logits, targets):
+    """Binary cross-entropy over the presence and event outputs."""
+    n = len(PAIRS)
+    weight = torch.ones(3 * n, device=logits.device)
+    weight[n:] = EVENT_POS_WEIGHT
+    return nn.functional.binary_cross_entropy_with_logits(logits, targets, pos_weight=weight)
+
+
 def train_vision(net, steps, lr, rng, log, device, heads_only=False):
     """Trains the vision side alone on the per-patch labels, on single
     frames (fast: no language model). The joint training's batches see
@@ -294,8 +364,9 @@ def pad(rows):
     return out, mask
 
 
-def forward_batch(net, examples, moments, questions, rng):
-    """Loss on the answer tokens (+ the vision's auxiliary loss).
+def forward_batch(net, examples, moments, questions, rng, head=None):
+    """Loss on the answer tokens (+ the vision's auxiliary loss, + the entry
+    head's loss when `head` is given).
 
     A context's questions share everything before the question: its time
     labels and visual tokens, ~90% of each sequence. The decoder is causal,
@@ -334,7 +405,12 @@ def forward_batch(net, examples, moments, questions, rng):
     embeds = net.embed(ids)
     image = ids == examples.image
     embeds = embeds.masked_scatter(image.unsqueeze(-1), torch.cat([p["rows"] for p in prefixes]).to(embeds.dtype))
+    if head is not None:
+        net.decoder.tap = net.decoder.layers // 2
     past = net.decoder(embeds, prefix_mask, pos, *net.empty_past(len(prefixes)))[1:]
+    entry, recall = torch.zeros((), device=dev), float("nan")
+    if head is not None:
+        entry, recall = entry_batch(net, head, examples, moments, built, prefixes)
     # The questions and answers, each after its context's keys and values.
     which = torch.tensor([s["context"] for s in suffixes], device=dev)
     past = [kv.index_select(0, which) for kv in past]
@@ -354,7 +430,42 @@ def forward_batch(net, examples, moments, questions, rng):
     with torch.no_grad():
         ok = ((logits.argmax(-1) == target) | (target == -100)).all(1).float().mean().item()
     length = float(np.mean([len(prefixes[s["context"]]["ids"]) + len(s["ids"]) for s in suffixes]))
-    return lm, aux, ok, kept, length, len(suffixes)
+    return lm, aux, entry, ok, kept, length, len(suffixes), recall
+
+
+def entry_batch(net, head, examples, moments, built, prefixes):
+    """The entry head's loss on the tapped residual stream of the prefixes,
+    and its recall of appearances and leavings (a number to watch)."""
+    tapped = net.decoder.tapped
+    net.decoder.tap = net.decoder.tapped = None
+    normed = tapped * torch.rsqrt(tapped.pow(2).mean(-1, keepdim=True) + 1e-5)
+    entries, entry_t, windows, window_t = [], [], [], []
+    for c, ((clip, now, _), (items, _, _)) in enumerate(zip(moments, built)):
+        ids = prefixes[c]["ids"]
+        dots = [i for i, t in enumerate(ids) if t == examples.period]
+        rows, window = entry_targets(clip, now, items)
+        assert len(dots) == len(rows), (len(dots), len(rows))
+        entries.append(normed[c, dots])
+        entry_t += rows
+        windows.append(normed[c, len(ids) - 1])
+        window_t.append(window)
+    dev = normed.device
+    entry_t = torch.tensor(entry_t, device=dev)
+    window_t = torch.tensor(window_t, device=dev)
+    logits = head.entries(torch.cat(entries))
+    loss = entry_loss(logits, entry_t) + entry_loss(head.window(torch.stack(windows)), window_t)
+    n = len(PAIRS)
+    events = entry_t[:, n:] > 0.5
+    recall = ((logits[:, n:] > 0) & events).sum().item() / max(1, events.sum().item())
+    return loss, recall
+
+
+def save(path, net, opt, step, head):
+    state = {"model": net.state_dict(), "opt": opt.state_dict(), "step": step}
+    if head is not None:
+        state["entry"] = head.state_dict()
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)
 
 
 def main():
@@ -374,6 +485,7 @@ def main():
     ap.add_argument("--heads-lr", type=float, default=3e-3)
     ap.add_argument("--layers", type=int, default=0, help="decoder layers; more than the checkpoint has grows it, keeping what it computes (model.grow); 0: the checkpoint's, or model.LAYERS for a fresh start")
     ap.add_argument("--single-events", type=float, default=0.25, help="share of contexts from a still scene where one shape appears or leaves")
+    ap.add_argument("--entry-head", type=float, default=ENTRY_WEIGHT, help="weight of the entry head's loss (0: off)")
     ap.add_argument("--max-frames", type=int, default=MAX_FRAMES, help="longest training clip, in frames (2 per second); the eval clips have 60")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -393,6 +505,15 @@ def main():
         print(f"decoder grown from {had} to {layers} layers", flush=True)
     net = M.ShapesModel(len(vocab), layers).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01)
+    # The entry head trains beside the model and is not exported. It is
+    # the optimiser's second parameter group, added before loading a
+    # checkpoint that has one and after loading one from before the head,
+    # so either resumes its optimiser.
+    head = EntryHead().to(device) if args.entry_head > 0 else None
+    saved_head = bool(state and "entry" in state)
+    if head is not None and saved_head:
+        head.load_state_dict(state["entry"])
+        opt.add_param_group({"params": list(head.parameters())})
     step = 0
     if state:
         ours = net.state_dict()
@@ -400,13 +521,15 @@ def main():
         net.load_state_dict(fits, strict=False)
         step = state["step"]
         # import_onnx.py writes weights without an optimiser state.
-        if "opt" in state and len(fits) == len(state["model"]) == len(ours):
+        if "opt" in state and len(fits) == len(state["model"]) == len(ours) and len(state["opt"]["param_groups"]) == len(opt.param_groups):
             opt.load_state_dict(state["opt"])
             print(f"resumed at step {step}", flush=True)
         else:
             # An architecture change (e.g. the auxiliary heads moved): keep
             # what still fits and start the optimiser afresh.
             print(f"resumed at step {step}, optimiser afresh; new: {sorted(set(ours) - set(fits))}", flush=True)
+    if head is not None and not saved_head:
+        opt.add_param_group({"params": list(head.parameters())})
     rng = np.random.default_rng(args.seed * 1_000_003 + step)
     examples = Examples(tok, vocab)
     examples.device = device
@@ -429,29 +552,27 @@ def main():
         lr = args.lr * 0.5 * (1 + np.cos(np.pi * progress)) * min(1.0, (run_steps + 1) / 100)
         for g in opt.param_groups:
             g["lr"] = float(lr)
-        lm, aux, ok, kept, length, b = forward_batch(net, examples, moments, args.questions, rng)
-        loss = lm + 0.5 * aux
+        lm, aux, entry, ok, kept, length, b, recall = forward_batch(net, examples, moments, args.questions, rng, head)
+        loss = lm + 0.5 * aux + args.entry_head * entry
         opt.zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
         opt.step()
         step += 1
         run_steps += 1
         seen += b
-        stats.append((lm.item(), aux.item(), ok, kept, length))
+        stats.append((lm.item(), aux.item(), ok, kept, length, entry.item(), recall))
         if step % 25 == 0:
             s = np.mean(stats, 0)
             stats = []
-            line = f"step {step} lm {s[0]:.3f} aux {s[1]:.3f} exact {s[2]:.2f} kept {s[3]:.2f} len {s[4]:.0f} lr {lr:.2e} {seen / (time.time() - started):.1f} ex/s"
+            line = f"step {step} lm {s[0]:.3f} aux {s[1]:.3f} entry {s[5]:.3f} recall {s[6]:.2f} exact {s[2]:.2f} kept {s[3]:.2f} len {s[4]:.0f} lr {lr:.2e} {seen / (time.time() - started):.1f} ex/s"
             print(line, flush=True)
             log.write(line + "\n")
             log.flush()
         if step % 200 == 0:
-            torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt + ".tmp")
-            os.replace(ckpt + ".tmp", ckpt)
+            save(ckpt, net, opt, step, head)
     batches.close()
-    torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt + ".tmp")
-    os.replace(ckpt + ".tmp", ckpt)
+    save(ckpt, net, opt, step, head)
     print(f"done at step {step}", flush=True)
 
 

@@ -84,9 +84,14 @@ def _present(scene):
     return {(s["colour"], s["kind"]): s for s in scene}
 
 
+def window_first(now):
+    """The first frame of the "what changed" window that ends at `now`."""
+    return max(0, now - int(WINDOW_S * FPS) + 1)
+
+
 def describe(clip, now):
     """What changed in the last WINDOW_S seconds before frame `now`."""
-    first = max(0, now - int(WINDOW_S * FPS) + 1)
+    first = window_first(now)
     appeared, left = [], []
     for i in range(first, now + 1):
         for verb, colour, kind, place in clip.events[i]:

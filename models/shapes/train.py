@@ -304,8 +304,7 @@ def entry_targets(clip, now, items):
         frame = int(round((float(label.split()[1]) - clip.offset) * world.FPS))
         rows.append(_target(clip, frame, *_events_between(clip, previous + 1, frame)))
         previous = frame
-    first = max(0, now - int(qa.WINDOW_S * world.FPS) + 1)
-    window = _target(clip, now, *_events_between(clip, first, now))
+    window = _target(clip, now, *_events_between(clip, qa.window_first(now), now))
     return rows, window
 
 
@@ -410,7 +409,9 @@ def forward_batch(net, examples, moments, questions, rng, head=None):
     past = net.decoder(embeds, prefix_mask, pos, *net.empty_past(len(prefixes)))[1:]
     entry, recall = torch.zeros((), device=dev), float("nan")
     if head is not None:
-        entry, recall = entry_batch(net, head, examples, moments, built, prefixes)
+        tapped = net.decoder.tapped
+        net.decoder.tap = net.decoder.tapped = None
+        entry, recall = entry_batch(tapped, head, examples, moments, built, prefixes)
     # The questions and answers, each after its context's keys and values.
     which = torch.tensor([s["context"] for s in suffixes], device=dev)
     past = [kv.index_select(0, which) for kv in past]
@@ -433,12 +434,11 @@ def forward_batch(net, examples, moments, questions, rng, head=None):
     return lm, aux, entry, ok, kept, length, len(suffixes), recall
 
 
-def entry_batch(net, head, examples, moments, built, prefixes):
-    """The entry head's loss on the tapped residual stream of the prefixes,
-    and its recall of appearances and leavings (a number to watch)."""
-    tapped = net.decoder.tapped
-    net.decoder.tap = net.decoder.tapped = None
-    normed = tapped * torch.rsqrt(tapped.pow(2).mean(-1, keepdim=True) + 1e-5)
+def entry_batch(tapped, head, examples, moments, built, prefixes):
+    """The entry head's loss on the residual stream `tapped` from the
+    prefixes, and its recall of appearances and leavings (a number to
+    watch)."""
+    normed = M.rms_norm(tapped, 1.0)
     entries, entry_t, windows, window_t = [], [], [], []
     for c, ((clip, now, _), (items, _, _)) in enumerate(zip(moments, built)):
         ids = prefixes[c]["ids"]
@@ -565,7 +565,8 @@ def main():
         if step % 25 == 0:
             s = np.mean(stats, 0)
             stats = []
-            line = f"step {step} lm {s[0]:.3f} aux {s[1]:.3f} entry {s[5]:.3f} recall {s[6]:.2f} exact {s[2]:.2f} kept {s[3]:.2f} len {s[4]:.0f} lr {lr:.2e} {seen / (time.time() - started):.1f} ex/s"
+            entry_line = f" entry {s[5]:.3f} recall {s[6]:.2f}" if head is not None else ""
+            line = f"step {step} lm {s[0]:.3f} aux {s[1]:.3f}{entry_line} exact {s[2]:.2f} kept {s[3]:.2f} len {s[4]:.0f} lr {lr:.2e} {seen / (time.time() - started):.1f} ex/s"
             print(line, flush=True)
             log.write(line + "\n")
             log.flush()

@@ -76,13 +76,21 @@ cooldown_s = 1
     // camera switches to it, saving the old model's memory first.
     write(&second, 2);
     kill(pid, "HUP");
+    let sent = at;
     at = daemon.expect(
         at,
         &["config reloaded", "model reloaded"],
         Duration::from_secs(30),
     );
-    let switched = daemon.expect(at, &["the model changed", "demo"], Duration::from_secs(20));
-    daemon.expect(switched, &["event:"], Duration::from_secs(60));
+    // The camera's next job switches as soon as the new model is in place,
+    // which can be before the reload's status line (the reload goes on to
+    // the MQTT settings): look from the signal on.
+    let switched = daemon.expect(
+        sent,
+        &["the model changed", "demo"],
+        Duration::from_secs(20),
+    );
+    daemon.expect(switched.max(at), &["event:"], Duration::from_secs(60));
 
     assert!(
         dir.path().join("state/memory/demo.mem.previous").is_file(),

@@ -140,6 +140,9 @@ class Decoder(nn.Module):
         # Training reads the residual stream after `tap` layers (train.py's
         # entry head); None in export, so the graphs do not change.
         self.tap, self.tapped = None, None
+        # Training keeps the attention probabilities of layer `watch`
+        # (train.py's pointer loss); None in export.
+        self.watch, self.watched = None, None
         inv = 1.0 / (ROPE_THETA ** (torch.arange(0, HEAD_DIM, 2, dtype=torch.float32) / HEAD_DIM))
         self.register_buffer("inv_freq", inv, persistent=False)
 
@@ -171,7 +174,10 @@ class Decoder(nn.Module):
             kk = k.repeat_interleave(rep, dim=1)
             vv = v.repeat_interleave(rep, dim=1)
             att = (q @ kk.transpose(2, 3)) / math.sqrt(HEAD_DIM) + bias
-            att = att.softmax(-1) @ vv
+            att = att.softmax(-1)
+            if self.watch == i:
+                self.watched = att
+            att = att @ vv
             h = h + self.o[i](att.transpose(1, 2).reshape(b, s, HEADS * HEAD_DIM))
             gate, up = self.up[i](rms_norm(h, self.n2[i])).chunk(2, dim=-1)
             h = h + self.down[i](nn.functional.silu(gate) * up)

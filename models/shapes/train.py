@@ -13,7 +13,9 @@ the clips ahead of the training (`--workers`, all cores but two by default),
 since the numpy side is then the slow part. The checkpoint loads on either
 device. `--entry-head W` adds a training-only head that teaches each
 remembered image's time label what happened there (EntryHead; off by
-default).
+default). `--pointer W` trains one attention head of the last layer to
+look at the right entry's time labels while a "when" answer spells the
+time (pointer_loss; off by default).
 """
 
 import argparse
@@ -173,6 +175,7 @@ class Examples:
         # Ends each remembered image's trailing label; the "." inside a
         # time (12.5) is another token.
         self.period = vocab["▁."]
+        self.at = vocab["▁at"]
         self.device = torch.device("cpu")
 
     def sequence(self, items, question, answer):
@@ -316,6 +319,59 @@ def entry_loss(logits, targets):
     return nn.functional.binary_cross_entropy_with_logits(logits, targets, pos_weight=weight)
 
 
+# Off by default until it earns shipping (models/shapes/README.md, "A
+# pointer head").
+POINTER_WEIGHT = 0.0
+# The head of the decoder's last layer that the pointer loss trains: of
+# the four, the one that already put the most attention on the right
+# entry's labels (0.24 of it, at step 37 055).
+POINTER_HEAD = 1
+
+
+def entry_label_keys(ids, period, at, image):
+    """Per remembered image (oldest first), the prefix positions of its two
+    time labels ("at 12.5 s :" before the image, "at 12.5 s ." after it):
+    what a "when" answer copies its digits from."""
+    spans, start = [], 0
+    for end in (i for i, t in enumerate(ids) if t == period):
+        first = ids.index(at, start, end + 1)
+        spans.append([i for i in range(first, end + 1) if ids[i] != image])
+        start = end + 1
+    return spans
+
+
+def pointer_target(task, answer, items, spans, prompt, answer_len):
+    """For a "when" question: (the answer's positions that predict the
+    time's digits, the prefix positions of the labels of the remembered
+    entry nearest the truth); None otherwise, or when no entry is within
+    the scorer's one second (the gate skipped the frame, or the memory
+    pooled it away)."""
+    if task not in ("when_appeared", "when_left"):
+        return None
+    truth = float(answer.split()[1])
+    gaps = [abs(float(label.split()[1]) - truth) for label, *_ in items[:-1]]
+    if not gaps or min(gaps) > 1.0:
+        return None
+    keys = spans[int(np.argmin(gaps))]
+    # Answer "at 12.5 s" + end: tokens ▁at ▁ 1 2 . 5 ▁s <end>; token m is
+    # predicted at prompt - 1 + m, and the digits are m = 2 .. len - 3.
+    return list(range(prompt + 1, prompt + answer_len - 3)), keys
+
+
+def pointer_loss(watched, pointers):
+    """-log of the attention mass that POINTER_HEAD puts on the right
+    entry's labels while the answer spells the time, and that mass (a
+    number to watch)."""
+    losses, masses = [], []
+    for j, (queries, keys) in pointers:
+        mass = watched[j, POINTER_HEAD][queries][:, keys].sum(-1)
+        losses.append(-torch.log(mass + 1e-6).mean())
+        masses.append(mass.mean().item())
+    if not losses:
+        return torch.zeros((), device=watched.device), float("nan")
+    return torch.stack(losses).mean(), float(np.mean(masses))
+
+
 def train_vision(net, steps, lr, rng, log, device, heads_only=False):
     """Trains the vision side alone on the per-patch labels, on single
     frames (fast: no language model). The joint training's batches see
@@ -363,9 +419,9 @@ def pad(rows):
     return out, mask
 
 
-def forward_batch(net, examples, moments, questions, rng, head=None):
+def forward_batch(net, examples, moments, questions, rng, head=None, pointer=False):
     """Loss on the answer tokens (+ the vision's auxiliary loss, + the entry
-    head's loss when `head` is given).
+    head's loss when `head` is given, + the pointer loss when `pointer`).
 
     A context's questions share everything before the question: its time
     labels and visual tokens, ~90% of each sequence. The decoder is causal,
@@ -379,13 +435,15 @@ def forward_batch(net, examples, moments, questions, rng, head=None):
         prefix = None
         for _ in range(questions):
             for _ in range(10):
-                pair = qa.ask(clip, now, pick_task(rng), rng)
+                task = pick_task(rng)
+                pair = qa.ask(clip, now, task, rng)
                 if pair:
                     break
             else:
                 # An empty scene early in a clip answers few tasks; "what
                 # changed" always has an answer.
-                pair = qa.ask(clip, now, "describe", rng)
+                task = "describe"
+                pair = qa.ask(clip, now, task, rng)
             seq = examples.sequence(items, str(pair[0]), pair[1])
             # The prefix ends with the last visual token: the question's
             # words follow it.
@@ -395,7 +453,12 @@ def forward_batch(net, examples, moments, questions, rng, head=None):
                 prefix = dict(ids=seq["ids"][:cut], positions=seq["positions"][:cut], rows=rows)
                 prefixes.append(prefix)
             assert seq["ids"][:cut] == prefix["ids"] and seq["positions"][:cut] == prefix["positions"]
-            suffixes.append(dict(context=c, ids=seq["ids"][cut:], positions=seq["positions"][cut:], prompt=seq["prompt"] - cut))
+            suffix = dict(context=c, ids=seq["ids"][cut:], positions=seq["positions"][cut:], prompt=seq["prompt"] - cut)
+            if pointer:
+                if "spans" not in prefix:
+                    prefix["spans"] = entry_label_keys(prefix["ids"], examples.period, examples.at, examples.image)
+                suffix["pointer"] = pointer_target(task, pair[1], items, prefix["spans"], suffix["prompt"], len(suffix["ids"]) - suffix["prompt"])
+            suffixes.append(suffix)
     dev = examples.device
     # The prefixes: one row per context, padded on the right (masked).
     ids, prefix_mask = pad([p["ids"] for p in prefixes])
@@ -423,7 +486,14 @@ def forward_batch(net, examples, moments, questions, rng, head=None):
         target[j, s["prompt"] - 1 : len(s["ids"]) - 1] = torch.tensor(s["ids"][s["prompt"] :])
     ids, suffix_mask, pos, target = ids.to(dev), suffix_mask.to(dev), pos.to(dev), target.to(dev)
     mask = torch.cat([prefix_mask.index_select(0, which), suffix_mask], 1)
+    if pointer:
+        net.decoder.watch = net.decoder.layers - 1
     logits = net.decoder(net.embed(ids), mask, pos, *past)[0]
+    point, mass = torch.zeros((), device=dev), float("nan")
+    if pointer:
+        watched = net.decoder.watched
+        net.decoder.watch = net.decoder.watched = None
+        point, mass = pointer_loss(watched, [(j, s["pointer"]) for j, s in enumerate(suffixes) if s.get("pointer")])
     per_token = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none")
     flat = target.reshape(-1)
     weight = (flat != -100).float() * torch.where(torch.isin(flat, examples.kind_ids.to(dev)), KIND_TOKEN_WEIGHT, 1.0)
@@ -431,7 +501,7 @@ def forward_batch(net, examples, moments, questions, rng, head=None):
     with torch.no_grad():
         ok = ((logits.argmax(-1) == target) | (target == -100)).all(1).float().mean().item()
     length = float(np.mean([len(prefixes[s["context"]]["ids"]) + len(s["ids"]) for s in suffixes]))
-    return lm, aux, entry, ok, kept, length, len(suffixes), recall
+    return lm, aux, entry, point, ok, kept, length, len(suffixes), recall, mass
 
 
 def entry_batch(tapped, head, examples, moments, built, prefixes):
@@ -486,6 +556,7 @@ def main():
     ap.add_argument("--layers", type=int, default=0, help="decoder layers; more than the checkpoint has grows it, keeping what it computes (model.grow); 0: the checkpoint's, or model.LAYERS for a fresh start")
     ap.add_argument("--single-events", type=float, default=0.25, help="share of contexts from a still scene where one shape appears or leaves")
     ap.add_argument("--entry-head", type=float, default=ENTRY_WEIGHT, help="weight of the entry head's loss (0: off)")
+    ap.add_argument("--pointer", type=float, default=POINTER_WEIGHT, help="weight of the pointer loss on the last layer's attention while a \"when\" answer spells its time (0: off)")
     ap.add_argument("--max-frames", type=int, default=MAX_FRAMES, help="longest training clip, in frames (2 per second); the eval clips have 60")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -552,8 +623,8 @@ def main():
         lr = args.lr * 0.5 * (1 + np.cos(np.pi * progress)) * min(1.0, (run_steps + 1) / 100)
         for g in opt.param_groups:
             g["lr"] = float(lr)
-        lm, aux, entry, ok, kept, length, b, recall = forward_batch(net, examples, moments, args.questions, rng, head)
-        loss = lm + 0.5 * aux + args.entry_head * entry
+        lm, aux, entry, point, ok, kept, length, b, recall, mass = forward_batch(net, examples, moments, args.questions, rng, head, args.pointer > 0)
+        loss = lm + 0.5 * aux + args.entry_head * entry + args.pointer * point
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
@@ -561,11 +632,12 @@ def main():
         step += 1
         run_steps += 1
         seen += b
-        stats.append((lm.item(), aux.item(), ok, kept, length, entry.item(), recall))
+        stats.append((lm.item(), aux.item(), ok, kept, length, entry.item(), recall, point.item(), mass))
         if step % 25 == 0:
-            s = np.mean(stats, 0)
-            stats = []
+            s, window, stats = np.mean(stats, 0), stats, []
             entry_line = f" entry {s[5]:.3f} recall {s[6]:.2f}" if head is not None else ""
+            if args.pointer > 0:
+                entry_line += f" point {s[7]:.3f} mass {np.nanmean([x[8] for x in window]):.2f}"
             line = f"step {step} lm {s[0]:.3f} aux {s[1]:.3f}{entry_line} exact {s[2]:.2f} kept {s[3]:.2f} len {s[4]:.0f} lr {lr:.2e} {seen / (time.time() - started):.1f} ex/s"
             print(line, flush=True)
             log.write(line + "\n")

@@ -340,22 +340,34 @@ def entry_label_keys(ids, period, at, image):
     return spans
 
 
-def pointer_target(task, answer, items, spans, prompt, answer_len):
+def pointer_target(task, answer, items, spans, prompt, answer_len, digits=False):
     """For a "when" question: (the answer's positions that predict the
-    time's digits, the prefix positions of the labels of the remembered
-    entry nearest the truth); None otherwise, or when no entry is within
-    the scorer's one second (the gate skipped the frame, or the memory
-    pooled it away)."""
+    time's digits, per position the prefix positions to look at); None
+    otherwise. Those are the labels of the remembered entry nearest the
+    truth, or None when no entry is within the scorer's one second (the
+    gate skipped the frame, or the memory pooled it away). With `digits`,
+    each position looks only at the digit it spells, in both of that
+    entry's labels, and only an entry labelled with the truth's own time
+    counts (another time's digits would contradict the answer)."""
     if task not in ("when_appeared", "when_left"):
         return None
     truth = float(answer.split()[1])
     gaps = [abs(float(label.split()[1]) - truth) for label, *_ in items[:-1]]
-    if not gaps or min(gaps) > 1.0:
+    if not gaps or min(gaps) > (0.05 if digits else 1.0):
         return None
-    keys = spans[int(np.argmin(gaps))]
+    span = spans[int(np.argmin(gaps))]
     # Answer "at 12.5 s" + end: tokens ▁at ▁ 1 2 . 5 ▁s <end>; token m is
     # predicted at prompt - 1 + m, and the digits are m = 2 .. len - 3.
-    return list(range(prompt + 1, prompt + answer_len - 3)), keys
+    # Each label starts the same way ("▁at ▁ 1 2 . 5 ▁s"), so the digit
+    # an answer token m spells sits at the label's start + m.
+    digits_at = range(2, answer_len - 2)
+    queries = [prompt - 1 + m for m in digits_at]
+    if not digits:
+        return queries, [span] * len(queries)
+    # The span is "▁at ▁ 1 2 . 5 ▁s ▁: ▁" then "▁at ▁ 1 2 . 5 ▁s ▁.", each
+    # label as long as the answer (the same time, "▁." for <end>).
+    starts = [span[0], span[-answer_len]]
+    return queries, [[start + m for start in starts] for m in digits_at]
 
 
 def pointer_loss(watched, pointers):
@@ -364,7 +376,8 @@ def pointer_loss(watched, pointers):
     number to watch)."""
     losses, masses = [], []
     for j, (queries, keys) in pointers:
-        mass = watched[j, POINTER_HEAD][queries][:, keys].sum(-1)
+        rows = watched[j, POINTER_HEAD][queries]
+        mass = rows.gather(1, torch.tensor(keys, device=rows.device)).sum(-1)
         losses.append(-torch.log(mass + 1e-6).mean())
         masses.append(mass.mean().item())
     if not losses:
@@ -419,9 +432,10 @@ def pad(rows):
     return out, mask
 
 
-def forward_batch(net, examples, moments, questions, rng, head=None, pointer=False):
+def forward_batch(net, examples, moments, questions, rng, head=None, pointer=None):
     """Loss on the answer tokens (+ the vision's auxiliary loss, + the entry
-    head's loss when `head` is given, + the pointer loss when `pointer`).
+    head's loss when `head` is given, + the pointer loss when `pointer` is
+    "labels" or "digits", see pointer_target).
 
     A context's questions share everything before the question: its time
     labels and visual tokens, ~90% of each sequence. The decoder is causal,
@@ -457,7 +471,7 @@ def forward_batch(net, examples, moments, questions, rng, head=None, pointer=Fal
             if pointer:
                 if "spans" not in prefix:
                     prefix["spans"] = entry_label_keys(prefix["ids"], examples.period, examples.at, examples.image)
-                suffix["pointer"] = pointer_target(task, pair[1], items, prefix["spans"], suffix["prompt"], len(suffix["ids"]) - suffix["prompt"])
+                suffix["pointer"] = pointer_target(task, pair[1], items, prefix["spans"], suffix["prompt"], len(suffix["ids"]) - suffix["prompt"], pointer == "digits")
             suffixes.append(suffix)
     dev = examples.device
     # The prefixes: one row per context, padded on the right (masked).
@@ -557,6 +571,7 @@ def main():
     ap.add_argument("--single-events", type=float, default=0.25, help="share of contexts from a still scene where one shape appears or leaves")
     ap.add_argument("--entry-head", type=float, default=ENTRY_WEIGHT, help="weight of the entry head's loss (0: off)")
     ap.add_argument("--pointer", type=float, default=POINTER_WEIGHT, help="weight of the pointer loss on the last layer's attention while a \"when\" answer spells its time (0: off)")
+    ap.add_argument("--pointer-digits", action="store_true", help="the pointer loss looks, for each digit of the answer, at that digit in the right entry's labels (default: anywhere in them)")
     ap.add_argument("--max-frames", type=int, default=MAX_FRAMES, help="longest training clip, in frames (2 per second); the eval clips have 60")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -611,6 +626,7 @@ def main():
     if args.vision_steps:
         train_vision(net, args.vision_steps, args.vision_lr, rng, log, device)
     workers = args.workers if args.workers >= 0 else (max(1, (os.cpu_count() or 1) - 2) if device.type == "cuda" else 0)
+    pointer = ("digits" if args.pointer_digits else "labels") if args.pointer > 0 else None
     batches = Batches(args.seed, step + 1, args.contexts, args.single_events, workers, args.max_frames)
     deadline = time.time() + args.minutes * 60
     started, seen = time.time(), 0
@@ -623,7 +639,7 @@ def main():
         lr = args.lr * 0.5 * (1 + np.cos(np.pi * progress)) * min(1.0, (run_steps + 1) / 100)
         for g in opt.param_groups:
             g["lr"] = float(lr)
-        lm, aux, entry, point, ok, kept, length, b, recall, mass = forward_batch(net, examples, moments, args.questions, rng, head, args.pointer > 0)
+        lm, aux, entry, point, ok, kept, length, b, recall, mass = forward_batch(net, examples, moments, args.questions, rng, head, pointer)
         loss = lm + 0.5 * aux + args.entry_head * entry + args.pointer * point
         opt.zero_grad()
         loss.backward()

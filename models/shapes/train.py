@@ -299,12 +299,17 @@ def _target(clip, frame, appeared, left):
     return [float(p in present) for p in PAIRS] + [float(p in appeared) for p in PAIRS] + [float(p in left) for p in PAIRS]
 
 
+def label_seconds(label):
+    """The time of a remembered image's label ("at 12.5 s :" → 12.5)."""
+    return float(label.split()[1])
+
+
 def entry_targets(clip, now, items):
     """Targets for each remembered image (oldest first; the canvas has no
     trailing label) and for the "what changed" window ending at `now`."""
     rows, previous = [], 0
     for label, *_ in items[:-1]:
-        frame = int(round((float(label.split()[1]) - clip.offset) * world.FPS))
+        frame = int(round((label_seconds(label) - clip.offset) * world.FPS))
         rows.append(_target(clip, frame, *_events_between(clip, previous + 1, frame)))
         previous = frame
     window = _target(clip, now, *_events_between(clip, qa.window_first(now), now))
@@ -352,7 +357,7 @@ def pointer_target(task, answer, items, spans, prompt, answer_len, digits=False)
     if task not in ("when_appeared", "when_left"):
         return None
     truth = float(answer.split()[1])
-    gaps = [abs(float(label.split()[1]) - truth) for label, *_ in items[:-1]]
+    gaps = [abs(label_seconds(label) - truth) for label, *_ in items[:-1]]
     if not gaps or min(gaps) > (0.05 if digits else 1.0):
         return None
     span = spans[int(np.argmin(gaps))]

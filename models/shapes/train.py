@@ -300,7 +300,8 @@ def _target(clip, frame, appeared, left):
 
 
 def label_seconds(label):
-    """The time of a remembered image's label ("at 12.5 s :" → 12.5)."""
+    """The time of a remembered image's label or of a "when" answer
+    ("at 12.5 s :", "at 12.5 s" → 12.5)."""
     return float(label.split()[1])
 
 
@@ -356,7 +357,7 @@ def pointer_target(task, answer, items, spans, prompt, answer_len, digits=False)
     counts (another time's digits would contradict the answer)."""
     if task not in ("when_appeared", "when_left"):
         return None
-    truth = float(answer.split()[1])
+    truth = label_seconds(answer)
     gaps = [abs(label_seconds(label) - truth) for label, *_ in items[:-1]]
     if not gaps or min(gaps) > (0.05 if digits else 1.0):
         return None

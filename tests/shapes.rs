@@ -615,3 +615,108 @@ rearm_drop_ratio_above = 0.98
         "the restored memory is in the context: {times:?}"
     );
 }
+
+/// A description that says only "nothing changed" is no news: the trigger
+/// saw pixels change, the model no change it can name. On dev clip 1 the
+/// demo model says it once, near 10 s (with nothing held back as unsure);
+/// it is counted and logged, and not published.
+#[test]
+fn a_description_saying_nothing_changed_is_not_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo();
+    let config = dir.path().join("glimpse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[service]
+state_dir = {state:?}
+log_level = "info,glimpse::pipeline::analysis=debug"
+[mqtt]
+listen = "127.0.0.1:{port}"
+discovery = false
+[http]
+enabled = false
+[model]
+path = {model:?}
+threads = 1
+[cameras.door]
+fps = 2
+width = 128
+height = 128
+queue_capacity = 256
+rules = ["is there a red shape?"]
+source = {{ kind = "file", path = {clip:?}, loop = false, realtime = false }}
+[cameras.door.dtd]
+tau = 0.7
+[cameras.door.trigger]
+drop_ratio_below = 0.95
+rearm_drop_ratio_above = 0.98
+rule_interval_s = 2.0
+rule_recheck_s = 2.0
+"#,
+            port = free_port(),
+            state = dir.path().join("state").display().to_string(),
+            model = root.join("models/shapes/model").display().to_string(),
+            clip = root
+                .join("models/shapes/clips/eval/dev/eval-01.mkv")
+                .display()
+                .to_string(),
+        ),
+    )
+    .unwrap();
+    let mut daemon = crate::util::Daemon::spawn(&config, &[]);
+    // The rule is checked every 2 s of stream time: one at 28 s or later
+    // means the 30 s clip has been analysed.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let checked_to = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("watch rule checked"))
+            .filter_map(|l| {
+                l.split("at_s=")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .fold(0.0, f64::max)
+    };
+    while checked_to(&daemon.log()) < 28.0 {
+        daemon.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "the clip was not analysed within 120 s:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = daemon.stop();
+    let unsaid = log
+        .lines()
+        .filter(|l| l.contains("not published: the description says nothing changed"))
+        .count();
+    assert!(
+        unsaid >= 1,
+        "the model said nothing changed somewhere:\n{log}"
+    );
+    let out = glimpse()
+        .args(["events", "--since", "1h", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let descriptions: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["kind"] == "description")
+        .collect();
+    assert!(
+        !descriptions.is_empty(),
+        "the clip's changes are described:\n{log}"
+    );
+    for e in &descriptions {
+        let text = e["text"].as_str().unwrap();
+        assert!(!glimpse::llm::says_nothing_changed(text), "published: {e}");
+    }
+}

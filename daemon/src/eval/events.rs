@@ -17,7 +17,7 @@ const COLOURS: [&str; 4] = ["red", "green", "blue", "yellow"];
 const KINDS: [&str; 3] = ["circle", "square", "triangle"];
 const VERBS: [&str; 3] = ["appeared", "left", "moved"];
 /// What `qa.py` answers when nothing changed in the window.
-pub const NO_EVENT: &str = "nothing changed";
+pub const NO_EVENT: &str = crate::llm::NOTHING_CHANGED;
 
 /// One event of a description.
 #[derive(Debug, Clone, PartialEq, Eq)]

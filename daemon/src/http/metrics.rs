@@ -171,6 +171,13 @@ impl Collector for BoardCollector {
         )?;
         family(
             &mut e,
+            "glimpse_descriptions_nothing_changed",
+            "Descriptions not published because they said only that nothing changed.",
+            Counter,
+            per_camera(&|c| c.stats.nothing_changed),
+        )?;
+        family(
+            &mut e,
             "glimpse_camera_reconnects",
             "Capture sessions reopened after failures, ends of stream or loops.",
             Counter,
@@ -419,6 +426,7 @@ mod tests {
             changing: false,
             events: 0,
             held_back: 0,
+            nothing_changed: 0,
             memory: [1, 0, 1],
         };
         board.update(

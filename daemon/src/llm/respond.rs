@@ -13,6 +13,19 @@ use crate::infer::{Backend, ModelFolder, ModelInfo, PromptLayout};
 /// What the model is asked when the scene changes.
 pub const DESCRIBE: &str = "what changed ?";
 
+/// The answer to [`DESCRIBE`] that reports no change (the shapes model's,
+/// from `qa.py`, and the plain phrasing a general model uses).
+pub const NOTHING_CHANGED: &str = "nothing changed";
+
+/// Whether a description says only that nothing changed, case, spaces and
+/// a closing full stop aside ("Nothing changed."). That is no news: the
+/// scene trigger fired, but the model saw no change it can name.
+pub fn says_nothing_changed(text: &str) -> bool {
+    let text = text.trim().trim_end_matches(['.', '!']).trim_end();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words.len() == 2 && words.join(" ").eq_ignore_ascii_case(NOTHING_CHANGED)
+}
+
 /// Everything a worker needs to ask the model, built once per model load.
 pub struct Responder {
     codec: TextCodec,
@@ -142,7 +155,27 @@ impl Responder {
 
 #[cfg(test)]
 mod tests {
+    use super::says_nothing_changed;
     use super::without_repeated_clauses as once;
+
+    #[test]
+    fn nothing_changed_is_recognised_however_it_is_written() {
+        for text in [
+            "nothing changed",
+            "Nothing changed.",
+            " nothing  changed . ",
+        ] {
+            assert!(says_nothing_changed(text), "{text:?}");
+        }
+        for text in [
+            "nothing changed but the red square left",
+            "the red square left",
+            "nothing",
+            "",
+        ] {
+            assert!(!says_nothing_changed(text), "{text:?}");
+        }
+    }
 
     #[test]
     fn a_clause_said_twice_is_said_once() {

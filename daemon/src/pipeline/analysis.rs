@@ -256,6 +256,9 @@ pub struct AnalysisCounters {
     /// Descriptions and watch-rule answers held back because the model was
     /// less sure of them than `trigger.min_confidence`.
     pub held_back: AtomicU64,
+    /// Descriptions not published because they said only that nothing
+    /// changed.
+    pub nothing_changed: AtomicU64,
     /// Frames in memory, per level.
     pub memory_entries: [AtomicU64; 3],
     /// Memory time of the oldest and newest remembered frame, in ms.
@@ -283,6 +286,7 @@ impl Default for AnalysisCounters {
             errors: AtomicU64::default(),
             events: AtomicU64::default(),
             held_back: AtomicU64::default(),
+            nothing_changed: AtomicU64::default(),
             memory_entries: Default::default(),
             memory_span_ms: Default::default(),
             retention: Histogram::new(crate::histogram::RATIO),
@@ -727,6 +731,17 @@ fn respond(
     if decision.describe {
         match stages.responder.ask(backend.as_mut(), &seen, DESCRIBE) {
             Ok(answer) if unsure("description", &answer) => {}
+            // The trigger saw pixels change, the model no change it can
+            // name (noise, light, a fresh memory): nothing to tell anyone.
+            Ok(answer) if crate::llm::says_nothing_changed(&answer.text) => {
+                counters.nothing_changed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    camera,
+                    at_s = kept.meta.pts.as_secs_f64(),
+                    confidence = answer.confidence,
+                    "not published: the description says nothing changed"
+                );
+            }
             Ok(answer) => {
                 let mut event = Event::new(camera, EventKind::Description, answer.text, span);
                 event.confidence = Some(answer.confidence);

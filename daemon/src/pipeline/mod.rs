@@ -127,6 +127,9 @@ pub struct CameraStats {
     /// Descriptions and rule answers held back as unsure
     /// (`trigger.min_confidence`).
     pub held_back: u64,
+    /// Descriptions not published because they said only that nothing
+    /// changed.
+    pub nothing_changed: u64,
     /// Frames held in memory, per pyramid level.
     pub memory: [u64; 3],
 }
@@ -380,6 +383,7 @@ impl Pipeline {
                     changing: a(|x| &x.changing) == 1,
                     events: a(|x| &x.events),
                     held_back: a(|x| &x.held_back),
+                    nothing_changed: a(|x| &x.nothing_changed),
                     memory: [
                         a(|x| &x.memory_entries[0]),
                         a(|x| &x.memory_entries[1]),

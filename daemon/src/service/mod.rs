@@ -728,6 +728,7 @@ impl StatsWindow {
                     "changing": s.changing,
                     "events": s.events,
                     "held_back": s.held_back,
+                    "nothing_changed": s.nothing_changed,
                     "memory": s.memory,
                     "queue_depth": queued,
                     "pending": s.pending,

@@ -337,45 +337,11 @@ fn issue_16_the_red_rule_turns_on_and_off_once_on_the_demo_clip() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(dir.path(), "");
     let root = repo();
-    let config = dir.path().join("glimpse.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[service]
-state_dir = {state:?}
-log_level = "info,glimpse::pipeline::analysis=debug"
-[mqtt]
-broker = "mqtt://127.0.0.1:{port}"
-discovery = false
-[model]
-path = {model:?}
-threads = 1
-[cameras.door]
-fps = 2
-width = 128
-height = 128
-queue_capacity = 256
-rules = ["is there a red shape?"]
-source = {{ kind = "file", path = {clip:?}, loop = false, realtime = false }}
-[cameras.door.dtd]
-tau = 0.7
-[cameras.door.trigger]
-drop_ratio_below = 0.95
-rearm_drop_ratio_above = 0.98
-rule_interval_s = 2.0
-rule_recheck_s = 2.0
-"#,
-            port = broker.port,
-            state = dir.path().join("state").display().to_string(),
-            model = root.join("models/shapes/model").display().to_string(),
-            clip = root
-                .join("models/shapes/clips/demo.mkv")
-                .display()
-                .to_string(),
-        ),
-    )
-    .unwrap();
+    let config = rule_checked_clip(
+        dir.path(),
+        &root.join("models/shapes/clips/demo.mkv"),
+        &format!("broker = \"mqtt://127.0.0.1:{}\"", broker.port),
+    );
     let port = broker.port;
     let mut sub = Sub::start(
         port,
@@ -393,22 +359,12 @@ rule_recheck_s = 2.0
     }
     let mut daemon = crate::util::Daemon::spawn(&config, &[]);
     let rule = "is there a red shape?";
-    // The model's answers, from the log: (stream time, yes).
-    let answers = |log: &str| -> Vec<(f64, bool)> {
-        log.lines()
-            .filter(|l| l.contains("watch rule checked"))
-            .filter_map(|l| {
-                let at = l.split("at_s=").nth(1)?.split(' ').next()?.parse().ok()?;
-                Some((at, l.contains("yes=true")))
-            })
-            .collect()
-    };
     // Until the last frames (59.5 s) are checked, then a little longer for
     // the events to arrive (a generous bound: the whole suite runs at once).
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         daemon.assert_running();
-        let got = answers(&daemon.log());
+        let got = rule_answers(&daemon.log());
         if got.iter().any(|(at, _)| *at >= 58.0) {
             break;
         }
@@ -420,7 +376,7 @@ rule_recheck_s = 2.0
         std::thread::sleep(Duration::from_millis(200));
     }
     sub.drain(Duration::from_secs(1));
-    let got = answers(&daemon.log());
+    let got = rule_answers(&daemon.log());
     let events: Vec<serde_json::Value> = sub
         .seen
         .iter()
@@ -581,17 +537,7 @@ rearm_drop_ratio_above = 0.98
         // The memory snapshot is written at the stop.
         daemon.stop();
     }
-    let out = glimpse()
-        .args(["events", "--since", "1h", "--json", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|e: &serde_json::Value| e["kind"] == "description")
-        .collect();
+    let events = history_descriptions(&config);
     assert_eq!(events.len(), 2, "one description per run: {events:?}");
     let first_end = events[0]["end_s"].as_f64().unwrap();
     let second = &events[1];
@@ -623,8 +569,51 @@ rearm_drop_ratio_above = 0.98
 #[test]
 fn a_description_saying_nothing_changed_is_not_published() {
     let dir = tempfile::tempdir().unwrap();
-    let root = repo();
-    let config = dir.path().join("glimpse.toml");
+    let config = rule_checked_clip(
+        dir.path(),
+        &repo().join("models/shapes/clips/eval/dev/eval-01.mkv"),
+        &format!("listen = \"127.0.0.1:{}\"", free_port()),
+    );
+    let mut daemon = crate::util::Daemon::spawn(&config, &[]);
+    // The rule is checked every 2 s of stream time: one at 28 s or later
+    // means the 30 s clip has been analysed.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let checked_to = |log: &str| rule_answers(log).iter().fold(0.0, |m, a| a.0.max(m));
+    while checked_to(&daemon.log()) < 28.0 {
+        daemon.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "the clip was not analysed within 120 s:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = daemon.stop();
+    let unsaid = log
+        .lines()
+        .filter(|l| l.contains("not published: the description says nothing changed"))
+        .count();
+    assert!(
+        unsaid >= 1,
+        "the model said nothing changed somewhere:\n{log}"
+    );
+    let descriptions = history_descriptions(&config);
+    assert!(
+        !descriptions.is_empty(),
+        "the clip's changes are described:\n{log}"
+    );
+    for e in &descriptions {
+        let text = e["text"].as_str().unwrap();
+        assert!(!glimpse::llm::says_nothing_changed(text), "published: {e}");
+    }
+}
+
+/// Writes the config of a `door` camera reading `clip` through the shapes
+/// model as fast as it can (no frame dropped), with the red rule checked
+/// every 2 s of stream time and the analysis logged at debug; `mqtt` is
+/// the `[mqtt]` table's broker line. Returns the config's path.
+fn rule_checked_clip(dir: &Path, clip: &Path, mqtt: &str) -> std::path::PathBuf {
+    let config = dir.join("glimpse.toml");
     std::fs::write(
         &config,
         format!(
@@ -633,7 +622,7 @@ fn a_description_saying_nothing_changed_is_not_published() {
 state_dir = {state:?}
 log_level = "info,glimpse::pipeline::analysis=debug"
 [mqtt]
-listen = "127.0.0.1:{port}"
+{mqtt}
 discovery = false
 [http]
 enabled = false
@@ -655,68 +644,39 @@ rearm_drop_ratio_above = 0.98
 rule_interval_s = 2.0
 rule_recheck_s = 2.0
 "#,
-            port = free_port(),
-            state = dir.path().join("state").display().to_string(),
-            model = root.join("models/shapes/model").display().to_string(),
-            clip = root
-                .join("models/shapes/clips/eval/dev/eval-01.mkv")
-                .display()
-                .to_string(),
+            state = dir.join("state").display().to_string(),
+            model = repo().join("models/shapes/model").display().to_string(),
+            clip = clip.display().to_string(),
         ),
     )
     .unwrap();
-    let mut daemon = crate::util::Daemon::spawn(&config, &[]);
-    // The rule is checked every 2 s of stream time: one at 28 s or later
-    // means the 30 s clip has been analysed.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let checked_to = |log: &str| {
-        log.lines()
-            .filter(|l| l.contains("watch rule checked"))
-            .filter_map(|l| {
-                l.split("at_s=")
-                    .nth(1)?
-                    .split(' ')
-                    .next()?
-                    .parse::<f64>()
-                    .ok()
-            })
-            .fold(0.0, f64::max)
-    };
-    while checked_to(&daemon.log()) < 28.0 {
-        daemon.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "the clip was not analysed within 120 s:\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let log = daemon.stop();
-    let unsaid = log
-        .lines()
-        .filter(|l| l.contains("not published: the description says nothing changed"))
-        .count();
-    assert!(
-        unsaid >= 1,
-        "the model said nothing changed somewhere:\n{log}"
-    );
+    config
+}
+
+/// The watch-rule answers in a log with the analysis at debug: (stream
+/// time, yes).
+fn rule_answers(log: &str) -> Vec<(f64, bool)> {
+    log.lines()
+        .filter(|l| l.contains("watch rule checked"))
+        .filter_map(|l| {
+            let at = l.split("at_s=").nth(1)?.split(' ').next()?.parse().ok()?;
+            Some((at, l.contains("yes=true")))
+        })
+        .collect()
+}
+
+/// The descriptions in the event history of the daemon run with `config`
+/// (`glimpse events --json`).
+fn history_descriptions(config: &Path) -> Vec<serde_json::Value> {
     let out = glimpse()
         .args(["events", "--since", "1h", "--json", "--config"])
-        .arg(&config)
+        .arg(config)
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let descriptions: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .filter(|e: &serde_json::Value| e["kind"] == "description")
-        .collect();
-    assert!(
-        !descriptions.is_empty(),
-        "the clip's changes are described:\n{log}"
-    );
-    for e in &descriptions {
-        let text = e["text"].as_str().unwrap();
-        assert!(!glimpse::llm::says_nothing_changed(text), "published: {e}");
-    }
+        .collect()
 }

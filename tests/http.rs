@@ -15,7 +15,12 @@ use serde_json::Value;
 use crate::util::{check, free_port, glimpse, http_address, repo, wait_exit, Daemon};
 
 /// One HTTP/1.1 request (`Connection: close`); the status and the body.
-fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String, Vec<u8>) {
+pub(crate) fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String, Vec<u8>) {
     request_with(addr, method, path, "", body)
 }
 

@@ -5,6 +5,7 @@
 mod analysis;
 mod capture;
 mod cli;
+mod delivery;
 mod home_assistant;
 mod http;
 mod hub;

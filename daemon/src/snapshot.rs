@@ -240,6 +240,9 @@ pub struct SnapshotStore {
     // A std mutex: held for one file's bookkeeping (a write and a few
     // removals), on worker threads, never across an await.
     files: Mutex<Files>,
+    /// Set while writing snapshots fails (a full disk): logged once when
+    /// it starts and once when it ends, never per event.
+    failing: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -269,6 +272,9 @@ impl SnapshotStore {
             if name.ends_with(".jpg") {
                 let size = entry.metadata().map_or(0, |m| m.len());
                 found.push((name, size));
+            } else if name.ends_with(".jpg.part") {
+                // Left by a write that was cut short (a kill, a full disk).
+                let _ = std::fs::remove_file(entry.path());
             }
         }
         found.sort();
@@ -281,6 +287,7 @@ impl SnapshotStore {
             max_count: max_count.max(1),
             max_bytes,
             files: Mutex::new(files),
+            failing: std::sync::atomic::AtomicU64::new(0),
         };
         store.prune(&mut store.files());
         Ok(Arc::new(store))
@@ -307,7 +314,11 @@ impl SnapshotStore {
             path: path.clone(),
             source,
         };
-        std::fs::write(&part, jpeg).map_err(io)?;
+        if let Err(e) = std::fs::write(&part, jpeg) {
+            // A full disk leaves an empty or partial file: never keep it.
+            let _ = std::fs::remove_file(&part);
+            return Err(io(e));
+        }
         // Room is made before the new file enters, under the lock: the
         // folder never holds more than the bounds, even for a moment.
         let mut files = self.files();
@@ -339,6 +350,37 @@ impl SnapshotStore {
                 }
             }
         }
+    }
+
+    /// Removes the oldest snapshot to free disk space (the outbox cannot
+    /// be written); returns the bytes freed, 0 when none is left.
+    pub fn remove_oldest(&self) -> u64 {
+        let mut files = self.files();
+        let Some((old, size)) = files.list.pop_front() else {
+            return 0;
+        };
+        files.bytes -= size;
+        match std::fs::remove_file(self.dir.join(&old)) {
+            Ok(()) => size.max(1),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => size.max(1),
+            Err(e) => {
+                tracing::debug!("cannot remove the old snapshot {old}: {e}");
+                0
+            }
+        }
+    }
+
+    /// Notes a failed write: true for the first of a spell (log it).
+    fn failed(&self) -> bool {
+        self.failing
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            == 0
+    }
+
+    /// Notes a successful write: the number of failures of the spell that
+    /// it ends, 0 if there was none.
+    fn succeeded(&self) -> u64 {
+        self.failing.swap(0, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Snapshots held now, and their bytes.
@@ -379,6 +421,13 @@ impl Snapshotter {
         });
         match stored {
             Ok((name, jpeg, encode_us)) => {
+                let failed = self.store.succeeded();
+                if failed > 0 {
+                    tracing::info!(
+                        failed,
+                        "snapshots can be written again; {failed} event(s) went without theirs"
+                    );
+                }
                 tracing::debug!(
                     camera = %first.camera,
                     snapshot = %name,
@@ -395,7 +444,12 @@ impl Snapshotter {
                 }
             }
             Err(e) => {
-                tracing::warn!(camera = %first.camera, "an event goes without its snapshot: {e}")
+                // Once per spell of failures (a full disk fails them all).
+                if self.store.failed() {
+                    tracing::warn!(camera = %first.camera, "events go without their snapshots until one can be written again: {e}")
+                } else {
+                    tracing::debug!(camera = %first.camera, "an event goes without its snapshot: {e}")
+                }
             }
         }
     }

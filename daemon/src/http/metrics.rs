@@ -354,6 +354,34 @@ impl Collector for BoardCollector {
         )?;
         family(
             &mut e,
+            "glimpse_outbox_unstored",
+            "Messages waiting in memory because the outbox cannot be written (a full disk).",
+            Gauge,
+            [(Labels::new(), ConstGauge::new(mqtt.unstored as i64))],
+        )?;
+        family(
+            &mut e,
+            "glimpse_outbox_unstored_peak",
+            "The most messages that waited in memory at once since start.",
+            Gauge,
+            [(Labels::new(), ConstGauge::new(mqtt.unstored_peak as i64))],
+        )?;
+        family(
+            &mut e,
+            "glimpse_outbox_unstored_dropped",
+            "Messages dropped from a full in-memory queue since start (mqtt.unstored_capacity).",
+            Counter,
+            [(Labels::new(), counter(mqtt.unstored_dropped))],
+        )?;
+        family(
+            &mut e,
+            "glimpse_questions_silenced",
+            "Questions over mqtt.questions_per_minute left unanswered (after one error answer per spell).",
+            Counter,
+            [(Labels::new(), counter(mqtt.questions_silenced))],
+        )?;
+        family(
+            &mut e,
             "glimpse_healthy",
             "1 while every stage makes progress (the systemd watchdog is pinged).",
             Gauge,

@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 pub use config::MemoryConfig;
-pub use snapshot::{load_snapshot, save_snapshot, SnapshotError};
+pub use snapshot::{load_snapshot, remove_leftovers, save_snapshot, SnapshotError};
 
 use crate::dtd::{cosine, Kept};
 

@@ -80,11 +80,36 @@ pub fn save_snapshot(
         std::fs::create_dir_all(dir).map_err(io_err)?;
     }
     let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp).map_err(io_err)?;
-    file.write_all(&out)
-        .and_then(|_| file.sync_all())
-        .map_err(io_err)?;
-    std::fs::rename(&tmp, path).map_err(io_err)
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut file| file.write_all(&out).and_then(|_| file.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        // A full disk leaves a partial file: never keep it.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(e));
+    }
+    Ok(())
+}
+
+/// Removes the temporary files that writes cut short (a kill, a full disk)
+/// left in `dir`, the folder of the memory snapshots. Called at start.
+pub fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "tmp") {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::debug!(path = %path.display(), "removed a cut-short memory snapshot")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "cannot remove a cut-short memory snapshot: {e}")
+                }
+            }
+        }
+    }
 }
 
 /// Reads the snapshot at `path` if there is one. `expected` is a fresh,

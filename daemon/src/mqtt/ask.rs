@@ -296,6 +296,90 @@ impl RateLimit {
     }
 }
 
+/// What [`QuestionGate::admit`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Within the camera's budget: answer it (with an error if it is
+    /// refused for another reason).
+    Admitted,
+    /// Over the budget, the first time in this spell: one error answer
+    /// says so.
+    Refuse,
+    /// Over the budget again: no answer at all, only a count.
+    Silence,
+}
+
+/// One camera's refusals since the last report.
+#[derive(Debug, Default, Clone, Copy)]
+struct Refused {
+    /// Questions over the budget since the last report.
+    count: u64,
+    /// Whether the error answer of this spell was sent: later refusals are
+    /// silent until a question is admitted again.
+    told: bool,
+}
+
+/// The budget of questions per camera (`mqtt.questions_per_minute`),
+/// shared by MQTT and HTTP askers. A question over it gets one error
+/// answer; until one is admitted again, later ones get none (a flood of
+/// 10 000 questions costs one error answer, not 10 000 outbox writes).
+/// Keys are the cameras the caller names (unknown cameras share one key),
+/// so the state is bounded.
+#[derive(Debug)]
+pub struct QuestionGate {
+    limit: RateLimit,
+    refused: BTreeMap<String, Refused>,
+    /// Questions silenced since start, all cameras.
+    silenced: u64,
+}
+
+impl QuestionGate {
+    /// A gate admitting `per_minute` questions per camera.
+    pub fn new(per_minute: u32) -> QuestionGate {
+        QuestionGate {
+            limit: RateLimit::new(per_minute),
+            refused: BTreeMap::new(),
+            silenced: 0,
+        }
+    }
+
+    /// Takes one question of `camera`'s budget at `now`.
+    pub fn admit(&mut self, camera: &str, now: Instant) -> Admission {
+        if self.limit.allow(camera, now) {
+            if let Some(r) = self.refused.get_mut(camera) {
+                r.told = false;
+            }
+            return Admission::Admitted;
+        }
+        let r = self.refused.entry(camera.to_owned()).or_default();
+        r.count += 1;
+        if std::mem::replace(&mut r.told, true) {
+            self.silenced += 1;
+            Admission::Silence
+        } else {
+            Admission::Refuse
+        }
+    }
+
+    /// Questions silenced since start.
+    pub fn silenced(&self) -> u64 {
+        self.silenced
+    }
+
+    /// The cameras with questions over the budget since the last call, and
+    /// how many; resets the counts (one log line per camera per report).
+    pub fn take_refused(&mut self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for (camera, r) in &mut self.refused {
+            if r.count > 0 {
+                out.push((camera.clone(), std::mem::take(&mut r.count)));
+            }
+        }
+        self.refused.retain(|_, r| r.told);
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,5 +498,33 @@ mod tests {
         assert!(!limit.allow("a", t));
         assert!(limit.allow("b", t), "per camera");
         assert!(limit.allow("a", t + Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn a_flood_gets_one_error_answer_then_silence() {
+        let mut gate = QuestionGate::new(2);
+        let t = Instant::now();
+        let got: Vec<Admission> = (0..1000).map(|_| gate.admit("a", t)).collect();
+        assert_eq!(
+            &got[..3],
+            [Admission::Admitted, Admission::Admitted, Admission::Refuse]
+        );
+        assert!(got[3..].iter().all(|a| *a == Admission::Silence));
+        assert_eq!(gate.silenced(), 997);
+        assert_eq!(gate.take_refused(), vec![("a".to_owned(), 998)]);
+        assert!(
+            gate.take_refused().is_empty(),
+            "counts reset at each report"
+        );
+        // A question admitted again ends the spell: the next refusal is told.
+        assert_eq!(
+            gate.admit("a", t + Duration::from_secs(30)),
+            Admission::Admitted
+        );
+        assert_eq!(
+            gate.admit("a", t + Duration::from_secs(30)),
+            Admission::Refuse
+        );
+        assert_eq!(gate.admit("b", t), Admission::Admitted, "per camera");
     }
 }

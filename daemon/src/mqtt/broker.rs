@@ -54,10 +54,17 @@ pub fn start(listen: SocketAddr, protocol: Protocol, max_packet: u32) -> Result<
         router: rumqttd::RouterConfig {
             max_connections: 1000,
             max_outgoing_packet_count: 200,
-            // Per topic: 4 segments bound its memory; a segment holds at
-            // least the largest message.
-            max_segment_size: (max_packet as usize).max(1 << 20),
-            max_segment_count: 4,
+            // rumqttd keeps, per subscribed filter, a log of what was
+            // published on it: the active segment plus `max_segment_count`
+            // full ones, each closed once over `max_segment_size` (a larger
+            // message still fits: it overflows its segment). It keeps them
+            // whether or not they were delivered, so under a heavy load
+            // each filter costs its whole log: at 4 MiB × 5 that was 20 MiB
+            // per filter (issue 43: RSS grew by ~80 MB under 4 busy
+            // cameras). 1 MiB × 3 bounds it at ~3 MiB, still some
+            // thousand events (or tens of snapshots) a subscriber may lag.
+            max_segment_size: 1 << 20,
+            max_segment_count: 2,
             ..rumqttd::RouterConfig::default()
         },
         v4: (protocol == Protocol::V311)

@@ -185,17 +185,28 @@ pub type Connection = (
     tokio::task::JoinHandle<()>,
 );
 
+/// Who a connection is: its client id, and whether the broker publishes
+/// `offline` on `<prefix>/status` for it when it dies (the Last Will: only
+/// the connection that publishes the availability has one).
+pub struct Identity<'a> {
+    /// The MQTT client id.
+    pub client_id: &'a str,
+    /// Whether the connection carries the Last Will.
+    pub last_will: bool,
+}
+
 /// Connects (lazily: the first poll does it) and starts the polling task.
 /// `window` is the most QoS 1 messages the driver keeps in flight.
 pub fn connect(
     config: &MqttConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
     window: u16,
+    identity: Identity<'_>,
 ) -> Result<Connection, MqttError> {
     let address = config
         .broker_address()
         .ok_or_else(|| MqttError::Broker(format!("invalid broker {:?}", config.broker)))?;
-    let client_id = config.client_id();
+    let client_id = identity.client_id.to_owned();
     let status = format!("{}/status", config.prefix);
     let keep_alive = Duration::from_secs(config.keep_alive_s);
     // Room for every in-flight message plus the retained state messages
@@ -213,13 +224,15 @@ pub fn connect(
                 // pkids cycle through 1..=inflight: twice the window keeps
                 // the next id free while acks come in order.
                 .set_inflight(window.saturating_mul(2).saturating_add(2))
-                .set_max_packet_size(max_packet, max_packet)
-                .set_last_will(rumqttc::LastWill::new(
+                .set_max_packet_size(max_packet, max_packet);
+            if identity.last_will {
+                options.set_last_will(rumqttc::LastWill::new(
                     &status,
                     "offline",
                     rumqttc::QoS::AtLeastOnce,
                     true,
                 ));
+            }
             if let Some(user) = &config.username {
                 options.set_credentials(user.clone(), password.unwrap_or_default());
             }
@@ -264,14 +277,16 @@ pub fn connect(
                 .set_clean_start(true)
                 .set_outgoing_inflight_upper_limit(window.saturating_mul(2).saturating_add(2))
                 // Also tells the broker: it must not send us more.
-                .set_max_packet_size(Some(config.max_packet_bytes))
-                .set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new(
+                .set_max_packet_size(Some(config.max_packet_bytes));
+            if identity.last_will {
+                options.set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new(
                     &status,
                     "offline",
                     rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
                     true,
                     None,
                 ));
+            }
             if let Some(user) = &config.username {
                 options.set_credentials(user.clone(), password.unwrap_or_default());
             }
@@ -459,9 +474,117 @@ impl Client {
     }
 }
 
+/// The client id glimpse uses when `mqtt.client_id` is not set:
+/// `glimpse-<prefix>-<8 hex digits>`, the digits a hash of this machine's
+/// id (`/etc/machine-id`, else the host name) and the state directory. So
+/// one config copied to a fleet of devices, or run twice on one machine
+/// with two state directories, never gives two connections the same id
+/// (a broker closes the older of two: they would take turns forever),
+/// and the same instance keeps its id across restarts.
+pub fn default_client_id(prefix: &str, state_dir: &std::path::Path) -> String {
+    let machine = [
+        "/etc/machine-id",
+        "/var/lib/dbus/machine-id",
+        "/proc/sys/kernel/hostname",
+    ]
+    .iter()
+    .find_map(|f| {
+        std::fs::read_to_string(f)
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    })
+    .unwrap_or_default();
+    let dir = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_owned());
+    // FNV-1a: stable across Rust releases, unlike the std hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in machine
+        .bytes()
+        .chain([0])
+        .chain(dir.to_string_lossy().bytes())
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("glimpse-{prefix}-{:08x}", (hash >> 32) as u32 ^ hash as u32)
+}
+
+/// Tells a connection that the broker closes right after accepting it, again
+/// and again (another client took the same client id: a broker keeps one
+/// connection per id and closes the older), from a broker that cannot be
+/// reached.
+#[derive(Debug, Default)]
+pub struct Takeovers {
+    /// Short-lived connections in a row.
+    streak: u32,
+    told: bool,
+}
+
+/// A connection closed within this long of being accepted counts as taken
+/// over.
+const TAKEOVER_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Short-lived connections in a row before they are reported as a taken id.
+const TAKEOVER_STREAK: u32 = 3;
+
+impl Takeovers {
+    /// Notes how a connection ended: `lasted` is how long it was up (`None`:
+    /// never accepted). Returns true once per streak, when it should be
+    /// reported as a client id in use twice.
+    pub fn note(&mut self, lasted: Option<std::time::Duration>) -> bool {
+        match lasted {
+            Some(up) if up < TAKEOVER_WITHIN => self.streak += 1,
+            // Refused or unreachable: not a takeover; neither is a long
+            // session that ended.
+            _ => {
+                self.streak = 0;
+                self.told = false;
+            }
+        }
+        if self.streak >= TAKEOVER_STREAK && !self.told {
+            self.told = true;
+            return true;
+        }
+        false
+    }
+
+    /// Whether the current streak was reported (later losses of it are
+    /// logged at debug).
+    pub fn reported(&self) -> bool {
+        self.told
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_closed_right_after_acceptance_are_a_taken_id() {
+        let mut t = Takeovers::default();
+        let short = Some(std::time::Duration::from_millis(300));
+        assert!(!t.note(short) && !t.note(short));
+        assert!(t.note(short), "the third in a row is reported");
+        assert!(!t.note(short), "once per streak");
+        assert!(!t.note(None), "an unreachable broker ends the streak");
+        assert!(!t.note(short) && !t.note(short) && t.note(short));
+        let mut t = Takeovers::default();
+        for _ in 0..5 {
+            assert!(!t.note(Some(std::time::Duration::from_secs(60))));
+        }
+    }
+
+    #[test]
+    fn default_client_ids_differ_by_state_directory_and_stay_put() {
+        let a = default_client_id("glimpse", std::path::Path::new("/var/lib/glimpse"));
+        let b = default_client_id("glimpse", std::path::Path::new("/var/lib/glimpse-2"));
+        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            default_client_id("glimpse", std::path::Path::new("/var/lib/glimpse"))
+        );
+        assert!(a.starts_with("glimpse-glimpse-") && a.len() == "glimpse-glimpse-".len() + 8);
+    }
 
     #[test]
     fn publishes_that_can_never_go_are_told_apart() {

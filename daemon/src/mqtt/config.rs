@@ -26,7 +26,13 @@ pub struct MqttConfig {
     /// Default: `glimpse`.
     #[serde(default = "default_prefix")]
     pub prefix: String,
-    /// MQTT client id; unique per instance. Default: `glimpse-<prefix>`.
+    /// MQTT client id; unique per instance (a broker keeps one connection
+    /// per id and closes the older). The inbound connection adds `-in`.
+    /// Home Assistant's device ids are made from it too. Default:
+    /// `glimpse-<prefix>-<8 hex digits>` for the connections, unique per
+    /// machine and state directory (a hash of `/etc/machine-id` and the
+    /// state directory), so one config copied to a fleet does not fight
+    /// over one id; and `glimpse-<prefix>` for Home Assistant, as before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// User name for the broker. Default: none.
@@ -89,6 +95,13 @@ pub struct MqttConfig {
     /// is deleted beyond it. Default: 10000.
     #[serde(default = "default_history_capacity")]
     pub history_capacity: u64,
+    /// Events and answers held in memory while the outbox cannot be
+    /// written (a full disk), retried every second and stored in order when
+    /// space comes back (the oldest snapshots and delivered history are
+    /// removed to make room first). When full, the oldest description goes
+    /// first, then the oldest message; counted. Default: 1000.
+    #[serde(default = "default_unstored_capacity")]
+    pub unstored_capacity: usize,
     /// Largest question accepted on `<prefix>/<camera>/ask`, in bytes;
     /// larger ones get an error answer. Default: 4096.
     #[serde(default = "default_max_question_bytes")]
@@ -169,6 +182,9 @@ fn default_outbox_capacity() -> u64 {
 fn default_history_capacity() -> u64 {
     10_000
 }
+fn default_unstored_capacity() -> usize {
+    1000
+}
 fn default_max_question_bytes() -> usize {
     4096
 }
@@ -236,6 +252,7 @@ impl Default for MqttConfig {
             max_inflight: default_max_inflight(),
             outbox_capacity: default_outbox_capacity(),
             history_capacity: default_history_capacity(),
+            unstored_capacity: default_unstored_capacity(),
             max_question_bytes: default_max_question_bytes(),
             max_packet_bytes: default_max_packet_bytes(),
             response_topic_prefixes: Vec::new(),
@@ -332,6 +349,12 @@ impl MqttConfig {
             ("max_inflight", u64::from(self.max_inflight), 1, 1000),
             ("outbox_capacity", self.outbox_capacity, 1, 10_000_000),
             ("history_capacity", self.history_capacity, 1, 10_000_000),
+            (
+                "unstored_capacity",
+                self.unstored_capacity as u64,
+                1,
+                1_000_000,
+            ),
             (
                 "max_question_bytes",
                 self.max_question_bytes as u64,
@@ -479,7 +502,9 @@ impl MqttConfig {
         }
     }
 
-    /// The client id in use: the configured one or one derived from the prefix.
+    /// The id Home Assistant's device ids are made from: the configured
+    /// client id, or `glimpse-<prefix>` (stable, whatever the machine; the
+    /// connections' own default id is unique per machine, see `client_id`).
     pub fn client_id(&self) -> String {
         self.client_id
             .clone()

@@ -20,7 +20,9 @@ mod client;
 mod config;
 mod discovery;
 mod driver;
+mod inbound;
 mod outbox;
+mod unstored;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +33,7 @@ pub use config::{BrokerAddress, MqttConfig, Protocol, Secret};
 pub use discovery::payload as discovery_payload;
 pub use driver::{error_answer, Activity, Mqtt, MqttHandle, MqttStats, RuleStates};
 pub use outbox::{read_history, FILE_NAME as OUTBOX_FILE};
+pub use unstored::MakeRoom;
 
 /// Why the MQTT stage could not start or do its work.
 #[derive(Debug, thiserror::Error)]

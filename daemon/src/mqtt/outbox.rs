@@ -91,6 +91,9 @@ pub struct Outbox {
     pending: u64,
     history: u64,
     dead: u64,
+    /// Rows the broker acknowledged whose DELETE failed (a full disk):
+    /// never handed out again, deleted when the database takes writes.
+    acknowledged: std::collections::BTreeSet<i64>,
 }
 
 /// A message that could not be delivered, from the `dead_letters` table.
@@ -186,6 +189,7 @@ impl Outbox {
             pending,
             history,
             dead,
+            acknowledged: Default::default(),
         })
     }
 
@@ -195,9 +199,10 @@ impl Outbox {
         self.history_capacity = history_capacity;
     }
 
-    /// Messages waiting for the broker.
+    /// Messages waiting for the broker (acknowledged ones whose row could
+    /// not be deleted yet do not count).
     pub fn pending(&self) -> u64 {
-        self.pending
+        self.pending.saturating_sub(self.acknowledged.len() as u64)
     }
 
     /// Messages in the dead-letter table.
@@ -327,11 +332,29 @@ impl Outbox {
                 })
             })
             .map_err(err)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        let rows = rows.collect::<Result<Vec<_>, _>>().map_err(err)?;
+        // An acknowledged row that could not be deleted is never sent
+        // again (issue 43: one was sent three times).
+        Ok(rows
+            .into_iter()
+            .filter(|r| !self.acknowledged.contains(&r.id))
+            .collect())
     }
 
     /// Deletes acknowledged messages; ids already gone (dropped) are fine.
+    /// When the database cannot take the DELETE (a full disk), the ids are
+    /// remembered as delivered: [`Outbox::after`] skips them, and the next
+    /// successful delete (or [`Outbox::retry_deletes`]) removes them.
     pub fn delete(&mut self, ids: &[i64]) -> Result<(), MqttError> {
+        self.acknowledged.extend(ids.iter().copied());
+        self.retry_deletes()
+    }
+
+    /// Deletes the rows that were acknowledged but not deleted yet.
+    pub fn retry_deletes(&mut self) -> Result<(), MqttError> {
+        if self.acknowledged.is_empty() {
+            return Ok(());
+        }
         let path = self.path.clone();
         let err = |e| sql_error(&path, e);
         let tx = self.db.transaction().map_err(err)?;
@@ -340,13 +363,46 @@ impl Outbox {
             let mut statement = tx
                 .prepare_cached("DELETE FROM outbox WHERE id = ?1")
                 .map_err(err)?;
-            for id in ids {
+            for id in &self.acknowledged {
                 deleted += statement.execute(params![id]).map_err(err)? as u64;
             }
         }
         tx.commit().map_err(err)?;
         self.pending = self.pending.saturating_sub(deleted);
+        self.acknowledged.clear();
         Ok(())
+    }
+
+    /// Caps the database at `pages` pages (`None`: no cap), so that a
+    /// test can fill it as a full disk would.
+    #[cfg(test)]
+    pub fn set_page_limit_for_tests(&self, pages: Option<i64>) {
+        let pages = pages.unwrap_or(1_073_741_823);
+        let _: i64 = self
+            .db
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+    }
+
+    /// Deletes up to `limit` of the oldest history entries made before the
+    /// oldest message still waiting for the broker (what is still to be
+    /// delivered stays), to make room on a full disk. Returns how many.
+    pub fn trim_history(&mut self, limit: u64) -> Result<u64, MqttError> {
+        let path = self.path.clone();
+        let deleted = self
+            .db
+            .execute(
+                "DELETE FROM history WHERE id IN (
+                   SELECT id FROM history
+                   WHERE wall_time_ms < (SELECT COALESCE(MIN(created_ms), 9223372036854775807) FROM outbox)
+                   ORDER BY id LIMIT ?1)",
+                params![limit as i64],
+            )
+            .map_err(|e| sql_error(&path, e))? as u64;
+        self.history = self.history.saturating_sub(deleted);
+        Ok(deleted)
     }
 
     /// The watch rules of every camera, in the order they were added.

@@ -211,6 +211,8 @@ pub struct CameraAnalysis {
     fresh: bool,
     snapshot: Option<(PathBuf, Duration)>,
     last_snapshot: Instant,
+    /// Whether the last memory snapshot write failed (logged once).
+    snapshot_failing: bool,
     next_seq: u64,
     activity: Activity,
     /// Counters read by the stats.
@@ -365,6 +367,7 @@ impl CameraAnalysis {
             fresh: true,
             snapshot: snapshot.map(|p| (p, Duration::from_secs(config.memory.snapshot_interval_s))),
             last_snapshot: Instant::now(),
+            snapshot_failing: false,
             next_seq: 0,
             activity: Activity::Idle,
             counters: Arc::new(AnalysisCounters::default()),
@@ -432,11 +435,19 @@ impl CameraAnalysis {
     pub fn save_memory(&mut self) {
         if let Some((path, _)) = &self.snapshot {
             match memory::save_snapshot(path, &self.memory, &self.fingerprint) {
+                Ok(()) if std::mem::take(&mut self.snapshot_failing) => {
+                    tracing::info!(camera = %self.camera, path = %path.display(), "the memory snapshot can be written again")
+                }
                 Ok(()) => {
                     tracing::debug!(camera = %self.camera, path = %path.display(), "memory snapshot written")
                 }
+                // Once per spell (a full disk fails every interval); it is
+                // tried again at the next interval and at the stop.
+                Err(e) if !std::mem::replace(&mut self.snapshot_failing, true) => {
+                    tracing::warn!(camera = %self.camera, "cannot write the memory snapshot; retried every memory.snapshot_interval_s: {e}")
+                }
                 Err(e) => {
-                    tracing::warn!(camera = %self.camera, "cannot write the memory snapshot: {e}")
+                    tracing::debug!(camera = %self.camera, "cannot write the memory snapshot: {e}")
                 }
             }
         }

@@ -72,6 +72,8 @@ pub struct Pipeline {
     current: Arc<Current>,
     /// Where memory snapshots go.
     state_dir: Option<std::path::PathBuf>,
+    /// Where event snapshots go (none without a state directory).
+    snapshots: Option<Arc<SnapshotStore>>,
     /// Watch rules added at run time, by camera.
     runtime_rules: BTreeMap<String, Vec<String>>,
     /// Cameras whose analysis the operator paused.
@@ -191,6 +193,9 @@ impl Pipeline {
             None => None,
         };
         let workers = config.workers.build(heartbeats)?;
+        if let Some(dir) = config.service.state_dir() {
+            crate::memory::remove_leftovers(&dir.join("memory"));
+        }
         // Lists one folder once at start (at most snapshot_max_count
         // files): short enough to do here, before anything runs.
         let snapshots = match config.service.state_dir() {
@@ -201,11 +206,17 @@ impl Pipeline {
             )?),
             None => None,
         };
-        let current = Arc::new(Current::new(model, workers.submitter(), events, snapshots));
+        let current = Arc::new(Current::new(
+            model,
+            workers.submitter(),
+            events,
+            snapshots.clone(),
+        ));
         let mut pipeline = Pipeline {
             model_config: config.model.clone(),
             current,
             state_dir: config.service.state_dir().map(|d| d.to_owned()),
+            snapshots,
             runtime_rules: operator.rules,
             paused: operator.paused,
             cameras: BTreeMap::new(),
@@ -319,6 +330,12 @@ impl Pipeline {
     /// each rule change and each change of state.
     pub fn rule_states(&self) -> tokio::sync::watch::Receiver<RuleStates> {
         self.current.rule_states.subscribe()
+    }
+
+    /// The event snapshot store, if there is a state directory: the
+    /// service frees disk space from it when the outbox cannot be written.
+    pub fn snapshot_store(&self) -> Option<Arc<SnapshotStore>> {
+        self.snapshots.clone()
     }
 
     /// The model worker pool.

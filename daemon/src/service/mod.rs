@@ -126,6 +126,11 @@ pub async fn run(
     let mut pipeline = Pipeline::build(&config, &heartbeats, events_tx.clone(), operator)
         .await
         .context("cannot start the pipeline")?;
+    // A full disk: the outbox makes room from the oldest snapshots before
+    // an event waiting in memory is lost (docs/architecture.md §7).
+    if let Some(store) = pipeline.snapshot_store() {
+        events.on_disk_full(Arc::new(move || store.remove_oldest()));
+    }
     // Questions from MQTT; answered by the model stages (see below).
     let mut questions = mqtt.take_questions();
     // Question tasks, awaited at stop so that no answer is left behind.
@@ -247,7 +252,16 @@ pub async fn run(
                 continue;
             }
             Some(request) = http_asks.recv() => {
-                ask(&pipeline, &events, request.question, &answering, &board, Some(request.reply));
+                // HTTP questions take from the same budget as MQTT's.
+                let question = request.question;
+                match events.admit_question(&question.camera, config.mqtt.questions_per_minute) {
+                    Ok(()) => ask(&pipeline, &events, question, &answering, &board, Some(request.reply)),
+                    Err(why) => {
+                        board.record_question(&question.camera, Outcome::Failed);
+                        let payload = crate::mqtt::error_answer(&question.camera, &question.id, &why);
+                        let _ = request.reply.send((false, payload));
+                    }
+                }
                 continue;
             }
             Ok(()) = rules.changed() => {
@@ -720,6 +734,8 @@ impl StatsWindow {
                     "interval_s": (elapsed * 1000.0).round() / 1000.0,
                     "outbox_pending": outbox.pending,
                     "outbox_dropped": outbox.dropped,
+                    "outbox_unstored": outbox.unstored,
+                    "outbox_unstored_dropped": outbox.unstored_dropped,
                     // The model stages (zeros without a model).
                     "analysed": s.analysed,
                     "encoded": s.encoded,

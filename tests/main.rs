@@ -3,6 +3,7 @@
 //! in ripgrep (`autotests = false`).
 
 mod analysis;
+mod architecture;
 mod capture;
 mod cli;
 mod delivery;

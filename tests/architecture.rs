@@ -1,0 +1,284 @@
+//! The module graph keeps its layers (docs/architecture.md §1, issue 40).
+//!
+//! Reads every `crate::…` path in `daemon/src` (`use` lines and paths in
+//! code alike), builds the graph of top-level modules (`capture`, `mqtt`,
+//! …) and checks each arrow against the layering written below as data: a
+//! module may use only modules of a lower layer. Today's code still has
+//! arrows that break it (the import circle around `config`, stages that
+//! reach into each other); they are listed in [`DEBT`], which issue 40
+//! empties. The test fails on any arrow that is neither allowed nor in the
+//! debt (a new circle always makes one), and on a debt arrow that is gone
+//! (strike it from the list, so that it cannot come back unseen).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Layers, lowest first. A module may use modules of lower layers only.
+const LAYERS: &[(&str, u8)] = &[
+    // 1: leaf types and helpers that know no stage.
+    ("queue", 1),
+    ("histogram", 1),
+    ("imageops", 1),
+    ("health", 1),
+    ("chart", 1),
+    // 2: the model runtime and the worker pool the stages share.
+    ("infer", 2),
+    ("workers", 2),
+    // 3: the stages.
+    ("capture", 3),
+    ("vision", 3),
+    ("dtd", 3),
+    ("memory", 3),
+    ("trigger", 3),
+    ("llm", 3),
+    ("snapshot", 3),
+    ("mqtt", 3),
+    ("http", 3),
+    // 4: the camera unit and the wiring.
+    ("pipeline", 4),
+    // 5: the test hooks (cargo feature `fault-injection`), which drive the
+    // pipeline.
+    ("faults", 5),
+    // 6: the config as a whole: it composes every section.
+    ("config", 6),
+    // 7: the service and the commands.
+    ("service", 7),
+    ("eval", 7),
+    ("tune", 7),
+];
+
+/// Arrows that break the layering today (from, to). Issue 40 removes them:
+/// leaf types (`Problems`, `Environment`, `Secret`, the event model) move
+/// down, each stage keeps its own config, the per-camera config moves to
+/// the camera unit.
+const DEBT: &[(&str, &str)] = &[
+    // Up into `config` for `Problems`, `Environment`, `read_secret`: leaf
+    // types that belong in a module of their own.
+    ("capture", "config"),
+    ("dtd", "config"),
+    ("http", "config"),
+    ("infer", "config"),
+    ("memory", "config"),
+    ("mqtt", "config"),
+    ("pipeline", "config"),
+    ("snapshot", "config"),
+    ("trigger", "config"),
+    ("workers", "config"),
+    // `config` takes `ServiceConfig` from the service.
+    ("config", "service"),
+    // `capture::CameraConfig` is the whole camera: it belongs to the
+    // camera unit, and capture should get only what it samples with.
+    ("capture", "dtd"),
+    ("capture", "memory"),
+    ("capture", "snapshot"),
+    ("capture", "trigger"),
+    ("capture", "mqtt"),
+    // Frames (`capture::Frame`) and the event model (`trigger::Event`,
+    // activity, rule status) are leaf types that live in stages.
+    ("dtd", "capture"),
+    ("memory", "capture"),
+    ("snapshot", "capture"),
+    ("vision", "capture"),
+    ("http", "capture"),
+    ("mqtt", "trigger"),
+    ("http", "trigger"),
+    ("snapshot", "trigger"),
+    // Stages that reach into each other.
+    ("dtd", "vision"),
+    ("memory", "dtd"),
+    ("mqtt", "snapshot"),
+    ("http", "snapshot"),
+    ("http", "mqtt"),
+    ("http", "pipeline"),
+    // The pipeline calls a test hook.
+    ("pipeline", "faults"),
+];
+
+/// The top-level modules each top-level module uses, from the `crate::`
+/// paths in its files.
+fn arrows(src: &Path) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![src.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let rel = path.strip_prefix(src).unwrap();
+            let first = rel
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy();
+            let from = first.trim_end_matches(".rs").to_owned();
+            if from == "lib" || from == "main" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for to in used_modules(&text) {
+                if to != from {
+                    out.insert((from.clone(), to));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The first path segment after each `crate::` in `text`, comments left
+/// out; `crate::{a, b::c}` gives `a` and `b`.
+fn used_modules(text: &str) -> BTreeSet<String> {
+    let code: String = text
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut found = BTreeSet::new();
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("crate::") {
+        // `glimpse_crate::` and the like are not ours.
+        let before = rest[..at].chars().last();
+        rest = &rest[at + "crate::".len()..];
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        if let Some(group) = rest.strip_prefix('{') {
+            // Top-level items of the group, up to its closing brace.
+            let (mut depth, mut item_start) = (0usize, true);
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => item_start = true,
+                    c if item_start && !c.is_whitespace() => {
+                        item_start = false;
+                        let name = ident(&group[i..]);
+                        if !name.is_empty() && name != "self" {
+                            found.insert(name);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            let name = ident(rest);
+            if !name.is_empty() {
+                found.insert(name);
+            }
+        }
+    }
+    found
+}
+
+/// Arrows that the layering does not allow (unknown modules included).
+fn violations(arrows: &BTreeSet<(String, String)>) -> BTreeSet<(String, String)> {
+    let layer: BTreeMap<&str, u8> = LAYERS.iter().copied().collect();
+    arrows
+        .iter()
+        .filter(
+            |(from, to)| match (layer.get(from.as_str()), layer.get(to.as_str())) {
+                (Some(f), Some(t)) => t >= f,
+                _ => true,
+            },
+        )
+        .cloned()
+        .collect()
+}
+
+/// The modules that lie on a circle of arrows.
+fn on_circles(arrows: &BTreeSet<(String, String)>) -> BTreeSet<String> {
+    let nodes: BTreeSet<&String> = arrows.iter().flat_map(|(a, b)| [a, b]).collect();
+    let reach = |from: &String| -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![from.clone()];
+        while let Some(n) = stack.pop() {
+            for (a, b) in arrows {
+                if *a == n && seen.insert(b.clone()) {
+                    stack.push(b.clone());
+                }
+            }
+        }
+        seen
+    };
+    nodes
+        .into_iter()
+        .filter(|n| reach(n).contains(*n))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn the_module_graph_keeps_its_layers() {
+    let src = crate::util::repo().join("daemon/src");
+    let arrows = arrows(&src);
+    assert!(arrows.len() > 20, "the graph was not read: {arrows:?}");
+    let known: BTreeSet<String> = LAYERS.iter().map(|(m, _)| m.to_string()).collect();
+    let modules: BTreeSet<String> = arrows
+        .iter()
+        .flat_map(|(a, b)| [a.clone(), b.clone()])
+        .collect();
+    let unplaced: Vec<&String> = modules.difference(&known).collect();
+    assert!(
+        unplaced.is_empty(),
+        "modules with no layer: {unplaced:?}; add each to LAYERS in tests/architecture.rs and docs/architecture.md §1"
+    );
+    let broken = violations(&arrows);
+    let debt: BTreeSet<(String, String)> = DEBT
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let circles = on_circles(&arrows);
+    eprintln!(
+        "module graph: {} arrows, {} against the layers ({} known debt), {} modules on circles: {circles:?}",
+        arrows.len(),
+        broken.len(),
+        debt.len(),
+        circles.len()
+    );
+    let new: Vec<_> = broken.difference(&debt).collect();
+    assert!(
+        new.is_empty(),
+        "arrows against the layering (docs/architecture.md §1): {new:?}; a module may use only modules of a lower layer"
+    );
+    let paid: Vec<_> = debt.difference(&broken).collect();
+    assert!(
+        paid.is_empty(),
+        "these arrows are gone: strike them from DEBT in tests/architecture.rs: {paid:?}"
+    );
+}
+
+/// The checker itself: an arrow up (a circle) is caught.
+#[test]
+fn an_arrow_up_is_caught() {
+    let mut arrows: BTreeSet<(String, String)> = [("mqtt", "queue"), ("service", "mqtt")]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert!(violations(&arrows).is_empty() && on_circles(&arrows).is_empty());
+    arrows.insert(("queue".into(), "service".into()));
+    assert_eq!(
+        violations(&arrows),
+        [("queue".to_string(), "service".to_string())]
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(on_circles(&arrows).len(), 3);
+    assert_eq!(
+        used_modules(
+            "use crate::{a::B, b, self};\nlet x = crate::c::d(); // crate::e\nmy_crate::f"
+        ),
+        ["a", "b", "c"].iter().map(|s| s.to_string()).collect()
+    );
+}

@@ -16,6 +16,7 @@ use std::path::Path;
 /// Layers, lowest first. A module may use modules of lower layers only.
 const LAYERS: &[(&str, u8)] = &[
     // 1: leaf types and helpers that know no stage.
+    ("settings", 1),
     ("queue", 1),
     ("histogram", 1),
     ("imageops", 1),
@@ -52,18 +53,10 @@ const LAYERS: &[(&str, u8)] = &[
 /// down, each stage keeps its own config, the per-camera config moves to
 /// the camera unit.
 const DEBT: &[(&str, &str)] = &[
-    // Up into `config` for `Problems`, `Environment`, `read_secret`: leaf
-    // types that belong in a module of their own.
-    ("capture", "config"),
-    ("dtd", "config"),
-    ("http", "config"),
-    ("infer", "config"),
-    ("memory", "config"),
+    // Up into `config` for `Config` itself: `mqtt`'s `glimpse events`
+    // command and the pipeline's builder take the whole config.
     ("mqtt", "config"),
     ("pipeline", "config"),
-    ("snapshot", "config"),
-    ("trigger", "config"),
-    ("workers", "config"),
     // `config` takes `ServiceConfig` from the service.
     ("config", "service"),
     // `capture::CameraConfig` is the whole camera: it belongs to the
@@ -72,7 +65,6 @@ const DEBT: &[(&str, &str)] = &[
     ("capture", "memory"),
     ("capture", "snapshot"),
     ("capture", "trigger"),
-    ("capture", "mqtt"),
     // Frames (`capture::Frame`) and the event model (`trigger::Event`,
     // activity, rule status) are leaf types that live in stages.
     ("dtd", "capture"),

@@ -26,6 +26,7 @@ pub mod mqtt;
 pub mod pipeline;
 pub mod queue;
 pub mod service;
+pub mod settings;
 pub mod snapshot;
 pub mod trigger;
 pub mod tune;

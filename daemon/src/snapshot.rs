@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::capture::Frame;
-use crate::config::Problems;
+use crate::settings::Problems;
 
 /// `[cameras.<name>.snapshot]`: the picture attached to each event.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Problems;
 use crate::health::Heartbeats;
+use crate::settings::Problems;
 
 /// After this many answer/proactive jobs in a row, a lane with encoding
 /// work goes next.

@@ -4,10 +4,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Environment, Problems};
 use crate::dtd::DtdConfig;
 use crate::memory::MemoryConfig;
-use crate::mqtt::Secret;
+use crate::settings::{resolve_secret, Environment, Problems, Secret};
 use crate::trigger::TriggerConfig;
 
 /// `[cameras.NAME]` table.
@@ -508,16 +507,12 @@ impl CameraConfig {
             return;
         };
         let var = password_env_var(name);
-        if let Some(value) = env.camera_passwords.get(&var) {
-            *password = Some(Secret(value.clone()));
-            return;
-        }
-        if let Some(file) = password_file {
-            match crate::config::read_secret(file) {
-                Ok(secret) => *password = Some(secret),
-                Err(reason) => problems.push(format!("{key}.source.password_file"), reason),
-            }
-        }
+        *password = resolve_secret(
+            env.camera_passwords.get(&var),
+            password_file.as_deref(),
+            &format!("{key}.source.password_file"),
+            problems,
+        );
     }
 }
 

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Environment, Problems};
-use crate::mqtt::Secret;
+use crate::settings::{resolve_secret, Environment, Problems, Secret};
 
 /// `[http]` table.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -98,16 +97,15 @@ impl HttpConfig {
                 }
             }
         }
-        if let Some(token) = env.http_token.as_ref().filter(|t| !t.is_empty()) {
-            self.token = Some(Secret(token.clone()));
-        } else if let Some(file) = &self.token_file {
-            match crate::config::read_secret(file) {
-                Ok(secret) => self.token = Some(secret),
-                Err(reason) => {
-                    problems.push(format!("{key}.token_file"), reason);
-                    return;
-                }
-            }
+        let before = problems.0.len();
+        self.token = resolve_secret(
+            env.http_token.as_ref().filter(|t| !t.is_empty()),
+            self.token_file.as_deref(),
+            &format!("{key}.token_file"),
+            problems,
+        );
+        if problems.0.len() > before {
+            return;
         }
         let open = self.address().is_ok_and(|a| !a.ip().is_loopback());
         if self.enabled && open && self.token.is_none() {

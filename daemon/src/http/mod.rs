@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 pub use board::{AskRequest, Board, CameraView, Figures, Outcome, RECENT_EVENTS};
 pub use config::HttpConfig;
 
-use crate::mqtt::Secret;
+use crate::settings::Secret;
 
 /// How long a stop waits for requests in flight.
 const STOP_GRACE: Duration = Duration::from_secs(1);

@@ -39,7 +39,7 @@ pub use folder::{
 };
 pub use tract::{Placed, Target, TractModel};
 
-use crate::config::Problems;
+use crate::settings::Problems;
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Problems;
+use crate::settings::Problems;
 
 /// `[cameras.NAME.memory]` table.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -1,13 +1,13 @@
 //! `[mqtt]`: broker, protocol, TLS, topic prefix, identity and credentials,
 //! the outbox and history bounds, questions and Home Assistant discovery.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Environment, Problems};
+pub use crate::settings::Secret;
+use crate::settings::{resolve_secret, Environment, Problems};
 
 /// `[mqtt]` table.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -265,16 +265,6 @@ impl Default for MqttConfig {
     }
 }
 
-/// A secret string whose `Debug` does not print it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
 impl MqttConfig {
     /// Checks every value of the table at `key`.
     pub fn validate(&self, key: &str, problems: &mut Problems) {
@@ -489,17 +479,12 @@ impl MqttConfig {
         key: &str,
         problems: &mut Problems,
     ) {
-        if let Some(password) = &env.mqtt_password {
-            self.password = Some(Secret(password.clone()));
-            return;
-        }
-        let Some(file) = &self.password_file else {
-            return;
-        };
-        match crate::config::read_secret(file) {
-            Ok(secret) => self.password = Some(secret),
-            Err(reason) => problems.push(format!("{key}.password_file"), reason),
-        }
+        self.password = resolve_secret(
+            env.mqtt_password.as_ref(),
+            self.password_file.as_deref(),
+            &format!("{key}.password_file"),
+            problems,
+        );
     }
 
     /// The id Home Assistant's device ids are made from: the configured

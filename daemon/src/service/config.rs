@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Environment, Problems};
+use crate::settings::{Environment, Problems};
 
 /// `[service]` table.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::rules::Debounce;
-use crate::config::Problems;
+use crate::settings::Problems;
 
 /// `[cameras.NAME.trigger]` table.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use glimpse::config::{self, Environment};
+use glimpse::event::EventKind;
 use glimpse::health::Heartbeats;
 use glimpse::pipeline::Pipeline;
-use glimpse::trigger::EventKind;
 use tokio::sync::mpsc;
 
 fn config(state: &Path, shapes: u32, extra: &str) -> glimpse::config::Config {
@@ -32,16 +32,14 @@ source = {{ kind = "synthetic", frame_rate = 10, shapes = {shapes} }}
 }
 
 /// The pipeline for `config`, its events into `tx`.
-async fn start(config: &config::Config, tx: mpsc::Sender<glimpse::trigger::Event>) -> Pipeline {
+async fn start(config: &config::Config, tx: mpsc::Sender<glimpse::event::Event>) -> Pipeline {
     Pipeline::build(config, &Heartbeats::new(), tx, Default::default())
         .await
         .unwrap()
 }
 
 /// The next event, within 30 s.
-async fn next_event(
-    events: &mut mpsc::Receiver<glimpse::trigger::Event>,
-) -> glimpse::trigger::Event {
+async fn next_event(events: &mut mpsc::Receiver<glimpse::event::Event>) -> glimpse::event::Event {
     tokio::time::timeout(Duration::from_secs(30), events.recv())
         .await
         .expect("an event within 30 s")

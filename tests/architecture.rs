@@ -17,6 +17,7 @@ use std::path::Path;
 const LAYERS: &[(&str, u8)] = &[
     // 1: leaf types and helpers that know no stage.
     ("settings", 1),
+    ("event", 1),
     ("queue", 1),
     ("histogram", 1),
     ("imageops", 1),
@@ -65,16 +66,12 @@ const DEBT: &[(&str, &str)] = &[
     ("capture", "memory"),
     ("capture", "snapshot"),
     ("capture", "trigger"),
-    // Frames (`capture::Frame`) and the event model (`trigger::Event`,
-    // activity, rule status) are leaf types that live in stages.
+    // Frames (`capture::Frame`) are leaf types that live in a stage.
     ("dtd", "capture"),
     ("memory", "capture"),
     ("snapshot", "capture"),
     ("vision", "capture"),
     ("http", "capture"),
-    ("mqtt", "trigger"),
-    ("http", "trigger"),
-    ("snapshot", "trigger"),
     // Stages that reach into each other.
     ("dtd", "vision"),
     ("memory", "dtd"),

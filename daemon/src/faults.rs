@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::event::{Event, EventKind};
 use crate::pipeline::{EventSink, Pipeline};
 use crate::snapshot::Picture;
-use crate::trigger::{Event, EventKind};
 use crate::workers::{Priority, Submitter};
 
 /// Makes a model worker hang after this many milliseconds, to check that

@@ -13,6 +13,7 @@ pub mod chart;
 pub mod config;
 pub mod dtd;
 pub mod eval;
+pub mod event;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 pub mod health;

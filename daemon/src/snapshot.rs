@@ -409,7 +409,7 @@ impl Snapshotter {
     /// in every event of `events` (they are about the same frame), with
     /// the bytes for MQTT. On a worker thread. A failure is logged: the
     /// events go out without a picture rather than not at all.
-    pub fn attach(&self, picture: &Picture, events: &mut [crate::trigger::Event]) {
+    pub fn attach(&self, picture: &Picture, events: &mut [crate::event::Event]) {
         let Some(first) = events.first() else {
             return;
         };

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::events::{is_true, NO_EVENT};
 use super::Truth;
-use crate::trigger::{Event, EventKind};
+use crate::event::{Event, EventKind};
 
 /// "what changed" covers the last two seconds (`qa.py`'s `WINDOW_S`).
 const WINDOW_S: f64 = 2.0;

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::event::Event;
 use crate::health::Heartbeats;
 use crate::mqtt::{MqttStats, Question};
 use crate::pipeline::{AnalysisCounters, CameraStats, RuleStates};
-use crate::trigger::Event;
 
 /// Recent events kept per camera for `/api/events` and the page.
 pub const RECENT_EVENTS: usize = 20;

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::trigger::rule_id;
+use crate::event::rule_id;
 
 use super::MqttConfig;
 

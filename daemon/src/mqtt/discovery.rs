@@ -8,7 +8,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::trigger::{RuleSource, RuleStatus};
+use crate::event::{RuleSource, RuleStatus};
 
 /// Home Assistant's limit on a sensor's state.
 pub const MAX_STATE_CHARS: usize = 255;
@@ -281,7 +281,7 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trigger::{RuleSource, RuleState};
+    use crate::event::{RuleSource, RuleState};
 
     #[test]
     fn carries_what_home_assistant_requires() {

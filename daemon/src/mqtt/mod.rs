@@ -1,6 +1,6 @@
 //! MQTT: where glimpse publishes events and takes questions (docs/architecture.md §7).
 //!
-//! Input: [`Event`](crate::trigger::Event)s from the pipeline through
+//! Input: [`Event`](crate::event::Event)s from the pipeline through
 //! [`MqttHandle::publish_event`] (durable: written to the SQLite outbox in
 //! the state directory first), activity and statistics; from the broker,
 //! questions (`<prefix>/<camera>/ask`) and watch-rule changes

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::MqttError;
-use crate::trigger::Event;
+use crate::event::Event;
 
 /// File name of the database inside the state directory.
 pub const FILE_NAME: &str = "mqtt.sqlite";
@@ -557,7 +557,7 @@ pub(crate) fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trigger::EventKind;
+    use crate::event::EventKind;
     use std::time::Duration;
 
     fn message(camera: &str, n: usize) -> Pending {

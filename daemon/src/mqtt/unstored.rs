@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::outbox::{Channel, Outbox, Pending};
-use crate::trigger::{Event, EventKind};
+use crate::event::{Event, EventKind};
 
 /// Frees some disk space outside the outbox (the oldest snapshot); returns
 /// the bytes freed, 0 when it has nothing left to free.

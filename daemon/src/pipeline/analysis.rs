@@ -20,14 +20,13 @@ use tokio::sync::{mpsc, watch};
 
 use crate::capture::{CameraConfig, Frame};
 use crate::dtd::{Kept, PixelGate, TokenDropper};
+use crate::event::{Activity, Event, EventKind, Evidence, RuleState, RuleStatus};
 use crate::histogram::Histogram;
 use crate::infer::{InferError, Model};
 use crate::llm::{Responder, Seen, Visual, DESCRIBE};
 use crate::memory::{self, MemoryBank};
 use crate::snapshot::{Picture, Snapshotter};
-use crate::trigger::{
-    Activity, Decision, Event, EventKind, Evidence, RuleBook, RuleState, RuleStatus, SceneTrigger,
-};
+use crate::trigger::{Decision, RuleBook, SceneTrigger};
 use crate::vision::{self, Preprocessor};
 use crate::workers::{Priority, Submitter};
 

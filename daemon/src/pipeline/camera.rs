@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::capture::{CameraConfig, CameraState, Frame};
+use crate::event::Event;
 use crate::queue;
 use crate::snapshot::{SnapshotStore, Snapshotter};
-use crate::trigger::Event;
 use crate::workers::{Job, Lane, Submitter};
 
 use super::analysis::{

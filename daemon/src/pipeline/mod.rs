@@ -33,12 +33,12 @@ pub use analysis::{
 
 use crate::capture::{self, CameraConfig, CameraState, CaptureError, CaptureHandle};
 use crate::config::Config;
+use crate::event::Event;
 use crate::health::Heartbeats;
 use crate::infer::{self, InferError, ModelConfig};
 use crate::llm::{LlmError, Responder};
 use crate::queue;
 use crate::snapshot::{SnapshotError, SnapshotStore};
-use crate::trigger::Event;
 use crate::vision::Preprocessor;
 use crate::workers::{Priority, WorkerError, WorkerPool};
 use camera::{Camera, CameraLane, Current};

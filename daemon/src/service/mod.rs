@@ -35,11 +35,12 @@ pub use notify::Notifier;
 
 use crate::capture::CameraState;
 use crate::config::{self as cfg, Config, Environment};
+use crate::event::Activity;
+use crate::event::Event;
 use crate::health::Heartbeats;
 use crate::http::{AskRequest, Board, HttpServer, Outcome};
-use crate::mqtt::{Activity, Mqtt, MqttHandle, Question};
+use crate::mqtt::{Mqtt, MqttHandle, Question};
 use crate::pipeline::{self, CameraStats, ModelStages, Pipeline, PipelineError};
-use crate::trigger::Event;
 
 /// Events waiting between the model workers and the service.
 const EVENT_QUEUE: usize = 64;
@@ -648,7 +649,7 @@ fn ask(
                 }
                 tracing::info!(camera = %question.camera, id = %question.id, latency_ms = event.latency_ms, "answer: {}", event.text);
                 // What MQTT sends (MqttHandle::answer sets these too).
-                event.kind = crate::trigger::EventKind::Answer;
+                event.kind = crate::event::EventKind::Answer;
                 event.reference = Some(question.id.clone());
                 board.record_event(&event);
                 board.record_question(&question.camera, Outcome::Answered);

@@ -2,62 +2,16 @@
 //! is `on`, `off` or `unknown`, decided from the model's yes/no answers
 //! with a debounce over the last few checks ([`RuleBook`]). Only a change
 //! of state is news: [`RuleBook::record`] returns the transition, and the
-//! caller turns it into a `rule_on` / `rule_off` event. [`RuleStatus`] is
-//! the plain data the MQTT stage publishes (retained state per rule, the
-//! list of a camera's rules). Pure state, no I/O; used on model worker
+//! caller turns it into a `rule_on` / `rule_off` event. [`RuleStatus`]
+//! (in the event model, `crate::event`) is the plain data the MQTT stage
+//! publishes (retained state per rule, the list of a camera's rules). Pure
+//! state, no I/O; used on model worker
 //! threads under the camera's lock.
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
-/// What a rule says about the scene now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleState {
-    /// Not decided yet: too few answers since the rule was set.
-    Unknown,
-    /// The rule holds.
-    On,
-    /// The rule does not hold.
-    Off,
-}
-
-/// Where a rule comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleSource {
-    /// The camera's `rules` in the config file.
-    Config,
-    /// Set at run time on `<prefix>/<camera>/rules/set`.
-    Mqtt,
-}
-
-/// One rule of a camera as published: the wire format of
-/// `<prefix>/<camera>/rules/<id>/state` and of the entries of
-/// `<prefix>/<camera>/rules`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RuleStatus {
-    /// Stable id: a slug of the text ([`rule_id`]).
-    pub id: String,
-    /// The rule as set.
-    pub rule: String,
-    /// Config file or MQTT.
-    pub source: RuleSource,
-    /// On, off or unknown.
-    pub state: RuleState,
-    /// Since when it is in this state (or was set, while unknown),
-    /// milliseconds since the Unix epoch.
-    pub since_ms: u64,
-    /// Stream time of the check that decided the state, in seconds (none
-    /// while unknown).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub since_s: Option<f64>,
-    /// The model's last answer to it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_answer: Option<String>,
-}
+pub use crate::event::{rule_id, RuleSource, RuleState, RuleStatus};
 
 /// The debounce: a rule turns on after `on_after` yes answers among its
 /// last `window` checks, off after `off_after` no answers.
@@ -95,40 +49,6 @@ struct Tracked {
 pub struct RuleBook {
     debounce: Debounce,
     rules: Vec<Tracked>,
-}
-
-/// Longest id before the hash that keeps long rules apart.
-const MAX_ID_CHARS: usize = 48;
-
-/// The stable id of a rule: its text lower-cased, every run of other
-/// characters than ASCII letters and digits made one `_`, trimmed of `_`
-/// (`is there a red shape?` → `is_there_a_red_shape`). A text longer than
-/// 48 characters, or one that has none of those characters, gets a short
-/// hash of the whole text appended, so that different rules keep different
-/// ids. Valid in MQTT topics and Home Assistant ids.
-pub fn rule_id(text: &str) -> String {
-    let mut slug = String::new();
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() {
-            slug.push(c.to_ascii_lowercase());
-        } else if !slug.ends_with('_') {
-            slug.push('_');
-        }
-    }
-    let slug = slug.trim_matches('_');
-    if !slug.is_empty() && slug.len() <= MAX_ID_CHARS {
-        return slug.to_owned();
-    }
-    let head = slug[..slug.len().min(MAX_ID_CHARS)].trim_end_matches('_');
-    // FNV-1a: stable across builds and platforms (std's hasher is not).
-    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    if head.is_empty() {
-        format!("rule_{:08x}", hash as u32)
-    } else {
-        format!("{head}_{:08x}", hash as u32)
-    }
 }
 
 fn now_ms() -> u64 {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::rules::Debounce;
+use crate::event::Activity;
 use crate::settings::Problems;
 
 /// `[cameras.NAME.trigger]` table.
@@ -213,16 +214,6 @@ impl TriggerConfig {
             off_after: self.rule_off_after as usize,
         }
     }
-}
-
-/// Whether the scene is changing, for the `activity` topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Activity {
-    /// Nothing changing; the trigger is armed.
-    Idle,
-    /// A change is under way.
-    Changing,
 }
 
 /// What to do after a frame.

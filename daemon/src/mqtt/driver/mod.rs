@@ -41,38 +41,14 @@ use super::inbound::{self, Inbound};
 use super::outbox::{Channel, Outbox, Pending};
 use super::unstored::{MakeRoom, Stored, Unstored};
 use super::{broker, discovery, MqttConfig, MqttError};
-use crate::trigger::{Event, EventKind, RuleSource, RuleStatus};
+pub use crate::event::{Activity, RuleStates};
+use crate::event::{Event, EventKind, RuleSource};
 
 mod handle;
 mod pump;
 mod requests;
 mod retained;
 mod store;
-
-/// Every camera's watch rules and their states, by camera.
-pub type RuleStates = BTreeMap<String, Vec<RuleStatus>>;
-
-/// What a camera's scene is doing, published retained on
-/// `<prefix>/<camera>/activity`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activity {
-    /// Nothing changes.
-    Idle,
-    /// The scene is changing.
-    Changing,
-    /// The operator paused the camera's analysis.
-    Paused,
-}
-
-impl Activity {
-    fn as_str(self) -> &'static str {
-        match self {
-            Activity::Idle => "idle",
-            Activity::Changing => "changing",
-            Activity::Paused => "paused",
-        }
-    }
-}
 
 /// Counters of the MQTT stage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -16,6 +16,7 @@ pub mod eval;
 pub mod event;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
+pub mod frame;
 pub mod health;
 pub mod histogram;
 pub mod http;

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::capture::Frame;
+use crate::frame::Frame;
 use crate::settings::Problems;
 
 /// `[cameras.<name>.snapshot]`: the picture attached to each event.

@@ -6,7 +6,7 @@
 //! [`Backend`] and returns [`FrameTokens`]: the token grid in the space the
 //! language model consumes. Runs on a model worker thread.
 
-use crate::capture::{Frame, FrameMeta};
+use crate::frame::{Frame, FrameMeta};
 use crate::imageops::resize_bilinear;
 use crate::infer::timing::Call;
 use crate::infer::{Backend, InferError, ModelFolder};

@@ -22,7 +22,7 @@ mod config;
 
 pub use config::{DtdConfig, Reference, Similarity};
 
-use crate::capture::{Frame, FrameMeta};
+use crate::frame::{Frame, FrameMeta};
 use crate::vision::FrameTokens;
 
 /// A frame's tokens after dropping: what the language model may see.

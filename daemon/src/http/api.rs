@@ -74,7 +74,7 @@ fn camera_json(c: &CameraView, rules: &Value) -> Value {
     json!({
         "camera": s.camera,
         "state": s.state.to_string(),
-        "up": s.state == crate::capture::CameraState::Up,
+        "up": s.state == crate::frame::CameraState::Up,
         "fps": round(c.fps),
         "analysed_fps": round(c.analysed_fps),
         "sampled": s.sampled,

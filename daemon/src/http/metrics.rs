@@ -14,7 +14,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::board::Board;
-use crate::capture::CameraState;
+use crate::frame::CameraState;
 use crate::histogram::Counts;
 use crate::infer::timing::{self, Call};
 

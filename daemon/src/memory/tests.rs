@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::capture::FrameMeta;
+use crate::frame::FrameMeta;
 
 const GRID: u32 = 8;
 const DIM: usize = 4;

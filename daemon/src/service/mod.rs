@@ -33,10 +33,10 @@ use tokio_util::task::TaskTracker;
 pub use config::ServiceConfig;
 pub use notify::Notifier;
 
-use crate::capture::CameraState;
 use crate::config::{self as cfg, Config, Environment};
 use crate::event::Activity;
 use crate::event::Event;
+use crate::frame::CameraState;
 use crate::health::Heartbeats;
 use crate::http::{AskRequest, Board, HttpServer, Outcome};
 use crate::mqtt::{Mqtt, MqttHandle, Question};

@@ -46,6 +46,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("config", 6),
     // 7: the service and the commands.
     ("service", 7),
+    ("cli", 7),
     ("eval", 7),
     ("tune", 7),
 ];
@@ -55,9 +56,8 @@ const LAYERS: &[(&str, u8)] = &[
 /// camera unit, the commands stop reaching into stages. (Already moved
 /// down: `settings`, `event`, `frame`.)
 const DEBT: &[(&str, &str)] = &[
-    // Up into `config` for `Config` itself: `mqtt`'s `glimpse events`
-    // command and the pipeline's builder take the whole config.
-    ("mqtt", "config"),
+    // Up into `config` for `Config` itself: the pipeline's builder takes
+    // the whole config.
     ("pipeline", "config"),
     // `config` takes `ServiceConfig` from the service.
     ("config", "service"),
@@ -70,7 +70,6 @@ const DEBT: &[(&str, &str)] = &[
     // Stages that reach into each other.
     ("dtd", "vision"),
     ("memory", "dtd"),
-    ("mqtt", "snapshot"),
     ("http", "snapshot"),
     ("http", "mqtt"),
     ("http", "pipeline"),

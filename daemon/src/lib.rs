@@ -10,6 +10,7 @@
 
 pub mod capture;
 pub mod chart;
+pub mod cli;
 pub mod config;
 pub mod dtd;
 pub mod eval;

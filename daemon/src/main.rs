@@ -47,7 +47,7 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
         /// How far back: 30s, 15m, 1h, 2d.
-        #[arg(long, default_value = "1h", value_parser = glimpse::mqtt::parse_age)]
+        #[arg(long, default_value = "1h", value_parser = glimpse::cli::events::parse_age)]
         since: std::time::Duration,
         /// Only this camera.
         #[arg(long)]
@@ -274,7 +274,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             if let (Some(id), Some(out)) = (snapshot, out) {
-                return match glimpse::mqtt::write_snapshot(&config, &id, &out) {
+                return match glimpse::cli::events::write_snapshot(&config, &id, &out) {
                     Ok(_) => ExitCode::SUCCESS,
                     Err(e) => {
                         eprintln!("error: {e}");
@@ -282,7 +282,7 @@ fn main() -> ExitCode {
                     }
                 };
             }
-            match glimpse::mqtt::print_history(&config, since, camera.as_deref(), json) {
+            match glimpse::cli::events::print_history(&config, since, camera.as_deref(), json) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");

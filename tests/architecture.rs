@@ -59,8 +59,6 @@ const DEBT: &[(&str, &str)] = &[
     // Up into `config` for `Config` itself: the pipeline's builder takes
     // the whole config.
     ("pipeline", "config"),
-    // `config` takes `ServiceConfig` from the service.
-    ("config", "service"),
     // `capture::CameraConfig` is the whole camera: it belongs to the
     // camera unit, and capture should get only what it samples with.
     ("capture", "dtd"),

@@ -2,7 +2,7 @@
 //! problems found while checking a config, the process environment it may
 //! read, and secrets (from an environment variable, else a file). A leaf:
 //! it imports no stage, so each stage can own its config type and its
-//! validation without depending on the config as a whole (`config.rs`
+//! validation without depending on the config as a whole (`config`
 //! composes the sections; docs/architecture.md §1).
 
 use std::collections::BTreeMap;

@@ -13,7 +13,6 @@
 //! docs/architecture.md §8. All of it runs on tokio; nothing here
 //! touches a frame or a model.
 
-mod config;
 pub mod logging;
 mod notify;
 
@@ -30,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::ServiceConfig;
+pub use crate::config::ServiceConfig;
 pub use notify::Notifier;
 
 use crate::config::{self as cfg, Config, Environment};

@@ -1,4 +1,6 @@
 //! `[service]`: logging, state directory, watchdog and shutdown settings.
+//! Here, with the config as a whole, rather than in `service`: the service
+//! runs on the whole config, and the config must not reach up into it.
 
 use std::path::{Path, PathBuf};
 

@@ -25,13 +25,15 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod service;
+
 pub use crate::settings::{read_secret, Environment, Problem, Problems, Secret};
+pub use service::ServiceConfig;
 
 use crate::capture::{CameraConfig, SourceConfig};
 use crate::http::HttpConfig;
 use crate::infer::{BackendKind, ModelConfig, ModelFolder};
 use crate::mqtt::MqttConfig;
-use crate::service::ServiceConfig;
 use crate::workers::WorkersConfig;
 
 /// The whole daemon configuration, validated and resolved.

@@ -33,9 +33,14 @@ source = {{ kind = "synthetic", frame_rate = 10, shapes = {shapes} }}
 
 /// The pipeline for `config`, its events into `tx`.
 async fn start(config: &config::Config, tx: mpsc::Sender<glimpse::event::Event>) -> Pipeline {
-    Pipeline::build(config, &Heartbeats::new(), tx, Default::default())
-        .await
-        .unwrap()
+    Pipeline::build(
+        &config.pipeline(),
+        &Heartbeats::new(),
+        tx,
+        Default::default(),
+    )
+    .await
+    .unwrap()
 }
 
 /// The next event, within 30 s.
@@ -169,7 +174,7 @@ async fn a_new_model_takes_over_the_running_camera_without_a_false_event() {
     );
     let mut new = config(state.path(), 0, "");
     new.model.as_mut().unwrap().path = copy.clone();
-    let changes = pipeline.reload(&new).await.unwrap();
+    let changes = pipeline.reload(&new.pipeline()).await.unwrap();
     assert!(
         changes.model_reloaded && changes.restarted.is_empty(),
         "{changes:?}"

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use glimpse::capture::{Frame, FrameMeta};
+use glimpse::frame::{Frame, FrameMeta};
 use glimpse::dtd::{DtdConfig, PixelGate, Reference, TokenDropper};
 use glimpse::vision::FrameTokens;
 

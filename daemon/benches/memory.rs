@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use glimpse::capture::FrameMeta;
+use glimpse::frame::FrameMeta;
 use glimpse::dtd::Kept;
 use glimpse::infer::{self, ModelConfig};
 use glimpse::llm::{Responder, Seen, Visual};

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use glimpse::mqtt::{Mqtt, MqttConfig};
-use glimpse::trigger::{Event, EventKind};
+use glimpse::event::{Event, EventKind};
 use tokio::sync::mpsc;
 
 const THROUGHPUT_EVENTS: usize = 3000;

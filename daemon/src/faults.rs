@@ -27,14 +27,6 @@ pub const STALL_ENV: &str = "GLIMPSE_DEBUG_STALL_AFTER_MS";
 /// end without a model.
 pub const TEST_EVENTS_ENV: &str = "GLIMPSE_DEBUG_EVENT_EVERY_MS";
 
-/// Makes every model load (at start and on reload) take this many more
-/// milliseconds, as a TensorRT engine build does.
-pub const SLOW_LOAD_ENV: &str = "GLIMPSE_DEBUG_MODEL_LOAD_MS";
-
-/// Makes every frame's analysis take this many more milliseconds, as a
-/// large encoder on a small CPU does: the workers fall behind the cameras.
-pub const SLOW_ANALYSIS_ENV: &str = "GLIMPSE_DEBUG_ANALYSIS_MS";
-
 fn env_ms(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.parse().ok().filter(|ms| *ms > 0)
 }
@@ -67,7 +59,7 @@ pub fn stall(pipeline: &Pipeline) -> Arc<AtomicBool> {
 /// Makes numbered test events, per camera, every [`TEST_EVENTS_ENV`]
 /// milliseconds if set, until `stop` is cancelled. Each is made the way a
 /// model's response is: a `Proactive` job on the worker pool (slowed by
-/// [`SLOW_ANALYSIS_ENV`] like a frame) that sends the event into `sink`.
+/// `crate::slow::SLOW_ANALYSIS_ENV` like a frame) that sends the event into `sink`.
 /// So at a stop, queued jobs still make events while the pipeline drains.
 /// A camera with snapshots on gives each its snapshot: a test pattern of
 /// its frame size, scaled and encoded on the worker as a real one is.
@@ -99,7 +91,7 @@ pub fn test_events(
                 );
                 let sink = sink.clone();
                 let job = Box::new(move || {
-                    slow_analysis();
+                    crate::slow::slow_analysis();
                     if let Some((snapshotter, width, height)) = snapshots {
                         let frame = Picture::pattern(width, height, number);
                         let (w, h) =
@@ -133,21 +125,4 @@ pub fn test_events(
             );
         }
     }))
-}
-
-/// Sleeps [`SLOW_ANALYSIS_ENV`] milliseconds, if set (on a worker, per
-/// frame taken from a camera).
-pub fn slow_analysis() {
-    static MS: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
-    if let Some(ms) = *MS.get_or_init(|| env_ms(SLOW_ANALYSIS_ENV)) {
-        std::thread::sleep(Duration::from_millis(ms));
-    }
-}
-
-/// Sleeps [`SLOW_LOAD_ENV`] milliseconds, if set (on the loading thread).
-pub fn slow_model_load() {
-    if let Some(ms) = env_ms(SLOW_LOAD_ENV) {
-        tracing::warn!("{SLOW_LOAD_ENV} is set: this model load takes {ms} ms more");
-        std::thread::sleep(Duration::from_millis(ms));
-    }
 }

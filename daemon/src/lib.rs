@@ -30,6 +30,8 @@ pub mod pipeline;
 pub mod queue;
 pub mod service;
 pub mod settings;
+#[cfg(feature = "fault-injection")]
+pub mod slow;
 pub mod snapshot;
 pub mod trigger;
 pub mod tune;

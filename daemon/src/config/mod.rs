@@ -171,6 +171,21 @@ pub fn parse(path: &Path, text: &str, env: &Environment) -> Result<Config, Confi
 }
 
 impl Config {
+    /// What the pipeline runs, taken from the whole.
+    pub fn pipeline(&self) -> crate::pipeline::PipelineConfig {
+        crate::pipeline::PipelineConfig {
+            model: self.model.clone(),
+            workers: self.workers.clone(),
+            cameras: self.cameras.clone(),
+            state_dir: self.service.state_dir().map(|d| d.to_owned()),
+            snapshot_max_count: self.service.snapshot_max_count,
+            snapshot_max_bytes: self.service.snapshot_max_bytes,
+            shutdown_timeout_ms: self.service.shutdown_timeout_ms,
+        }
+    }
+}
+
+impl Config {
     /// Checks every value; touches no file, device or network.
     pub fn validate(&self, problems: &mut Problems) {
         self.service.validate("service", problems);

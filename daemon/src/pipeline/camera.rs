@@ -199,7 +199,7 @@ impl Camera {
     /// Analyses one frame with the model of the moment (on a worker).
     fn analyse(&self, frame: Frame) {
         #[cfg(feature = "fault-injection")]
-        crate::faults::slow_analysis();
+        crate::slow::slow_analysis();
         let Some(stages) = self.current.model() else {
             return; // No model: frames are only counted.
         };

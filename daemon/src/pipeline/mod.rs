@@ -32,7 +32,6 @@ pub use analysis::{
 };
 
 use crate::capture::{self, CameraConfig, CameraState, CaptureError, CaptureHandle};
-use crate::config::Config;
 use crate::event::Event;
 use crate::health::Heartbeats;
 use crate::infer::{self, InferError, ModelConfig};
@@ -179,30 +178,51 @@ impl Changes {
     }
 }
 
+/// What the pipeline runs: the parts of the config it needs, taken from
+/// the whole by `Config::pipeline` (the config composes every section; the
+/// pipeline does not know it as a whole: docs/architecture.md §1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineConfig {
+    /// `[model]`, if any.
+    pub model: Option<ModelConfig>,
+    /// `[workers]`.
+    pub workers: crate::workers::WorkersConfig,
+    /// Every camera, enabled or not.
+    pub cameras: BTreeMap<String, CameraConfig>,
+    /// The resolved state directory (memory and event snapshots).
+    pub state_dir: Option<std::path::PathBuf>,
+    /// `service.snapshot_max_count`.
+    pub snapshot_max_count: u64,
+    /// `service.snapshot_max_bytes`.
+    pub snapshot_max_bytes: u64,
+    /// `service.shutdown_timeout_ms`.
+    pub shutdown_timeout_ms: u64,
+}
+
 impl Pipeline {
     /// Builds and starts every stage of `config`; events go to `events`.
     /// Must run inside the tokio runtime; loads the model off it.
     pub async fn build(
-        config: &Config,
+        config: &PipelineConfig,
         heartbeats: &Heartbeats,
         events: mpsc::Sender<Event>,
         operator: Operator,
     ) -> Result<Pipeline, PipelineError> {
         let model = match &config.model {
-            Some(m) => Some(load_model(m, config.service.state_dir()).await?),
+            Some(m) => Some(load_model(m, config.state_dir.as_deref()).await?),
             None => None,
         };
         let workers = config.workers.build(heartbeats)?;
-        if let Some(dir) = config.service.state_dir() {
+        if let Some(dir) = &config.state_dir {
             crate::memory::remove_leftovers(&dir.join("memory"));
         }
         // Lists one folder once at start (at most snapshot_max_count
         // files): short enough to do here, before anything runs.
-        let snapshots = match config.service.state_dir() {
+        let snapshots = match &config.state_dir {
             Some(dir) => Some(SnapshotStore::open(
                 &dir.join(crate::snapshot::FOLDER),
-                usize::try_from(config.service.snapshot_max_count).unwrap_or(usize::MAX),
-                config.service.snapshot_max_bytes,
+                usize::try_from(config.snapshot_max_count).unwrap_or(usize::MAX),
+                config.snapshot_max_bytes,
             )?),
             None => None,
         };
@@ -215,14 +235,14 @@ impl Pipeline {
         let mut pipeline = Pipeline {
             model_config: config.model.clone(),
             current,
-            state_dir: config.service.state_dir().map(|d| d.to_owned()),
+            state_dir: config.state_dir.clone(),
             snapshots,
             runtime_rules: operator.rules,
             paused: operator.paused,
             cameras: BTreeMap::new(),
             workers,
             workers_config: config.workers.clone(),
-            shutdown_timeout: Duration::from_millis(config.service.shutdown_timeout_ms),
+            shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
         };
         for (name, camera) in config.cameras.iter().filter(|(_, c)| c.enabled) {
             let running = pipeline.start_camera(name, camera)?;
@@ -413,14 +433,14 @@ impl Pipeline {
 
     /// True when `config` names another model than the running one: it has
     /// to be loaded ([`load_model`]) before [`Pipeline::apply`].
-    pub fn model_changed(&self, config: &Config) -> bool {
+    pub fn model_changed(&self, config: &PipelineConfig) -> bool {
         config.model != self.model_config
     }
 
     /// Loads what `config` needs (the model, when it changed) and applies
     /// it: [`load_model`] then [`Pipeline::apply`] in one call, for callers
     /// that may wait for the load.
-    pub async fn reload(&mut self, config: &Config) -> Result<Changes, PipelineError> {
+    pub async fn reload(&mut self, config: &PipelineConfig) -> Result<Changes, PipelineError> {
         let loaded = match &config.model {
             Some(m) if self.model_changed(config) => {
                 Some(load_model(m, self.state_dir.as_deref()).await?)
@@ -437,11 +457,11 @@ impl Pipeline {
     /// a user says "try again".
     pub async fn apply(
         &mut self,
-        config: &Config,
+        config: &PipelineConfig,
         loaded: Option<Arc<ModelStages>>,
     ) -> Result<Changes, PipelineError> {
         let mut changes = Changes::default();
-        self.shutdown_timeout = Duration::from_millis(config.service.shutdown_timeout_ms);
+        self.shutdown_timeout = Duration::from_millis(config.shutdown_timeout_ms);
 
         if self.model_changed(config) {
             let model = match (&config.model, loaded) {
@@ -538,7 +558,7 @@ pub async fn load_model(
     let state_dir = state_dir.map(|d| d.to_owned());
     tokio::task::spawn_blocking(move || -> Result<Arc<ModelStages>, PipelineError> {
         #[cfg(feature = "fault-injection")]
-        crate::faults::slow_model_load();
+        crate::slow::slow_model_load();
         let model = infer::load_in(&config, state_dir.as_deref())?;
         let preprocessor = Preprocessor::from_folder(model.folder())?;
         let responder = Responder::from_folder(model.folder(), crate::llm::MAX_ANSWER_TOKENS)?;
@@ -654,12 +674,14 @@ mod tests {
         assert_ne!(before, model_fingerprint(&open()));
     }
 
-    fn config(text: &str) -> Config {
+    fn config(text: &str) -> PipelineConfig {
         let env = crate::config::Environment {
             state_directory: Some("/tmp/glimpse-test".into()),
             ..Default::default()
         };
-        crate::config::parse(Path::new("t.toml"), text, &env).unwrap()
+        crate::config::parse(Path::new("t.toml"), text, &env)
+            .unwrap()
+            .pipeline()
     }
 
     const TWO: &str = r#"

@@ -123,9 +123,10 @@ pub async fn run(
         rules: rules.borrow_and_update().clone(),
         paused: paused.borrow_and_update().clone(),
     };
-    let mut pipeline = Pipeline::build(&config, &heartbeats, events_tx.clone(), operator)
-        .await
-        .context("cannot start the pipeline")?;
+    let mut pipeline =
+        Pipeline::build(&config.pipeline(), &heartbeats, events_tx.clone(), operator)
+            .await
+            .context("cannot start the pipeline")?;
     // A full disk: the outbox makes room from the oldest snapshots before
     // an event waiting in memory is lost (docs/architecture.md §7).
     if let Some(store) = pipeline.snapshot_store() {
@@ -322,7 +323,11 @@ pub async fn run(
                         continue;
                     }
                 };
-                match new.model.clone().filter(|_| pipeline.model_changed(&new)) {
+                match new
+                    .model
+                    .clone()
+                    .filter(|_| pipeline.model_changed(&new.pipeline()))
+                {
                     Some(model) => {
                         pending = Some(start_model_load(new, model, &state_dir, &notifier))
                     }
@@ -562,7 +567,7 @@ async fn apply(
 ) {
     logging.set_level(&new.service.log_level);
     stall_timeout.store(new.service.stall_timeout_ms, Ordering::Relaxed);
-    let status = match pipeline.apply(&new, loaded).await {
+    let status = match pipeline.apply(&new.pipeline(), loaded).await {
         Ok(changes) if changes.is_empty() => "config reloaded; nothing to restart".to_owned(),
         Ok(changes) => {
             let mut status = format!(

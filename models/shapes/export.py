@@ -74,7 +74,8 @@ def main():
     tok.save(os.path.join(out, "tokenizer.json"))
     # A checkpoint written on a GPU loads here on the CPU.
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    net = M.ShapesModel(len(vocab), M.decoder_layers(state["model"]))
+    place = M.has_place(state["model"])
+    net = M.ShapesModel(len(vocab), M.decoder_layers(state["model"]), place)
     net.load_state_dict(state["model"])
     export_graphs(net, out)
     H = M.HIDDEN
@@ -97,6 +98,11 @@ def main():
         # Trained without SmolVLM's <fake_token_around_image> markers.
         "glimpse": {"wrap_images": False, "trained_steps": int(state["step"]), "recipe": "models/shapes/README.md"},
     }
+    if place:
+        # The vision graph adds the place code (model.Vision.place);
+        # import_onnx.py reads it back. The daemon needs nothing: the code
+        # is inside the graph.
+        config["glimpse"]["place_code"] = "sincos_2d"
     generation = {"bos_token_id": vocab["<|im_start|>"], "eos_token_id": [vocab["<end_of_utterance>"]], "max_new_tokens": 24}
     preprocessor = {
         "image_processor_type": "Idefics3ImageProcessor",

@@ -5,7 +5,8 @@ training can resume from the shipped model when its checkpoint is gone
 
     python3 import_onnx.py model work/ckpt.pt
 
-The checkpoint holds the weights and the step the folder was trained to; the
+The checkpoint holds the weights (and the place code, when the folder's
+vision graph adds one) and the step the folder was trained to; the
 optimiser starts afresh, and the auxiliary heads (kind, colour, region),
 which are not exported, start from random (a `--vision-steps` phase
 retrains them).
@@ -70,6 +71,9 @@ def probe_map(net):
     """{graph: {initializer name: (parameter name, transposed)}} for `net`'s
     architecture."""
     params = dict(net.named_parameters())
+    # Saved buffers (the place code) are initializers too.
+    saved = net.state_dict()
+    params.update({k: b for k, b in net.named_buffers() if k in saved})
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in params.values():
@@ -106,6 +110,13 @@ def folder_layers(folder):
         return int(json.load(f)["text_config"]["num_hidden_layers"])
 
 
+def folder_place(folder):
+    """Whether an exported folder's vision graph adds the place code
+    (model.Vision.place; export.py says so in config.json)."""
+    with open(os.path.join(folder, "config.json")) as f:
+        return "place_code" in json.load(f).get("glimpse", {})
+
+
 def load_folder(net, folder, graphs=None):
     """Puts the weights of an exported folder (or of its graphs, `read`
     already) into `net`; returns the names of the parameters it filled."""
@@ -133,7 +144,7 @@ def main():
         sys.exit(__doc__.split("\n\n")[1])
     folder, ckpt = sys.argv[1], sys.argv[2]
     _, vocab = qa.make_tokenizer()
-    net = M.ShapesModel(len(vocab), folder_layers(folder))
+    net = M.ShapesModel(len(vocab), folder_layers(folder), folder_place(folder))
     graphs = read(folder)
     filled = load_folder(net, folder, graphs)
     # The check: the imported weights export to the same initializers (met

@@ -45,7 +45,7 @@ def main():
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 20
     tok, vocab = qa.make_tokenizer()
     state = torch.load(sys.argv[1], weights_only=False)["model"]
-    net = M.ShapesModel(len(vocab), M.decoder_layers(state))
+    net = M.ShapesModel(len(vocab), M.decoder_layers(state), M.has_place(state))
     net.load_state_dict(state)
     net.eval()
     ex = train.Examples(tok, vocab)
@@ -62,7 +62,7 @@ def main():
                 if not pair:
                     continue
                 k += 1
-                feats, _, _, _, built, _ = ex.contexts(net, [(clip, now, cfg)])
+                feats, _, _, built, _ = ex.contexts(net, [(clip, now, cfg)])
                 items = built[0][0]
                 answer = greedy(net, items, feats.reshape(-1, M.HIDDEN), ex, str(pair[0]))
                 ok = qa.score(task, answer, pair[1])
@@ -83,7 +83,7 @@ def appearances(net, ex, cfg, n):
         r = float(rng.uniform(11, 16))
         x, y = rng.uniform(r + 2, world.SIZE - r - 2, 2)
         clip = make_clips.scripted(100 + t, 8, {5: [("appear", world.Shape(kind, colour, float(x), float(y), r))]})
-        feats, _, _, _, built, _ = ex.contexts(net, [(clip, 5, cfg)])
+        feats, _, _, built, _ = ex.contexts(net, [(clip, 5, cfg)])
         answer = greedy(net, built[0][0], feats.reshape(-1, M.HIDDEN), ex, "what changed ?")
         right["colour"] += colour in answer
         right["kind"] += kind in answer

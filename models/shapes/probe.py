@@ -6,6 +6,7 @@ badly, the decoder is the bottleneck; where the probe fails too, the vision
 side is.
 
     python3 probe.py model [frames]
+    python3 probe.py work/ckpt.pt [frames]   # a training checkpoint
 
 Per patch covered by a shape (fresh clips of the world, seeds apart from
 training's and the eval's): its kind, its colour, the region word of the
@@ -45,11 +46,18 @@ def fit(x, y, classes, train, test):
 
 
 def main():
+    torch.set_num_threads(1)
     folder = sys.argv[1]
     frames = int(sys.argv[2]) if len(sys.argv) > 2 else 1200
     _, vocab = qa.make_tokenizer()
-    net = M.ShapesModel(len(vocab), import_onnx.folder_layers(folder))
-    import_onnx.load_folder(net, folder)
+    if folder.endswith(".pt"):
+        # A training checkpoint (train.py, place.py, train_decoder.py).
+        state = torch.load(folder, map_location="cpu", weights_only=False)["model"]
+        net = M.ShapesModel(len(vocab), M.decoder_layers(state), M.has_place(state))
+        net.load_state_dict(state)
+    else:
+        net = M.ShapesModel(len(vocab), import_onnx.folder_layers(folder), import_onnx.folder_place(folder))
+        import_onnx.load_folder(net, folder)
     net.eval()
     rng = np.random.default_rng(5)
     clips = [world.make_clip(int(rng.integers(2 * 10**9, 3 * 10**9)), frames=12, activity=1.5) for _ in range(frames // 12)]

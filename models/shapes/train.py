@@ -595,7 +595,9 @@ def main():
         # optimiser starts afresh below, as for any architecture change.
         state = {"model": M.grow(state["model"], layers), "step": state["step"]}
         print(f"decoder grown from {had} to {layers} layers", flush=True)
-    net = M.ShapesModel(len(vocab), layers).to(device)
+    # The place code (model.Vision.place) comes with the checkpoint
+    # (place.py adds it).
+    net = M.ShapesModel(len(vocab), layers, bool(state and M.has_place(state["model"]))).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01)
     # The entry head trains beside the model and is not exported. It is
     # the optimiser's second parameter group, added before loading a

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use glimpse::frame::{Frame, FrameMeta};
 use glimpse::dtd::{DtdConfig, PixelGate, Reference, TokenDropper};
+use glimpse::frame::{Frame, FrameMeta};
 use glimpse::vision::FrameTokens;
 
 fn frame(size: u32, seq: u64) -> Frame {

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use glimpse::frame::FrameMeta;
 use glimpse::dtd::Kept;
+use glimpse::frame::FrameMeta;
 use glimpse::infer::{self, ModelConfig};
 use glimpse::llm::{Responder, Seen, Visual};
 use glimpse::memory::{MemoryBank, MemoryConfig};

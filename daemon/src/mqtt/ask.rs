@@ -327,6 +327,7 @@ struct Refused {
 /// so the state is bounded.
 #[derive(Debug)]
 pub struct QuestionGate {
+    per_minute: u32,
     limit: RateLimit,
     refused: BTreeMap<String, Refused>,
     /// Questions silenced since start, all cameras.
@@ -337,6 +338,7 @@ impl QuestionGate {
     /// A gate admitting `per_minute` questions per camera.
     pub fn new(per_minute: u32) -> QuestionGate {
         QuestionGate {
+            per_minute,
             limit: RateLimit::new(per_minute),
             refused: BTreeMap::new(),
             silenced: 0,
@@ -359,6 +361,14 @@ impl QuestionGate {
         } else {
             Admission::Refuse
         }
+    }
+
+    /// What an asker over `camera`'s budget is told.
+    pub fn refusal(&self, camera: &str) -> String {
+        format!(
+            "too many questions for camera {camera:?}: at most {} per minute (mqtt.questions_per_minute)",
+            self.per_minute
+        )
     }
 
     /// Questions silenced since start.

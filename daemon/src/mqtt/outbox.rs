@@ -320,25 +320,37 @@ impl Outbox {
                  WHERE id > ?1 ORDER BY id LIMIT ?2",
             )
             .map_err(err)?;
-        let rows = statement
-            .query_map(params![after, limit as i64], |r| {
-                Ok(Pending {
-                    id: r.get(0)?,
-                    camera: r.get(1)?,
-                    channel: Channel::parse(&r.get::<_, String>(2)?),
-                    response_topic: r.get(3)?,
-                    correlation: r.get(4)?,
-                    payload: r.get(5)?,
+        let mut found = Vec::new();
+        let mut from = after;
+        loop {
+            let rows = statement
+                .query_map(params![from, limit as i64], |r| {
+                    Ok(Pending {
+                        id: r.get(0)?,
+                        camera: r.get(1)?,
+                        channel: Channel::parse(&r.get::<_, String>(2)?),
+                        response_topic: r.get(3)?,
+                        correlation: r.get(4)?,
+                        payload: r.get(5)?,
+                    })
                 })
-            })
-            .map_err(err)?;
-        let rows = rows.collect::<Result<Vec<_>, _>>().map_err(err)?;
-        // An acknowledged row that could not be deleted is never sent
-        // again (issue 43: one was sent three times).
-        Ok(rows
-            .into_iter()
-            .filter(|r| !self.acknowledged.contains(&r.id))
-            .collect())
+                .map_err(err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(err)?;
+            let more = rows.len() == limit;
+            from = rows.last().map_or(from, |r| r.id);
+            // An acknowledged row that could not be deleted is never sent
+            // again (issue 43: one was sent three times); the rows behind
+            // it are read on, so a window of them does not stall the pump.
+            found.extend(
+                rows.into_iter()
+                    .filter(|r| !self.acknowledged.contains(&r.id)),
+            );
+            if found.len() >= limit || !more {
+                found.truncate(limit);
+                return Ok(found);
+            }
+        }
     }
 
     /// Deletes acknowledged messages; ids already gone (dropped) are fine.
@@ -569,6 +581,28 @@ mod tests {
             correlation: None,
             payload: format!("{{\"n\":{n}}}"),
         }
+    }
+
+    #[test]
+    fn acknowledged_rows_not_deleted_are_skipped_without_hiding_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path(), 100, 100).unwrap();
+        for n in 0..5 {
+            outbox.push(&message("a", n), None).unwrap();
+        }
+        let ids: Vec<i64> = outbox.after(0, 10).unwrap().iter().map(|r| r.id).collect();
+        // The first two were acknowledged, their DELETE failed (a full disk).
+        outbox.acknowledged.extend(&ids[..2]);
+        let next: Vec<i64> = outbox.after(0, 2).unwrap().iter().map(|r| r.id).collect();
+        assert_eq!(
+            next,
+            ids[2..4],
+            "a window of acknowledged rows hid the rest"
+        );
+        assert_eq!(outbox.pending(), 3);
+        outbox.retry_deletes().unwrap();
+        assert_eq!(outbox.after(0, 10).unwrap().len(), 3);
+        assert_eq!(outbox.pending(), 3);
     }
 
     #[test]

@@ -255,7 +255,7 @@ pub async fn run(
             Some(request) = http_asks.recv() => {
                 // HTTP questions take from the same budget as MQTT's.
                 let question = request.question;
-                match events.admit_question(&question.camera, config.mqtt.questions_per_minute) {
+                match events.admit_question(&question.camera) {
                     Ok(()) => ask(&pipeline, &events, question, &answering, &board, Some(request.reply)),
                     Err(why) => {
                         board.record_question(&question.camera, Outcome::Failed);

@@ -86,12 +86,11 @@ impl MqttHandle {
     /// Takes one question of `camera`'s budget (`mqtt.questions_per_minute`,
     /// shared with the MQTT askers): `Err` with the error to answer when it
     /// is spent. For the HTTP API, whose asker waits for the reply.
-    pub fn admit_question(&self, camera: &str, per_minute: u32) -> Result<(), String> {
-        match self.shared.gate().admit(camera, Instant::now()) {
+    pub fn admit_question(&self, camera: &str) -> Result<(), String> {
+        let mut gate = self.shared.gate();
+        match gate.admit(camera, Instant::now()) {
             Admission::Admitted => Ok(()),
-            Admission::Refuse | Admission::Silence => Err(format!(
-                "too many questions for camera {camera:?}: at most {per_minute} per minute (mqtt.questions_per_minute)"
-            )),
+            Admission::Refuse | Admission::Silence => Err(gate.refusal(camera)),
         }
     }
 

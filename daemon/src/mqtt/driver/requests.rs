@@ -174,8 +174,8 @@ impl Driver {
                 let refusal = Refusal {
                     id,
                     error: format!(
-                        "too many questions for camera {camera:?}: at most {} per minute (mqtt.questions_per_minute); more are not answered until the budget refills",
-                        self.config.questions_per_minute
+                        "{}; more are not answered until the budget refills",
+                        self.shared.gate().refusal(camera)
                     ),
                 };
                 tracing::info!(

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use glimpse::config::{self, Environment};
-use glimpse::event::EventKind;
+use glimpse::event::{EventKind, Produced};
 use glimpse::health::Heartbeats;
 use glimpse::pipeline::Pipeline;
 use tokio::sync::mpsc;
@@ -32,7 +32,7 @@ source = {{ kind = "synthetic", frame_rate = 10, shapes = {shapes} }}
 }
 
 /// The pipeline for `config`, its events into `tx`.
-async fn start(config: &config::Config, tx: mpsc::Sender<glimpse::event::Event>) -> Pipeline {
+async fn start(config: &config::Config, tx: mpsc::Sender<Produced>) -> Pipeline {
     Pipeline::build(
         &config.pipeline(),
         &Heartbeats::new(),
@@ -44,11 +44,12 @@ async fn start(config: &config::Config, tx: mpsc::Sender<glimpse::event::Event>)
 }
 
 /// The next event, within 30 s.
-async fn next_event(events: &mut mpsc::Receiver<glimpse::event::Event>) -> glimpse::event::Event {
+async fn next_event(events: &mut mpsc::Receiver<Produced>) -> glimpse::event::Event {
     tokio::time::timeout(Duration::from_secs(30), events.recv())
         .await
         .expect("an event within 30 s")
         .unwrap()
+        .event
 }
 
 async fn wait_for(
@@ -148,7 +149,7 @@ async fn unsure_answers_are_held_back_and_counted() {
     let pipeline = start(&run("1.0", state.path()), tx).await;
     wait_for(&pipeline, "3 answers held back", |s| s.held_back >= 3).await;
     pipeline.shutdown().await;
-    while let Ok(event) = events.try_recv() {
+    while let Ok(Produced { event, .. }) = events.try_recv() {
         assert!(
             event.confidence.is_some_and(|c| c >= 1.0),
             "sent though unsure: {event:?}"

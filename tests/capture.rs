@@ -6,7 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use glimpse::capture::{self, CameraConfig, CameraState, Frame};
+use glimpse::capture::{self, CameraState, Frame};
+use glimpse::pipeline::CameraConfig;
 use glimpse::queue;
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +44,7 @@ impl Camera {
         let cancel = CancellationToken::new();
         let handle = capture::start(
             "test",
-            &config,
+            &config.capture(),
             tx,
             Box::new(move |s| seen.lock().unwrap().push(s.clone())),
             cancel.clone(),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use glimpse::capture::{self, CameraConfig};
+use glimpse::capture::{self, CaptureConfig, SourceConfig};
 use glimpse::queue;
 use tokio_util::sync::CancellationToken;
 
@@ -49,10 +49,16 @@ fn cpu_time() -> Duration {
 /// Runs the clip through capture as fast as it decodes; returns
 /// (source frames, frames delivered, wall time, cpu time).
 fn run(clip: &Path, size: u32, fps: u32) -> (u64, u64, Duration, Duration) {
-    let config: CameraConfig = toml::from_str(&format!(
-        "fps = {fps}\nwidth = {size}\nheight = {size}\nsource = {{ kind = \"file\", path = {clip:?}, realtime = false }}"
-    ))
-    .unwrap();
+    let config = CaptureConfig {
+        fps: fps.into(),
+        width: size,
+        height: size,
+        ..CaptureConfig::new(SourceConfig::File {
+            path: clip.into(),
+            looped: false,
+            realtime: false,
+        })
+    };
     // A queue big enough to never drop: we measure capture, not the consumer.
     let (tx, mut rx) = queue::channel(100_000);
     let (wall, cpu) = (Instant::now(), cpu_time());

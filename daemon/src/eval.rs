@@ -28,12 +28,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::capture::{self, CameraConfig, Frame};
+use crate::capture::{self, Frame};
 use crate::dtd::{DtdConfig, Reference};
-use crate::infer::{self, ModelConfig};
-use crate::llm::Responder;
+use crate::infer::ModelConfig;
 use crate::pipeline::analysis::{CameraAnalysis, ModelStages};
-use crate::vision::Preprocessor;
+use crate::pipeline::CameraConfig;
 
 pub mod calibration;
 pub mod events;
@@ -273,15 +272,9 @@ pub fn score(task: &str, predicted: &str, truth: &str) -> bool {
 
 /// Runs every clip under every setting; blocking.
 pub fn run(request: &EvalRequest, progress: &mut dyn FnMut(&str)) -> anyhow::Result<EvalReport> {
-    let model = infer::load(&request.model)?;
-    let stages = ModelStages {
-        preprocessor: Preprocessor::from_folder(model.folder())?,
-        responder: Responder::from_folder(model.folder(), crate::llm::MAX_ANSWER_TOKENS)?,
-        fingerprint: "eval".to_owned(),
-        model,
-    };
-    let size = stages.model.folder().info.image_size;
-    let grid_tokens = stages.model.folder().info.tokens_per_image();
+    let stages = crate::pipeline::build_model_stages(&request.model, None)?;
+    let info = &stages.model.folder().info;
+    let (size, grid_tokens) = (info.image_size, info.tokens_per_image());
     let mut dump = match &request.dump {
         Some(path) => Some(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -289,37 +282,13 @@ pub fn run(request: &EvalRequest, progress: &mut dyn FnMut(&str)) -> anyhow::Res
         )),
         None => None,
     };
-    let mut scores: Vec<SettingScore> = request
-        .settings
-        .iter()
-        .map(|s| {
-            let default = crate::dtd::DtdConfig::default();
-            SettingScore {
-                setting: s.name.clone(),
-                daemon_default: s.dtd.tau == default.tau && s.dtd.reference == default.reference,
-                ..SettingScore::default()
-            }
-        })
-        .collect();
-    let mut sums = vec![[0f64; 6]; request.settings.len()];
+    let mut scores: Vec<SettingScore> = request.settings.iter().map(SettingScore::new).collect();
+    let mut tallies = vec![Tally::default(); request.settings.len()];
     let mut questions = 0;
     // Per task, every true answer asked: the baselines answer them.
     let mut truths: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (clip, json) in request.clips.iter().enumerate() {
-        let mut truth: Truth = serde_json::from_str(
-            &std::fs::read_to_string(json)
-                .with_context(|| format!("cannot read {}", json.display()))?,
-        )
-        .with_context(|| format!("{}: not a ground-truth file", json.display()))?;
-        // The frames are walked once; questions may come in any order
-        // (stable: those about one frame keep theirs).
-        truth.questions.sort_by_key(|q| q.frame);
-        let video = json.parent().unwrap_or(Path::new(".")).join(&truth.video);
-        let mut frames: Vec<Frame> = Vec::new();
-        capture::read_clip(&video, truth.fps, size, |f| {
-            frames.push(f);
-            Ok(())
-        })?;
+        let (truth, video, frames) = read_truth(json, size)?;
         questions += truth.questions.len();
         for q in &truth.questions {
             truths
@@ -327,102 +296,226 @@ pub fn run(request: &EvalRequest, progress: &mut dyn FnMut(&str)) -> anyhow::Res
                 .or_default()
                 .push(q.answer.clone());
         }
+        let run = ClipRun {
+            stages: &stages,
+            json,
+            truth: &truth,
+            frames: &frames,
+            clip,
+            clips: request.clips.len(),
+            grid_tokens,
+        };
         for (i, setting) in request.settings.iter().enumerate() {
             progress(&format!("{} · {}", video.display(), setting.name));
-            let camera = camera_for(setting)?;
-            let mut analysis = CameraAnalysis::new("eval", &camera, &stages, None);
-            let mut backend = stages.model.backend();
-            let mut asked = truth.questions.iter().peekable();
-            for (n, frame) in frames.iter().enumerate() {
-                let (encoded, kept) = analysis.observe(frame, &stages)?;
-                let s = &mut sums[i];
-                s[0] += kept.positions.len() as f64;
-                s[1] += kept.mask.len() as f64;
-                s[2] += f64::from(u8::from(encoded));
-                while let Some(q) = asked.next_if(|q| q.frame == n) {
-                    let context = analysis.context();
-                    let seen = context.seen();
-                    let answer = stages.responder.ask(backend.as_mut(), &seen, &q.question)?;
-                    let right = score(&q.task, &answer.text, &q.answer);
-                    if let Some(out) = dump.as_mut() {
-                        let prompt = stages.responder.prompt(&seen, &q.question)?;
-                        let line = serde_json::json!({
-                            "clip": truth.video, "setting": setting.name, "frame": n,
-                            "tau": setting.dtd.tau, "tau_pix": setting.dtd.tau_pix,
-                            "reference": setting.dtd.reference, "similarity": setting.dtd.similarity,
-                            "memory": setting.memory,
-                            "question": q.question,
-                            "labels": context.items.iter().map(|c| crate::llm::glimpse_label(c.pts, c.now)).collect::<Vec<_>>(),
-                            "grids": context.items.iter().map(|c| c.grid).collect::<Vec<_>>(),
-                            "cells": context.items.iter().map(|c| &c.cells).collect::<Vec<_>>(),
-                            "ids": prompt.ids, "positions": prompt.positions,
-                            "task": q.task, "truth": q.answer,
-                            "answer": answer.text, "confidence": answer.confidence, "right": right,
-                        });
-                        writeln!(out, "{line}")?;
-                    }
-                    let entry = scores[i].tasks.entry(q.task.clone()).or_default();
-                    entry.0 += usize::from(right);
-                    entry.1 += 1;
-                    let per_clip = scores[i].per_clip.entry(q.task.clone()).or_default();
-                    per_clip.resize(request.clips.len(), (0, 0));
-                    per_clip[clip].0 += usize::from(right);
-                    per_clip[clip].1 += 1;
-                    if q.task == "describe" {
-                        let score = &mut scores[i];
-                        score.describe_events.add(&answer.text, &q.answer);
-                        let truly = events::is_true(&answer.text, &q.answer);
-                        score.describe_true.0 += usize::from(truly);
-                        score.describe_true.1 += 1;
-                        for key in ["all", "describe"] {
-                            let c = score.calibration.entry(key.to_owned()).or_default();
-                            c.add(answer.confidence, truly);
-                        }
-                    } else if q.task == "rule" {
-                        for key in ["all", "rule"] {
-                            let c = scores[i].calibration.entry(key.to_owned()).or_default();
-                            c.add(answer.confidence, right);
-                        }
-                    }
-                    let s = &mut sums[i];
-                    s[3] += answer.visual_tokens as f64;
-                    s[4] += answer.prompt_tokens as f64;
-                    s[5] += ((n + 1) * grid_tokens) as f64;
+            let dump = dump.as_mut().map(|d| d as &mut dyn Write);
+            run.setting(setting, &mut scores[i], &mut tallies[i], dump)?;
+        }
+    }
+    for (score, tally) in scores.iter_mut().zip(&tallies) {
+        score.finish(tally, request.clips.len(), grid_tokens);
+    }
+    if let Some(mut out) = dump {
+        out.flush()?;
+    }
+    Ok(EvalReport {
+        runtime: stages.model.runtime(),
+        clips: request.clips.len(),
+        questions,
+        settings: scores,
+        baselines: baselines(&truths),
+    })
+}
+
+/// A clip's ground truth (its questions sorted by frame), its video's
+/// path and its frames, decoded at the model's input size.
+fn read_truth(json: &Path, size: u32) -> anyhow::Result<(Truth, PathBuf, Vec<Frame>)> {
+    let mut truth: Truth = serde_json::from_str(
+        &std::fs::read_to_string(json)
+            .with_context(|| format!("cannot read {}", json.display()))?,
+    )
+    .with_context(|| format!("{}: not a ground-truth file", json.display()))?;
+    // The frames are walked once; questions may come in any order (stable:
+    // those about one frame keep theirs).
+    truth.questions.sort_by_key(|q| q.frame);
+    let video = json.parent().unwrap_or(Path::new(".")).join(&truth.video);
+    let mut frames: Vec<Frame> = Vec::new();
+    capture::read_clip(&video, truth.fps, size, |f| {
+        frames.push(f);
+        Ok(())
+    })?;
+    Ok((truth, video, frames))
+}
+
+/// Token counts of one setting, summed over clips.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    /// Visual tokens kept, and of every analysed frame.
+    kept: f64,
+    tokens: f64,
+    /// Frames encoded.
+    encoded: f64,
+    /// Per answer: visual tokens shown, prompt tokens, and the visual
+    /// tokens of every frame up to the question.
+    visual: f64,
+    prompt: f64,
+    window: f64,
+}
+
+/// One clip, read once, run under each setting.
+struct ClipRun<'a> {
+    stages: &'a ModelStages,
+    json: &'a Path,
+    truth: &'a Truth,
+    frames: &'a [Frame],
+    /// Its index in the request, and how many clips there are.
+    clip: usize,
+    clips: usize,
+    grid_tokens: usize,
+}
+
+impl ClipRun<'_> {
+    /// The clip through the daemon's own stages under `setting`: every
+    /// question asked after its frame, scored into `scores`.
+    fn setting(
+        &self,
+        setting: &Setting,
+        scores: &mut SettingScore,
+        tally: &mut Tally,
+        mut dump: Option<&mut dyn Write>,
+    ) -> anyhow::Result<()> {
+        let stages = self.stages;
+        let camera = camera_for(setting)?;
+        let mut analysis = CameraAnalysis::new("eval", &camera, stages, None);
+        let mut backend = stages.model.backend();
+        let mut asked = self.truth.questions.iter().peekable();
+        for (n, frame) in self.frames.iter().enumerate() {
+            let (encoded, kept) = analysis.observe(frame, stages)?;
+            tally.kept += kept.positions.len() as f64;
+            tally.tokens += kept.mask.len() as f64;
+            tally.encoded += f64::from(u8::from(encoded));
+            while let Some(q) = asked.next_if(|q| q.frame == n) {
+                let context = analysis.context();
+                let seen = context.seen();
+                let answer = stages.responder.ask(backend.as_mut(), &seen, &q.question)?;
+                let right = score(&q.task, &answer.text, &q.answer);
+                if let Some(out) = dump.as_deref_mut() {
+                    let prompt = stages.responder.prompt(&seen, &q.question)?;
+                    let line = serde_json::json!({
+                        "clip": self.truth.video,
+                        "setting": setting.name, "frame": n,
+                        "tau": setting.dtd.tau, "tau_pix": setting.dtd.tau_pix,
+                        "reference": setting.dtd.reference, "similarity": setting.dtd.similarity,
+                        "memory": setting.memory,
+                        "question": q.question,
+                        "labels": context.items.iter().map(|c| crate::llm::glimpse_label(c.pts, c.now)).collect::<Vec<_>>(),
+                        "grids": context.items.iter().map(|c| c.grid).collect::<Vec<_>>(),
+                        "cells": context.items.iter().map(|c| &c.cells).collect::<Vec<_>>(),
+                        "ids": prompt.ids, "positions": prompt.positions,
+                        "task": q.task, "truth": q.answer,
+                        "answer": answer.text, "confidence": answer.confidence, "right": right,
+                    });
+                    writeln!(out, "{line}")?;
                 }
-            }
-            if let Some(q) = asked.next() {
-                anyhow::bail!(
-                    "{}: a question is asked after frame {} but the clip has {} frames",
-                    json.display(),
-                    q.frame,
-                    frames.len()
+                scores.record(
+                    q,
+                    &answer.text,
+                    answer.confidence,
+                    right,
+                    self.clip,
+                    self.clips,
                 );
+                tally.visual += answer.visual_tokens as f64;
+                tally.prompt += answer.prompt_tokens as f64;
+                tally.window += ((n + 1) * self.grid_tokens) as f64;
+            }
+        }
+        if let Some(q) = asked.next() {
+            anyhow::bail!(
+                "{}: a question is asked after frame {} but the clip has {} frames",
+                self.json.display(),
+                q.frame,
+                self.frames.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl SettingScore {
+    /// An empty score of `setting`.
+    fn new(setting: &Setting) -> SettingScore {
+        let default = DtdConfig::default();
+        SettingScore {
+            setting: setting.name.clone(),
+            daemon_default: setting.dtd.tau == default.tau
+                && setting.dtd.reference == default.reference,
+            ..SettingScore::default()
+        }
+    }
+
+    /// One answer to `q` (of clip `clip` of `clips`), right or not.
+    fn record(
+        &mut self,
+        q: &TruthQuestion,
+        answer: &str,
+        confidence: f32,
+        right: bool,
+        clip: usize,
+        clips: usize,
+    ) {
+        let entry = self.tasks.entry(q.task.clone()).or_default();
+        entry.0 += usize::from(right);
+        entry.1 += 1;
+        let per_clip = self.per_clip.entry(q.task.clone()).or_default();
+        per_clip.resize(clips, (0, 0));
+        per_clip[clip].0 += usize::from(right);
+        per_clip[clip].1 += 1;
+        if q.task == "describe" {
+            self.describe_events.add(answer, &q.answer);
+            let truly = events::is_true(answer, &q.answer);
+            self.describe_true.0 += usize::from(truly);
+            self.describe_true.1 += 1;
+            for key in ["all", "describe"] {
+                let c = self.calibration.entry(key.to_owned()).or_default();
+                c.add(confidence, truly);
+            }
+        } else if q.task == "rule" {
+            for key in ["all", "rule"] {
+                let c = self.calibration.entry(key.to_owned()).or_default();
+                c.add(confidence, right);
             }
         }
     }
-    for (score, s) in scores.iter_mut().zip(&sums) {
-        let answers: usize = score.tasks.values().map(|(_, a)| a).sum();
+
+    /// The shares and means from `tally`, and the intervals over clips.
+    fn finish(&mut self, tally: &Tally, clips: usize, grid_tokens: usize) {
+        let answers: usize = self.tasks.values().map(|(_, a)| a).sum();
         let answers = answers.max(1) as f64;
-        score.kept_share = s[0] / s[1].max(1.0);
-        score.encoded_share = s[2] / (s[1] / grid_tokens as f64).max(1.0);
-        score.visual_per_answer = s[3] / answers;
-        score.prompt_per_answer = s[4] / answers;
-        score.window_per_answer = s[5] / answers;
-        let mut all = vec![(0, 0); request.clips.len()];
-        for (task, per_clip) in &score.per_clip {
+        self.kept_share = tally.kept / tally.tokens.max(1.0);
+        self.encoded_share = tally.encoded / (tally.tokens / grid_tokens as f64).max(1.0);
+        self.visual_per_answer = tally.visual / answers;
+        self.prompt_per_answer = tally.prompt / answers;
+        self.window_per_answer = tally.window / answers;
+        let mut all = vec![(0, 0); clips];
+        for (task, per_clip) in &self.per_clip {
             for (a, c) in all.iter_mut().zip(per_clip) {
                 a.0 += c.0;
                 a.1 += c.1;
             }
             if let Some(ci) = stats::bootstrap_ci(per_clip) {
-                score.ci.insert(task.clone(), ci);
+                self.ci.insert(task.clone(), ci);
             }
         }
         if let Some(ci) = stats::bootstrap_ci(&all) {
-            score.ci.insert("all".to_owned(), ci);
+            self.ci.insert("all".to_owned(), ci);
         }
     }
-    let baselines = truths
+}
+
+/// Per task: the majority answer's baseline, and the fixed answer's where
+/// the task has one.
+fn baselines(truths: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, Vec<Baseline>> {
+    truths
         .iter()
         .map(|(task, answers)| {
             let answers = || answers.iter().map(String::as_str);
@@ -435,17 +528,7 @@ pub fn run(request: &EvalRequest, progress: &mut dyn FnMut(&str)) -> anyhow::Res
             }
             (task.clone(), b)
         })
-        .collect();
-    if let Some(mut out) = dump {
-        out.flush()?;
-    }
-    Ok(EvalReport {
-        runtime: stages.model.runtime(),
-        clips: request.clips.len(),
-        questions,
-        settings: scores,
-        baselines,
-    })
+        .collect()
 }
 
 fn camera_for(setting: &Setting) -> anyhow::Result<CameraConfig> {

@@ -49,10 +49,24 @@ pub struct Event {
     /// also published retained on `<prefix>/<camera>/snapshot`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
-    /// The snapshot's JPEG bytes on their way to MQTT; not in the JSON
-    /// (the history keeps the name, the folder the bytes).
-    #[serde(skip)]
+}
+
+/// An event on its way from the job that made it to the outbox, and
+/// beside it the JPEG its `snapshot` names, for MQTT's retained snapshot
+/// topic (the history keeps the name, the snapshots folder the bytes).
+#[derive(Debug, Clone)]
+pub struct Produced {
+    /// The event, as it goes on the wire.
+    pub event: Event,
+    /// The snapshot's bytes, if the event has one.
     pub jpeg: Option<std::sync::Arc<Vec<u8>>>,
+}
+
+impl Produced {
+    /// An event without a picture.
+    pub fn bare(event: Event) -> Produced {
+        Produced { event, jpeg: None }
+    }
 }
 
 /// A confidence on the wire: three decimals, the rest is noise.
@@ -104,7 +118,6 @@ impl Event {
             confidence: None,
             reference: None,
             snapshot: None,
-            jpeg: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{Event, EventKind};
+use crate::event::{Event, EventKind, Produced};
 use crate::pipeline::{EventSink, Pipeline};
 use crate::snapshot::Picture;
 use crate::workers::{Priority, Submitter};
@@ -92,6 +92,7 @@ pub fn test_events(
                 let sink = sink.clone();
                 let job = Box::new(move || {
                     crate::slow::slow_analysis();
+                    let mut jpeg = None;
                     if let Some((snapshotter, width, height)) = snapshots {
                         let frame = Picture::pattern(width, height, number);
                         let (w, h) =
@@ -102,11 +103,11 @@ pub fn test_events(
                             height: h,
                             ..frame
                         };
-                        snapshotter.attach(&picture, std::slice::from_mut(&mut event));
+                        jpeg = snapshotter.attach(&picture, std::slice::from_mut(&mut event));
                     }
                     let text = event.text.clone();
                     // As a model's response does: wait for room, never drop.
-                    if sink.blocking_send(event).is_err() {
+                    if sink.blocking_send(Produced { event, jpeg }).is_err() {
                         tracing::error!("{text} lost: the event sink is closed");
                     }
                 });

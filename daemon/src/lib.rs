@@ -33,6 +33,7 @@ pub mod settings;
 #[cfg(feature = "fault-injection")]
 pub mod slow;
 pub mod snapshot;
+pub mod tokens;
 pub mod trigger;
 pub mod tune;
 pub mod vision;

@@ -406,13 +406,15 @@ pub struct Snapshotter {
 
 impl Snapshotter {
     /// Encodes `picture`, stores it under the first event's id and names it
-    /// in every event of `events` (they are about the same frame), with
-    /// the bytes for MQTT. On a worker thread. A failure is logged: the
+    /// in every event of `events` (they are about the same frame); returns
+    /// the bytes, for MQTT. On a worker thread. A failure is logged: the
     /// events go out without a picture rather than not at all.
-    pub fn attach(&self, picture: &Picture, events: &mut [crate::event::Event]) {
-        let Some(first) = events.first() else {
-            return;
-        };
+    pub fn attach(
+        &self,
+        picture: &Picture,
+        events: &mut [crate::event::Event],
+    ) -> Option<Arc<Vec<u8>>> {
+        let first = events.first()?;
         let started = std::time::Instant::now();
         let stored = encode(picture, self.config.quality, self.config.tint_kept).and_then(|jpeg| {
             let encode_us = started.elapsed().as_micros() as u64;
@@ -437,11 +439,10 @@ impl Snapshotter {
                     height = picture.height,
                     "snapshot stored"
                 );
-                let jpeg = Arc::new(jpeg);
                 for event in events {
                     event.snapshot = Some(name.clone());
-                    event.jpeg = Some(jpeg.clone());
                 }
+                Some(Arc::new(jpeg))
             }
             Err(e) => {
                 // Once per spell of failures (a full disk fails them all).
@@ -450,6 +451,7 @@ impl Snapshotter {
                 } else {
                     tracing::debug!(camera = %first.camera, "an event goes without its snapshot: {e}")
                 }
+                None
             }
         }
     }

@@ -6,26 +6,11 @@
 //! [`Backend`] and returns [`FrameTokens`]: the token grid in the space the
 //! language model consumes. Runs on a model worker thread.
 
-use crate::frame::{Frame, FrameMeta};
+use crate::frame::Frame;
 use crate::imageops::resize_bilinear;
 use crate::infer::timing::Call;
 use crate::infer::{Backend, InferError, ModelFolder};
-
-/// A frame's visual tokens on their grid.
-#[derive(Debug, Clone)]
-pub struct FrameTokens {
-    /// The frame they come from.
-    pub meta: FrameMeta,
-    /// Grid rows.
-    pub rows: u32,
-    /// Grid columns.
-    pub cols: u32,
-    /// Width of one token.
-    pub dim: usize,
-    /// `rows * cols * dim` values, row-major: token (r, c) starts at
-    /// `(r * cols + c) * dim`.
-    pub features: Vec<f32>,
-}
+pub use crate::tokens::FrameTokens;
 
 /// Pixel preparation from `preprocessor_config.json`.
 #[derive(Debug, Clone, PartialEq)]

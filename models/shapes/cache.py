@@ -75,7 +75,7 @@ def load_frozen(path):
     return net, tok, vocab
 
 
-def build_context(net, tok, vocab, clip, now, cfg, rng):
+def build_context(net, tok, vocab, clip, now, cfg, rng, timed_now=False):
     """One context's prefix and questions, as arrays."""
     image, eos = vocab["<image>"], vocab["<end_of_utterance>"]
     frames = clip.frames[: now + 1]
@@ -95,7 +95,7 @@ def build_context(net, tok, vocab, clip, now, cfg, rng):
         cfg["capacities"],
         encoded=encoded,
     )
-    items = memory.readout()
+    items = memory.readout(clip.pts(now) if timed_now else None)
     prefix, questions = None, []
     for task in TASKS:
         seen = set()
@@ -157,6 +157,7 @@ def main():
     ap.add_argument("--seed", type=int, default=101)
     ap.add_argument("--single-events", type=float, default=0.25)
     ap.add_argument("--max-frames", type=int, default=48)
+    ap.add_argument("--timed-now", action="store_true", help='label the canvas "now at 14.0 s :" (the newest frame\'s time)')
     args = ap.parse_args()
     torch.set_num_threads(1)
     os.makedirs(args.out, exist_ok=True)
@@ -170,7 +171,7 @@ def main():
         for step in range(shard * steps, (shard + 1) * steps):
             rng = np.random.default_rng([args.seed, step, 7])
             for clip, now, cfg in train.draw_moments(args.seed, step, CONTEXTS_PER_STEP, args.single_events, args.max_frames):
-                contexts.append(build_context(net, tok, vocab, clip, now, cfg, rng))
+                contexts.append(build_context(net, tok, vocab, clip, now, cfg, rng, args.timed_now))
         write_shard(path, contexts)
         n_q = sum(len(q) for _, q, _ in contexts)
         print(f"{path}: {len(contexts)} contexts, {n_q} questions, {np.mean([len(p[0]) for p, _, _ in contexts]):.0f} prefix tokens, kept {np.mean([k for _, _, k in contexts]):.2f}, {len(contexts) / (time.time() - started):.1f} contexts/s", flush=True)

@@ -167,14 +167,17 @@ class Memory:
             pooled.descriptor = descriptor(pooled.tokens, self.dim)
             self._insert(level + 1, pooled)
 
-    def readout(self):
+    def readout(self, now_pts=None):
         """(label, grid, cells, tokens, sources) per item, oldest first,
-        then the canvas ("now :")."""
+        then the canvas: "now :", or "now at 14.0 s :" when `now_pts` (the
+        newest frame's time) is given, so that the decoder can tell which
+        entries fall inside the "what changed" window."""
         entries = sorted((e for level in self.levels for e in level), key=lambda e: e.pts)
         items = [(f"at {e.pts:.1f} s :", e.side * e.side, e.cells, e.tokens, e.sources) for e in entries]
         cells = np.flatnonzero(self.present)
         src = self.canvas_src[cells] if self.canvas_src is not None else None
-        items.append(("now :", self.grid * self.grid, cells, self.canvas[cells], src))
+        label = "now :" if now_pts is None else f"now at {now_pts:.1f} s :"
+        items.append((label, self.grid * self.grid, cells, self.canvas[cells], src))
         return items
 
 
@@ -214,7 +217,7 @@ def build_memory(frames, pts, encode, grid, dim, tau_pix=0.02, tau=0.5, referenc
 # and the time after it is one the answer to "when ..." can copy in one
 # step (docs/architecture.md §5).
 def render_chat(labels, question):
-    parts = "".join(f"{label} <image>" + ("" if label == "now :" else f"{label[:-2]} . ") for label in labels)
+    parts = "".join(f"{label} <image>" + ("" if label.startswith("now") else f"{label[:-2]} . ") for label in labels)
     return f"<|im_start|>User: {parts}{question}<end_of_utterance>\nAssistant:"
 
 

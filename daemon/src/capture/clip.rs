@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{start, CameraConfig, CameraState, CaptureHandle, Frame};
+use super::{start, CameraState, CaptureConfig, CaptureHandle, Frame, SourceConfig};
 use crate::queue;
 
 /// Calls `each` with every frame of `path` sampled at `fps`, scaled to
@@ -28,9 +28,16 @@ pub fn read_clip(
     if path.is_dir() {
         return read_frames(path, fps, size, each);
     }
-    let camera: CameraConfig = toml::from_str(&format!(
-        "fps = {fps}\nwidth = {size}\nheight = {size}\nsource = {{ kind = \"file\", path = {path:?}, realtime = false }}",
-    ))?;
+    let camera = CaptureConfig {
+        fps,
+        width: size,
+        height: size,
+        ..CaptureConfig::new(SourceConfig::File {
+            path: path.to_owned(),
+            looped: false,
+            realtime: false,
+        })
+    };
     let (tx, mut frames) = queue::channel(4096);
     let failure = Arc::new(Mutex::new(None));
     let seen = failure.clone();

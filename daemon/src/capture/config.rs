@@ -1,92 +1,70 @@
-//! `[cameras.NAME]`: one camera, its source, its sampling and its queue.
+//! What capture samples with ([`CaptureConfig`]: the source, the
+//! sampling and the queue of a `[cameras.NAME]` table), and the sources.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dtd::DtdConfig;
-use crate::memory::MemoryConfig;
 use crate::settings::{resolve_secret, Environment, Problems, Secret};
-use crate::trigger::TriggerConfig;
 
-/// `[cameras.NAME]` table.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CameraConfig {
-    /// Whether this camera runs. Default: true.
-    #[serde(default = "default_enabled")]
-    pub enabled: bool,
-    /// Frames per second handed to the pipeline, sampled by stream time
-    /// (not wall time) from whatever rate the source delivers. Default: 2.
-    #[serde(default = "default_fps")]
+/// What capture samples with: the capture half of a `[cameras.NAME]`
+/// table. The camera unit's `pipeline::CameraConfig` holds the whole table
+/// (documented there and in config/glimpse.toml) and hands this on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptureConfig {
+    /// Frames per second handed on, sampled by stream time.
     pub fps: f64,
-    /// Width of the frames handed to the pipeline (the model's input), in
-    /// pixels. The picture is scaled with square pixels and letterboxed.
-    /// Default: 512.
-    #[serde(default = "default_size")]
+    /// Width of the frames handed on (scaled with square pixels and
+    /// letterboxed), in pixels.
     pub width: u32,
-    /// Height of the frames handed to the pipeline, in pixels. Default: 512.
-    #[serde(default = "default_size")]
+    /// Height of the frames handed on, in pixels.
     pub height: u32,
-    /// Sampled frames that may wait in the camera's queue for a model
-    /// worker; when full, the oldest is dropped and counted on this camera.
-    /// Small, so that a slow encoder sees the newest frames. Default: 2.
-    #[serde(default = "default_queue_capacity")]
+    /// Sampled frames that may wait in the camera's queue.
     pub queue_capacity: usize,
     /// A source that delivers no frame for this long is restarted.
-    /// Default: 10000 ms.
-    #[serde(default = "default_frame_timeout_ms")]
     pub frame_timeout_ms: u64,
-    /// First delay before reconnecting a failed source; it doubles (with
-    /// jitter) at each failure in a row. Default: 1000 ms.
-    #[serde(default = "default_reconnect_min_ms")]
+    /// First delay before reconnecting a failed source.
     pub reconnect_min_ms: u64,
-    /// Longest delay between reconnection attempts. Default: 30000 ms.
-    #[serde(default = "default_reconnect_max_ms")]
+    /// Longest delay between reconnection attempts.
     pub reconnect_max_ms: u64,
-    /// Where the frames come from; `kind` picks the source.
+    /// Where the frames come from.
     pub source: SourceConfig,
-    /// Token dropping (change blindness).
-    #[serde(default)]
-    pub dtd: DtdConfig,
-    /// When glimpse speaks up on its own.
-    #[serde(default)]
-    pub trigger: TriggerConfig,
-    /// How much of the past is remembered.
-    #[serde(default)]
-    pub memory: MemoryConfig,
-    /// Watch rules: yes/no questions asked when the scene changes and at
-    /// least every `trigger.rule_recheck_s`, e.g. "is there a person at the
-    /// door?". Each is a state (on, off, unknown) decided from the answers
-    /// (`trigger.rule_window`, `rule_on_after`, `rule_off_after`); a change
-    /// publishes a `rule_on` or `rule_off` event. Default: none.
-    #[serde(default)]
-    pub rules: Vec<String>,
-    /// The picture attached to each event (`[cameras.<name>.snapshot]`).
-    #[serde(default)]
-    pub snapshot: crate::snapshot::SnapshotConfig,
+}
+
+/// The defaults of a camera table's capture keys.
+pub mod defaults {
+    /// `fps`.
+    pub const FPS: f64 = 2.0;
+    /// `width` and `height`.
+    pub const SIZE: u32 = 512;
+    /// `queue_capacity`.
+    pub const QUEUE_CAPACITY: usize = 2;
+    /// `frame_timeout_ms`.
+    pub const FRAME_TIMEOUT_MS: u64 = 10_000;
+    /// `reconnect_min_ms`.
+    pub const RECONNECT_MIN_MS: u64 = 1_000;
+    /// `reconnect_max_ms`.
+    pub const RECONNECT_MAX_MS: u64 = 30_000;
+}
+
+impl CaptureConfig {
+    /// `source` with every other key at its default.
+    pub fn new(source: SourceConfig) -> CaptureConfig {
+        CaptureConfig {
+            fps: defaults::FPS,
+            width: defaults::SIZE,
+            height: defaults::SIZE,
+            queue_capacity: defaults::QUEUE_CAPACITY,
+            frame_timeout_ms: defaults::FRAME_TIMEOUT_MS,
+            reconnect_min_ms: defaults::RECONNECT_MIN_MS,
+            reconnect_max_ms: defaults::RECONNECT_MAX_MS,
+            source,
+        }
+    }
 }
 
 fn default_enabled() -> bool {
     true
-}
-fn default_fps() -> f64 {
-    2.0
-}
-fn default_size() -> u32 {
-    512
-}
-fn default_queue_capacity() -> usize {
-    2
-}
-fn default_frame_timeout_ms() -> u64 {
-    10_000
-}
-fn default_reconnect_min_ms() -> u64 {
-    1_000
-}
-fn default_reconnect_max_ms() -> u64 {
-    30_000
 }
 
 /// `[cameras.NAME.source]`: the kind of source and its settings.
@@ -273,6 +251,32 @@ fn default_test_rate() -> u32 {
 }
 
 impl SourceConfig {
+    /// Reads camera `name`'s RTSP password from the environment or its
+    /// file; `key` is the camera's table.
+    pub fn resolve_password(
+        &mut self,
+        name: &str,
+        env: &Environment,
+        key: &str,
+        problems: &mut Problems,
+    ) {
+        let SourceConfig::Rtsp {
+            password_file,
+            password,
+            ..
+        } = self
+        else {
+            return;
+        };
+        let var = password_env_var(name);
+        *password = resolve_secret(
+            env.camera_passwords.get(&var),
+            password_file.as_deref(),
+            &format!("{key}.source.password_file"),
+            problems,
+        );
+    }
+
     /// True for sources that run in real time and must never back up.
     pub fn is_live(&self) -> bool {
         match self {
@@ -296,21 +300,9 @@ impl SourceConfig {
     }
 }
 
-impl CameraConfig {
-    /// Checks every value of the camera table at `key`; `name` is the
-    /// camera's name, which ends up in MQTT topics.
-    pub fn validate(&self, name: &str, key: &str, problems: &mut Problems) {
-        let name_ok = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !name_ok {
-            problems.push(
-                key,
-                format!("camera names appear in MQTT topics: use 1 to 64 letters, digits, '_' or '-', got {name:?}"),
-            );
-        }
+impl CaptureConfig {
+    /// Checks the capture keys of the camera table at `key`.
+    pub fn validate(&self, key: &str, problems: &mut Problems) {
         if !(self.fps > 0.0 && self.fps <= 120.0) {
             let reason = if self.fps > 120.0 {
                 "must be at most 120"
@@ -351,18 +343,6 @@ impl CameraConfig {
             );
         }
         self.validate_source(&format!("{key}.source"), problems);
-        self.dtd.validate(&format!("{key}.dtd"), problems);
-        self.trigger.validate(&format!("{key}.trigger"), problems);
-        self.memory.validate(&format!("{key}.memory"), problems);
-        self.snapshot.validate(&format!("{key}.snapshot"), problems);
-        for (i, rule) in self.rules.iter().enumerate() {
-            if rule.trim().is_empty() || rule.len() > 500 {
-                problems.push(
-                    format!("{key}.rules[{i}]"),
-                    format!("must be 1 to 500 characters, got {}", rule.len()),
-                );
-            }
-        }
     }
 
     fn validate_source(&self, key: &str, problems: &mut Problems) {
@@ -388,25 +368,7 @@ impl CameraConfig {
                     problems.push(format!("{key}.path"), "must not be empty");
                 }
             }
-            SourceConfig::Rtsp { url, .. } => {
-                let rest = url
-                    .strip_prefix("rtsp://")
-                    .or_else(|| url.strip_prefix("rtsps://"));
-                match rest {
-                    None => problems.push(
-                        format!("{key}.url"),
-                        format!("must start with rtsp:// or rtsps://, got {url:?}"),
-                    ),
-                    Some(rest) if rest.split('/').next().unwrap_or("").contains('@') => problems.push(
-                        format!("{key}.url"),
-                        "must not contain credentials: use username and password_file (or GLIMPSE_CAMERA_<NAME>_PASSWORD)",
-                    ),
-                    Some(rest) if rest.is_empty() || rest.starts_with('/') => {
-                        problems.push(format!("{key}.url"), format!("has no host, got {url:?}"))
-                    }
-                    Some(_) => {}
-                }
-            }
+            SourceConfig::Rtsp { url, .. } => check_rtsp_url(&format!("{key}.url"), url, problems),
             SourceConfig::V4l2 {
                 capture_width,
                 capture_height,
@@ -489,30 +451,34 @@ impl CameraConfig {
             }
         }
     }
+}
 
-    /// Reads the RTSP password from the environment or its file.
-    pub(crate) fn resolve_password(
-        &mut self,
-        name: &str,
-        env: &Environment,
-        key: &str,
-        problems: &mut Problems,
-    ) {
-        let SourceConfig::Rtsp {
-            password_file,
-            password,
-            ..
-        } = &mut self.source
-        else {
-            return;
-        };
-        let var = password_env_var(name);
-        *password = resolve_secret(
-            env.camera_passwords.get(&var),
-            password_file.as_deref(),
-            &format!("{key}.source.password_file"),
-            problems,
-        );
+/// A source written as an inline TOML table, for tests:
+/// `{ kind = "synthetic" }`.
+#[cfg(test)]
+pub(crate) fn inline_source(table: &str) -> SourceConfig {
+    let parsed: toml::Table = toml::from_str(&format!("source = {table}")).unwrap();
+    parsed["source"].clone().try_into().unwrap()
+}
+
+/// An RTSP URL: its scheme, a host, and no credentials in it.
+fn check_rtsp_url(key: &str, url: &str, problems: &mut Problems) {
+    let rest = url
+        .strip_prefix("rtsp://")
+        .or_else(|| url.strip_prefix("rtsps://"));
+    match rest {
+        None => problems.push(
+            key,
+            format!("must start with rtsp:// or rtsps://, got {url:?}"),
+        ),
+        Some(rest) if rest.split('/').next().unwrap_or("").contains('@') => problems.push(
+            key,
+            "must not contain credentials: use username and password_file (or GLIMPSE_CAMERA_<NAME>_PASSWORD)",
+        ),
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+            problems.push(key, format!("has no host, got {url:?}"))
+        }
+        Some(_) => {}
     }
 }
 
@@ -534,63 +500,6 @@ pub fn password_env_var(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn problems(text: &str) -> Vec<String> {
-        let camera: CameraConfig = toml::from_str(text).unwrap();
-        let mut problems = Problems::default();
-        camera.validate("cam", "cameras.cam", &mut problems);
-        problems
-            .0
-            .into_iter()
-            .map(|p| format!("{}: {}", p.key, p.reason))
-            .collect()
-    }
-
-    #[test]
-    fn every_kind_parses_with_its_defaults() {
-        for source in [
-            r#"{ kind = "synthetic" }"#,
-            r#"{ kind = "file", path = "clip.mp4", loop = true }"#,
-            r#"{ kind = "rtsp", url = "rtsp://10.0.0.5:554/stream1", username = "viewer" }"#,
-            r#"{ kind = "v4l2", device = "/dev/video2", format = "mjpeg", capture_width = 1280, capture_height = 720 }"#,
-            r#"{ kind = "jetson_csi", sensor_id = 1 }"#,
-            r#"{ kind = "test", pattern = "smpte" }"#,
-            r#"{ kind = "pipeline", pipeline = "videotestsrc ! appsink name=sink" }"#,
-        ] {
-            assert_eq!(
-                problems(&format!("source = {source}")),
-                Vec::<String>::new(),
-                "{source}"
-            );
-        }
-    }
-
-    #[test]
-    fn rtsp_credentials_stay_out_of_the_url() {
-        let found = problems(r#"source = { kind = "rtsp", url = "rtsp://admin:pw@10.0.0.5/s" }"#);
-        assert_eq!(found.len(), 1);
-        assert!(found[0].starts_with("cameras.cam.source.url: must not contain credentials"));
-    }
-
-    #[test]
-    fn pipeline_must_end_in_the_named_appsink() {
-        let found = problems(
-            r#"source = { kind = "pipeline", pipeline = "videotestsrc ! autovideosink" }"#,
-        );
-        assert_eq!(found, vec!["cameras.cam.source.pipeline: must end in an appsink named sink (`... ! appsink name=sink`)"]);
-    }
-
-    #[test]
-    fn odd_sizes_and_inverted_backoff_are_refused() {
-        let found = problems("width = 33\nreconnect_min_ms = 5000\nreconnect_max_ms = 100\nsource = { kind = \"synthetic\" }");
-        assert_eq!(
-            found,
-            vec![
-                "cameras.cam.width: must be an even number between 16 and 4096, got 33",
-                "cameras.cam.reconnect_max_ms: must be at least reconnect_min_ms (5000), got 100",
-            ]
-        );
-    }
 
     #[test]
     fn password_variable_name() {

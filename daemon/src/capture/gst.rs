@@ -21,12 +21,12 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
 use super::{
-    CameraConfig, Picture, PixelFormat, Pulled, RtspTransport, Session, Source, SourceConfig,
+    CaptureConfig, Picture, PixelFormat, Pulled, RtspTransport, Session, Source, SourceConfig,
     SourceError,
 };
 
 /// Builds the gst-launch description of `config`'s pipeline.
-pub fn describe(config: &CameraConfig) -> String {
+pub fn describe(config: &CaptureConfig) -> String {
     let (w, h) = (config.width, config.height);
     // videorate only drops (never duplicates) down to a whole number of
     // frames per second at or above the configured fps; the sampler then
@@ -152,12 +152,12 @@ fn quote(value: &str) -> String {
 /// A source built from a GStreamer pipeline description.
 pub(crate) struct GstSource {
     camera: String,
-    config: CameraConfig,
+    config: CaptureConfig,
     description: String,
 }
 
 impl GstSource {
-    pub fn new(camera: &str, config: &CameraConfig) -> Result<Self, SourceError> {
+    pub fn new(camera: &str, config: &CaptureConfig) -> Result<Self, SourceError> {
         gst::init()
             .map_err(|e| SourceError::permanent(format!("cannot initialise GStreamer: {e}")))?;
         Ok(GstSource {
@@ -386,11 +386,12 @@ impl Drop for GstSession {
 mod tests {
     use super::*;
 
-    fn camera(source: &str) -> CameraConfig {
-        toml::from_str(&format!(
-            "fps = 2\nwidth = 320\nheight = 240\nsource = {source}"
-        ))
-        .unwrap()
+    fn camera(source: &str) -> CaptureConfig {
+        CaptureConfig {
+            width: 320,
+            height: 240,
+            ..CaptureConfig::new(super::super::config::inline_source(source))
+        }
     }
 
     #[test]

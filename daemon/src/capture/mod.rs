@@ -34,27 +34,30 @@ pub mod convert;
 #[cfg(feature = "gstreamer")]
 pub mod gst;
 mod sampler;
+mod supervise;
 mod synthetic;
 #[cfg(feature = "v4l2")]
 mod v4l2;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
 pub use clip::read_clip;
 pub use config::{
-    password_env_var, CameraConfig, PixelFormat, RtspTransport, SourceConfig, V4l2Backend,
+    defaults, password_env_var, CaptureConfig, PixelFormat, RtspTransport, SourceConfig,
+    V4l2Backend,
 };
 pub use sampler::Sampler;
+use supervise::supervise;
 pub use synthetic::Scene;
 
 pub use crate::frame::{CameraState, Frame, FrameMeta};
-use crate::queue::{self, Sent};
+use crate::queue;
 
 /// Attempts a file source gets when every one fails before its first
 /// frame: then it is [`CameraState::Failed`]. A file is read from the same
@@ -212,7 +215,7 @@ impl CaptureHandle {
 /// source fails for good.
 pub fn start(
     camera: &str,
-    config: &CameraConfig,
+    config: &CaptureConfig,
     out: queue::Sender<Frame>,
     report: StateReporter,
     cancel: CancellationToken,
@@ -248,7 +251,7 @@ pub fn start(
 }
 
 /// Picks the implementation for the configured source kind.
-fn open_source(camera: &str, config: &CameraConfig) -> Result<Box<dyn Source>, SourceError> {
+fn open_source(camera: &str, config: &CaptureConfig) -> Result<Box<dyn Source>, SourceError> {
     match &config.source {
         SourceConfig::Synthetic {
             frame_rate,
@@ -268,12 +271,12 @@ fn open_source(camera: &str, config: &CameraConfig) -> Result<Box<dyn Source>, S
 }
 
 #[cfg(feature = "gstreamer")]
-fn gstreamer_source(camera: &str, config: &CameraConfig) -> Result<Box<dyn Source>, SourceError> {
+fn gstreamer_source(camera: &str, config: &CaptureConfig) -> Result<Box<dyn Source>, SourceError> {
     Ok(Box::new(gst::GstSource::new(camera, config)?))
 }
 
 #[cfg(not(feature = "gstreamer"))]
-fn gstreamer_source(_: &str, config: &CameraConfig) -> Result<Box<dyn Source>, SourceError> {
+fn gstreamer_source(_: &str, config: &CaptureConfig) -> Result<Box<dyn Source>, SourceError> {
     Err(SourceError::permanent(format!(
         "source kind {:?} needs GStreamer, and this glimpse was built without the `gstreamer` feature",
         config.source.kind()
@@ -281,12 +284,12 @@ fn gstreamer_source(_: &str, config: &CameraConfig) -> Result<Box<dyn Source>, S
 }
 
 #[cfg(feature = "v4l2")]
-fn direct_v4l2(config: &CameraConfig) -> Result<Box<dyn Source>, SourceError> {
+fn direct_v4l2(config: &CaptureConfig) -> Result<Box<dyn Source>, SourceError> {
     Ok(Box::new(v4l2::V4l2Source::new(config)))
 }
 
 #[cfg(not(feature = "v4l2"))]
-fn direct_v4l2(_: &CameraConfig) -> Result<Box<dyn Source>, SourceError> {
+fn direct_v4l2(_: &CaptureConfig) -> Result<Box<dyn Source>, SourceError> {
     Err(SourceError::permanent(
         "backend = \"direct\" needs the `v4l2` build feature (cargo build --features v4l2)",
     ))
@@ -335,157 +338,6 @@ impl Reporter {
             (self.report)(&state);
             *last = Some(state);
         }
-    }
-}
-
-/// Runs sessions of `source` until cancelled, ended or failed for good.
-fn supervise(
-    camera: &Arc<str>,
-    config: &CameraConfig,
-    mut source: Box<dyn Source>,
-    out: &queue::Sender<Frame>,
-    counters: &CaptureCounters,
-    reporter: &Reporter,
-    cancel: &CancellationToken,
-) {
-    let live = config.source.is_live();
-    let file = matches!(config.source, SourceConfig::File { .. });
-    let looped = matches!(config.source, SourceConfig::File { looped: true, .. });
-    // Failures in a row since the source last delivered a frame.
-    let mut without_frame = 0u32;
-    let frame_timeout = Duration::from_millis(config.frame_timeout_ms);
-    let sample_period = Duration::from_secs_f64(1.0 / config.fps);
-    let mut backoff = Backoff::new(
-        Duration::from_millis(config.reconnect_min_ms),
-        Duration::from_millis(config.reconnect_max_ms),
-    );
-    let mut sampler = Sampler::new(config.fps);
-    let started = Instant::now();
-    let mut seq = 0u64;
-    let mut last_time: Option<Duration> = None;
-    reporter.set(CameraState::Starting);
-
-    loop {
-        if cancel.is_cancelled() || out.is_closed() {
-            return;
-        }
-        let failure = match source.open() {
-            Err(e) => e,
-            Ok(mut session) => {
-                // Stream time continues where the last session stopped: for
-                // a live source, at the wall time since the camera started
-                // (the outage shows as a gap); for a file, right after the
-                // last frame.
-                let offset = match (live, last_time) {
-                    (true, Some(_)) => started.elapsed(),
-                    (false, Some(t)) => t + sample_period,
-                    (_, None) => Duration::ZERO,
-                };
-                let session_start = Instant::now();
-                let mut first_pts: Option<Duration> = None;
-                let mut last_picture = Instant::now();
-                let outcome = loop {
-                    if cancel.is_cancelled() || out.is_closed() {
-                        return;
-                    }
-                    match session.pull(Duration::from_millis(100)) {
-                        Ok(Pulled::Picture(picture)) => {
-                            last_picture = Instant::now();
-                            counters.produced.fetch_add(1, Ordering::Relaxed);
-                            let discont = first_pts.is_none();
-                            if discont {
-                                reporter.set(CameraState::Up);
-                                backoff.reset();
-                                without_frame = 0;
-                                sampler = Sampler::new(config.fps);
-                            }
-                            let own = picture.pts.unwrap_or_else(|| session_start.elapsed());
-                            let base = *first_pts.get_or_insert(own);
-                            let pts = offset + own.saturating_sub(base);
-                            // Never let stream time go backwards, whatever the source says.
-                            let pts = last_time.map_or(pts, |t| pts.max(t));
-                            last_time = Some(pts);
-                            if !sampler.admit(pts) {
-                                continue;
-                            }
-                            let frame = Frame {
-                                camera: camera.clone(),
-                                seq,
-                                pts,
-                                wall_time: SystemTime::now(),
-                                discont,
-                                width: picture.width,
-                                height: picture.height,
-                                rgb: picture.rgb,
-                            };
-                            seq += 1;
-                            counters.sampled.fetch_add(1, Ordering::Relaxed);
-                            if out.send(frame) == Sent::Closed {
-                                return;
-                            }
-                        }
-                        Ok(Pulled::Idle) if last_picture.elapsed() > frame_timeout => {
-                            break Err(SourceError::transient(format!(
-                                "no frame for {:.1} s",
-                                last_picture.elapsed().as_secs_f64()
-                            )));
-                        }
-                        Ok(Pulled::Idle) => {}
-                        // A stream that ends before its first frame would make a
-                        // looped file spin: it is a failure, not an end.
-                        Ok(Pulled::End) if first_pts.is_none() => {
-                            let message = "the stream ended before its first frame";
-                            break Err(if live {
-                                SourceError::transient(message)
-                            } else {
-                                SourceError::permanent(message)
-                            });
-                        }
-                        Ok(Pulled::End) => break Ok(()),
-                        Err(e) => break Err(e),
-                    }
-                };
-                drop(session);
-                match outcome {
-                    Ok(()) if looped => {
-                        counters.reconnects.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    Ok(()) if !live => {
-                        reporter.set(CameraState::Ended);
-                        return;
-                    }
-                    Ok(()) => SourceError::transient("the stream ended"),
-                    Err(e) => e,
-                }
-            }
-        };
-        without_frame += 1;
-        if failure.permanent {
-            reporter.set(CameraState::Failed {
-                error: failure.message,
-            });
-            return;
-        }
-        if file && without_frame >= FILE_ATTEMPTS {
-            reporter.set(CameraState::Failed {
-                error: format!(
-                    "{} ({without_frame} attempts in a row without a frame)",
-                    failure.message
-                ),
-            });
-            return;
-        }
-        let (attempt, delay) = backoff.next_delay();
-        reporter.set(CameraState::Retrying {
-            attempt,
-            retry_in: delay,
-            error: failure.message,
-        });
-        if !sleep_cancellable(delay, cancel) {
-            return;
-        }
-        counters.reconnects.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -558,10 +410,13 @@ mod tests {
         source_kind: &str,
         sessions: Vec<Result<Vec<Step>, SourceError>>,
     ) -> (Vec<Frame>, Vec<CameraState>) {
-        let config: CameraConfig = toml::from_str(&format!(
-            "fps = 10\nreconnect_min_ms = 10\nreconnect_max_ms = 20\nframe_timeout_ms = 200\nsource = {source_kind}"
-        ))
-        .unwrap();
+        let config = CaptureConfig {
+            fps: 10.0,
+            reconnect_min_ms: 10,
+            reconnect_max_ms: 20,
+            frame_timeout_ms: 200,
+            ..CaptureConfig::new(config::inline_source(source_kind))
+        };
         let (tx, mut rx) = queue::channel(1000);
         let states = Arc::new(Mutex::new(Vec::new()));
         let seen = states.clone();

@@ -14,7 +14,7 @@ use v4l::{Device, FourCC};
 
 use super::convert::{mjpeg_to_rgb, yuyv_to_rgb};
 use super::{
-    CameraConfig, Picture, PixelFormat, Pulled, Session, Source, SourceConfig, SourceError,
+    CaptureConfig, Picture, PixelFormat, Pulled, Session, Source, SourceConfig, SourceError,
 };
 use crate::imageops::letterbox;
 
@@ -30,7 +30,7 @@ pub(crate) struct V4l2Source {
 }
 
 impl V4l2Source {
-    pub fn new(config: &CameraConfig) -> Self {
+    pub fn new(config: &CaptureConfig) -> Self {
         let SourceConfig::V4l2 {
             device,
             format,
@@ -175,10 +175,13 @@ mod tests {
     /// Needs a real camera at /dev/video0 (`--features it-camera`).
     #[test]
     fn a_real_camera_delivers_frames() {
-        let config: CameraConfig = toml::from_str(
-            "width = 64\nheight = 64\nsource = { kind = \"v4l2\", backend = \"direct\" }",
-        )
-        .unwrap();
+        let config = CaptureConfig {
+            width: 64,
+            height: 64,
+            ..CaptureConfig::new(super::super::config::inline_source(
+                r#"{ kind = "v4l2", backend = "direct" }"#,
+            ))
+        };
         let mut source = V4l2Source::new(&config);
         let mut session = source.open().expect("open /dev/video0");
         for _ in 0..50 {

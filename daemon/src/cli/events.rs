@@ -6,6 +6,34 @@ use crate::config::Config;
 use crate::mqtt::{now_ms, read_dead_letters, read_history, DeadLetter, MqttError, OUTBOX_FILE};
 use crate::snapshot;
 
+use super::{load_config, EX_SOFTWARE};
+
+/// The command: lists the history since `since` (of one camera, as text
+/// or JSON lines), or writes the snapshot `snapshot` to `out`.
+pub fn events(
+    path: &std::path::Path,
+    since: std::time::Duration,
+    camera: Option<&str>,
+    json: bool,
+    snapshot: Option<(String, std::path::PathBuf)>,
+) -> std::process::ExitCode {
+    let config = match load_config(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let done = match snapshot {
+        Some((id, out)) => write_snapshot(&config, &id, &out).map(|_| ()),
+        None => print_history(&config, since, camera, json).map_err(|e| e.to_string()),
+    };
+    match done {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(EX_SOFTWARE)
+        }
+    }
+}
+
 /// Writes the snapshot of an event to `out` (`-`: standard output) and
 /// returns its name. `id` is the event's `snapshot` (`<id>.jpg`) or the
 /// event's id: events made together share the first one's snapshot, which

@@ -30,10 +30,11 @@ mod service;
 pub use crate::settings::{read_secret, Environment, Problem, Problems, Secret};
 pub use service::ServiceConfig;
 
-use crate::capture::{CameraConfig, SourceConfig};
+use crate::capture::SourceConfig;
 use crate::http::HttpConfig;
 use crate::infer::{BackendKind, ModelConfig, ModelFolder};
 use crate::mqtt::MqttConfig;
+use crate::pipeline::CameraConfig;
 use crate::workers::WorkersConfig;
 
 /// The whole daemon configuration, validated and resolved.
@@ -286,7 +287,9 @@ impl Config {
         self.mqtt.resolve_password(env, "mqtt", problems);
         self.http.resolve(env, "http", problems);
         for (name, camera) in &mut self.cameras {
-            camera.resolve_password(name, env, &format!("cameras.{name}"), problems);
+            camera
+                .source
+                .resolve_password(name, env, &format!("cameras.{name}"), problems);
         }
     }
 

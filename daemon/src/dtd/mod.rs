@@ -22,47 +22,9 @@ mod config;
 
 pub use config::{DtdConfig, Reference, Similarity};
 
-use crate::frame::{Frame, FrameMeta};
-use crate::vision::FrameTokens;
-
-/// A frame's tokens after dropping: what the language model may see.
-#[derive(Debug, Clone)]
-pub struct Kept {
-    /// The frame.
-    pub meta: FrameMeta,
-    /// Grid rows and columns.
-    pub rows: u32,
-    /// Grid columns.
-    pub cols: u32,
-    /// Width of a token.
-    pub dim: usize,
-    /// Per grid position (row-major), whether the token was kept.
-    pub mask: Vec<bool>,
-    /// Grid indices (`row * cols + col`) of the kept tokens, ascending.
-    pub positions: Vec<u32>,
-    /// The kept tokens, `dim` values each, in the order of `positions`.
-    pub tokens: Vec<f32>,
-}
-
-impl Kept {
-    /// Kept tokens over all tokens: the retention `r_t`.
-    pub fn retention(&self) -> f32 {
-        self.positions.len() as f32 / self.mask.len().max(1) as f32
-    }
-
-    /// A frame the gate skipped: nothing kept.
-    pub fn nothing(meta: FrameMeta, rows: u32, cols: u32, dim: usize) -> Kept {
-        Kept {
-            meta,
-            rows,
-            cols,
-            dim,
-            mask: vec![false; (rows * cols) as usize],
-            positions: Vec::new(),
-            tokens: Vec::new(),
-        }
-    }
-}
+use crate::frame::Frame;
+pub use crate::tokens::Kept;
+use crate::tokens::{cosine, FrameTokens};
 
 /// The pixel gate of one camera.
 #[derive(Debug, Clone)]
@@ -271,24 +233,6 @@ fn centered(features: &[f32], n: usize, dim: usize) -> Vec<f32> {
         .chunks_exact(dim)
         .flat_map(|token| token.iter().zip(&mean).map(|(v, m)| v - m))
         .collect()
-}
-
-/// Cosine similarity; two zero vectors are identical (1), one zero vector
-/// is unlike anything (0). Also compares memory entries.
-pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let (mut dot, mut na, mut nb) = (0f32, 0f32, 0f32);
-    for (x, y) in a.iter().zip(b) {
-        dot += x * y;
-        na += x * x;
-        nb += y * y;
-    }
-    if na == 0.0 && nb == 0.0 {
-        return 1.0;
-    }
-    if na == 0.0 || nb == 0.0 {
-        return 0.0;
-    }
-    dot / (na.sqrt() * nb.sqrt())
 }
 
 #[cfg(test)]

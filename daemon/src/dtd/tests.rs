@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::*;
+use crate::frame::FrameMeta;
 
 const ROWS: u32 = 4;
 const COLS: u32 = 4;

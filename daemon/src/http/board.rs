@@ -195,10 +195,9 @@ impl Board {
         inner.queued = queued;
     }
 
-    /// Notes an event (a copy, its picture bytes left out).
+    /// Notes an event (a copy).
     pub fn record_event(&self, event: &Event) {
-        let mut copy = event.clone();
-        copy.jpeg = None;
+        let copy = event.clone();
         let kind = serde_json::to_value(event.kind)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))

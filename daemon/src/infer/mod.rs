@@ -20,6 +20,7 @@
 
 pub mod cuda;
 mod folder;
+mod graph;
 #[cfg(feature = "ort")]
 mod ort;
 pub mod timing;
@@ -34,9 +35,9 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "ort")]
 pub use self::ort::{engine_cache_key, OrtModel};
 pub use folder::{
-    ChatTemplate, Float, Floats, GraphInfo, ModelFolder, ModelInfo, PromptLayout, TensorInfo,
-    GRAPHS, TEMPLATE_SOURCES,
+    ChatTemplate, Float, Floats, ModelFolder, ModelInfo, PromptLayout, GRAPHS, TEMPLATE_SOURCES,
 };
+pub use graph::{GraphInfo, TensorInfo};
 pub use tract::{Placed, Target, TractModel};
 
 use crate::settings::Problems;

@@ -28,7 +28,7 @@ use std::time::Duration;
 pub use config::MemoryConfig;
 pub use snapshot::{load_snapshot, remove_leftovers, save_snapshot, SnapshotError};
 
-use crate::dtd::{cosine, Kept};
+use crate::tokens::{cosine, Kept};
 
 /// Levels of the pyramid.
 pub const LEVELS: usize = 3;

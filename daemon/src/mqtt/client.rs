@@ -10,7 +10,7 @@ use std::time::Duration;
 use rumqttc::v5::mqttbytes::v5 as v5b;
 use tokio::sync::mpsc;
 
-use super::{MqttConfig, MqttError, Protocol};
+use super::{BrokerAddress, MqttConfig, MqttError, Protocol};
 
 /// What the driver needs to know from a connection.
 #[derive(Debug)]
@@ -206,127 +206,160 @@ pub fn connect(
     let address = config
         .broker_address()
         .ok_or_else(|| MqttError::Broker(format!("invalid broker {:?}", config.broker)))?;
-    let client_id = identity.client_id.to_owned();
-    let status = format!("{}/status", config.prefix);
-    let keep_alive = Duration::from_secs(config.keep_alive_s);
-    // Room for every in-flight message plus the retained state messages
-    // sent on connect, so that the driver's try_publish rarely fails.
-    let capacity = usize::from(window) * 2 + 1024;
-    let (notes_tx, notes) = mpsc::channel(256);
     let password = config.password.as_ref().map(|p| p.0.clone());
-    let max_packet = config.max_packet_bytes as usize;
-    match config.protocol {
-        Protocol::V311 => {
-            let mut options = rumqttc::MqttOptions::new(client_id, address.host, address.port);
-            options
-                .set_keep_alive(keep_alive)
-                .set_clean_session(true)
-                // pkids cycle through 1..=inflight: twice the window keeps
-                // the next id free while acks come in order.
-                .set_inflight(window.saturating_mul(2).saturating_add(2))
-                .set_max_packet_size(max_packet, max_packet);
-            if identity.last_will {
-                options.set_last_will(rumqttc::LastWill::new(
-                    &status,
-                    "offline",
-                    rumqttc::QoS::AtLeastOnce,
-                    true,
-                ));
-            }
-            if let Some(user) = &config.username {
-                options.set_credentials(user.clone(), password.unwrap_or_default());
-            }
-            if let Some(tls) = tls {
-                options.set_transport(rumqttc::Transport::tls_with_config(
-                    rumqttc::TlsConfiguration::Rustls(tls),
-                ));
-            }
-            let (client, mut eventloop) = rumqttc::AsyncClient::new(options, capacity);
-            eventloop.network_options.set_connection_timeout(5);
-            let task = tokio::spawn(async move {
-                loop {
-                    let note = match eventloop.poll().await {
-                        Ok(event) => match note_v4(event) {
-                            Some(note) => Ok(note),
-                            None => continue,
-                        },
-                        Err(e) => Err(Lost {
-                            oversized: matches!(
-                                e,
-                                rumqttc::ConnectionError::MqttState(
-                                    rumqttc::StateError::Deserialization(
-                                        rumqttc::Error::PayloadSizeLimitExceeded(_)
-                                    )
-                                )
-                            ),
-                            reason: e.to_string(),
-                        }),
-                    };
-                    let failed = note.is_err();
-                    if notes_tx.send(note).await.is_err() || failed {
-                        return;
-                    }
-                }
-            });
-            Ok((Client::V4(client), notes, task))
-        }
-        Protocol::V5 => {
-            let mut options = rumqttc::v5::MqttOptions::new(client_id, address.host, address.port);
-            options
-                .set_keep_alive(keep_alive)
-                .set_clean_start(true)
-                .set_outgoing_inflight_upper_limit(window.saturating_mul(2).saturating_add(2))
-                // Also tells the broker: it must not send us more.
-                .set_max_packet_size(Some(config.max_packet_bytes));
-            if identity.last_will {
-                options.set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new(
-                    &status,
-                    "offline",
-                    rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-                    true,
-                    None,
-                ));
-            }
-            if let Some(user) = &config.username {
-                options.set_credentials(user.clone(), password.unwrap_or_default());
-            }
-            if let Some(tls) = tls {
-                options.set_transport(rumqttc::Transport::tls_with_config(
-                    rumqttc::TlsConfiguration::Rustls(tls),
-                ));
-            }
-            let mut network = rumqttc::NetworkOptions::new();
-            network.set_connection_timeout(5);
-            options.set_network_options(network);
-            let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, capacity);
-            let task = tokio::spawn(async move {
-                loop {
-                    let note = match eventloop.poll().await {
-                        Ok(event) => match note_v5(event) {
-                            Some(note) => Ok(note),
-                            None => continue,
-                        },
-                        Err(e) => Err(Lost {
-                            oversized: matches!(
-                                e,
-                                rumqttc::v5::ConnectionError::MqttState(
-                                    rumqttc::v5::StateError::Deserialization(
-                                        rumqttc::v5::mqttbytes::Error::PayloadSizeLimitExceeded { .. }
-                                    ) | rumqttc::v5::StateError::IncomingPacketTooLarge { .. }
-                                )
-                            ),
-                            reason: e.to_string(),
-                        }),
-                    };
-                    let failed = note.is_err();
-                    if notes_tx.send(note).await.is_err() || failed {
-                        return;
-                    }
-                }
-            });
-            Ok((Client::V5(client), notes, task))
-        }
+    let session = Session {
+        address,
+        client_id: identity.client_id.to_owned(),
+        will_topic: identity
+            .last_will
+            .then(|| format!("{}/status", config.prefix)),
+        keep_alive: Duration::from_secs(config.keep_alive_s),
+        // pkids cycle through 1..=inflight: twice the window keeps the next
+        // id free while acks come in order.
+        inflight: window.saturating_mul(2).saturating_add(2),
+        // Room for every in-flight message plus the retained state messages
+        // sent on connect, so that the driver's try_publish rarely fails.
+        capacity: usize::from(window) * 2 + 1024,
+        credentials: config
+            .username
+            .clone()
+            .map(|user| (user, password.unwrap_or_default())),
+        tls,
+        max_packet_bytes: config.max_packet_bytes,
+    };
+    Ok(match config.protocol {
+        Protocol::V311 => connect_v311(session),
+        Protocol::V5 => connect_v5(session),
+    })
+}
+
+/// What a connection is opened with, whatever the protocol.
+struct Session {
+    address: BrokerAddress,
+    client_id: String,
+    /// Where the Last Will (`offline`, retained) goes, if this connection
+    /// has one.
+    will_topic: Option<String>,
+    keep_alive: Duration,
+    inflight: u16,
+    capacity: usize,
+    /// User name and password.
+    credentials: Option<(String, String)>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    max_packet_bytes: u32,
+}
+
+fn connect_v311(session: Session) -> Connection {
+    let address = session.address;
+    let mut options = rumqttc::MqttOptions::new(session.client_id, address.host, address.port);
+    let max_packet = session.max_packet_bytes as usize;
+    options
+        .set_keep_alive(session.keep_alive)
+        .set_clean_session(true)
+        .set_inflight(session.inflight)
+        .set_max_packet_size(max_packet, max_packet);
+    if let Some(topic) = &session.will_topic {
+        options.set_last_will(rumqttc::LastWill::new(
+            topic,
+            "offline",
+            rumqttc::QoS::AtLeastOnce,
+            true,
+        ));
     }
+    if let Some((user, password)) = session.credentials {
+        options.set_credentials(user, password);
+    }
+    if let Some(tls) = session.tls {
+        options.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls),
+        ));
+    }
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, session.capacity);
+    eventloop.network_options.set_connection_timeout(5);
+    let (notes_tx, notes) = mpsc::channel(256);
+    let task = tokio::spawn(async move {
+        loop {
+            let note = match eventloop.poll().await {
+                Ok(event) => match note_v4(event) {
+                    Some(note) => Ok(note),
+                    None => continue,
+                },
+                Err(e) => Err(Lost {
+                    oversized: matches!(
+                        e,
+                        rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+                            rumqttc::Error::PayloadSizeLimitExceeded(_)
+                        ))
+                    ),
+                    reason: e.to_string(),
+                }),
+            };
+            let failed = note.is_err();
+            if notes_tx.send(note).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    (Client::V4(client), notes, task)
+}
+
+fn connect_v5(session: Session) -> Connection {
+    let address = session.address;
+    let mut options = rumqttc::v5::MqttOptions::new(session.client_id, address.host, address.port);
+    options
+        .set_keep_alive(session.keep_alive)
+        .set_clean_start(true)
+        .set_outgoing_inflight_upper_limit(session.inflight)
+        // Also tells the broker: it must not send us more.
+        .set_max_packet_size(Some(session.max_packet_bytes));
+    if let Some(topic) = &session.will_topic {
+        options.set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new(
+            topic,
+            "offline",
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            true,
+            None,
+        ));
+    }
+    if let Some((user, password)) = session.credentials {
+        options.set_credentials(user, password);
+    }
+    if let Some(tls) = session.tls {
+        options.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls),
+        ));
+    }
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_connection_timeout(5);
+    options.set_network_options(network);
+    let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, session.capacity);
+    let (notes_tx, notes) = mpsc::channel(256);
+    let task = tokio::spawn(async move {
+        loop {
+            let note = match eventloop.poll().await {
+                Ok(event) => match note_v5(event) {
+                    Some(note) => Ok(note),
+                    None => continue,
+                },
+                Err(e) => Err(Lost {
+                    oversized: matches!(
+                        e,
+                        rumqttc::v5::ConnectionError::MqttState(
+                            rumqttc::v5::StateError::Deserialization(
+                                rumqttc::v5::mqttbytes::Error::PayloadSizeLimitExceeded { .. }
+                            ) | rumqttc::v5::StateError::IncomingPacketTooLarge { .. }
+                        )
+                    ),
+                    reason: e.to_string(),
+                }),
+            };
+            let failed = note.is_err();
+            if notes_tx.send(note).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    (Client::V5(client), notes, task)
 }
 
 fn note_v4(event: rumqttc::Event) -> Option<Note> {

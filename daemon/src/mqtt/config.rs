@@ -268,6 +268,14 @@ impl Default for MqttConfig {
 impl MqttConfig {
     /// Checks every value of the table at `key`.
     pub fn validate(&self, key: &str, problems: &mut Problems) {
+        self.validate_connection(key, problems);
+        self.validate_tls(key, problems);
+        self.validate_limits(key, problems);
+        self.validate_topics(key, problems);
+    }
+
+    /// The broker, the listen address, the prefix and the session.
+    fn validate_connection(&self, key: &str, problems: &mut Problems) {
         if self.broker != "embedded" {
             if let Err(reason) = check_broker_url(&self.broker) {
                 problems.push(
@@ -305,6 +313,10 @@ impl MqttConfig {
                 format!("must be between 5 and 3600, got {}", self.keep_alive_s),
             );
         }
+    }
+
+    /// The TLS files: only with a TLS broker, the client's pair together.
+    fn validate_tls(&self, key: &str, problems: &mut Problems) {
         let tls = self.broker_address().is_some_and(|a| a.tls);
         for (name, file) in [
             ("ca_file", &self.ca_file),
@@ -324,6 +336,10 @@ impl MqttConfig {
                 "client_cert_file and client_key_file go together: set both or neither",
             );
         }
+    }
+
+    /// Backoff, queues, sizes and rates.
+    fn validate_limits(&self, key: &str, problems: &mut Problems) {
         if self.reconnect_min_ms == 0 || self.reconnect_min_ms > self.reconnect_max_ms {
             problems.push(
                 format!("{key}.reconnect_min_ms"),
@@ -386,6 +402,10 @@ impl MqttConfig {
                 ),
             );
         }
+    }
+
+    /// Where answers may go, and Home Assistant's discovery prefix.
+    fn validate_topics(&self, key: &str, problems: &mut Problems) {
         for (i, prefix) in self.response_topic_prefixes.iter().enumerate() {
             let reason = match check_topic_level(prefix, true) {
                 Err(reason) => reason,

@@ -56,6 +56,10 @@ pub fn retract_missing(payload: &mut Value, before: &Map<String, Value>) -> Map<
     now
 }
 
+/// One component of a device: its key (without the device's id) and
+/// its configuration.
+type Component = (String, Value);
+
 /// The device discovery payload of `camera`, whose watch rules are
 /// `rules` (one `binary_sensor` each). Home Assistant reads `qos` per
 /// component (at the device level it is ignored), so every component has it.
@@ -68,13 +72,41 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
         "payload_not_available": "offline",
     }]);
     let mut components = Map::new();
-    let mut add = |key: String, mut component: Value| {
+    let all = [
+        event_components(&base),
+        control_components(&base),
+        diagnostic_components(&base),
+        rule_components(&base, rules),
+    ];
+    for (key, mut component) in all.into_iter().flatten() {
+        let key = format!("{id}_{key}");
         component["unique_id"] = key.clone().into();
         component["qos"] = 1.into();
         components.insert(key, component);
-    };
-    add(
-        format!("{id}_last_event"),
+    }
+    json!({
+        "device": {
+            "identifiers": [id],
+            "name": format!("glimpse {camera}"),
+            "manufacturer": "glimpse",
+            "model": "edge video analytics",
+            "sw_version": env!("CARGO_PKG_VERSION"),
+        },
+        "origin": {
+            "name": "glimpse",
+            "sw_version": env!("CARGO_PKG_VERSION"),
+        },
+        "availability": availability,
+        "components": components,
+    })
+}
+
+/// What the camera said: its last event, description, activity and
+/// answer, as sensors and `event` entities.
+fn event_components(base: &str) -> Vec<Component> {
+    let mut out = Vec::new();
+    out.push((
+        "last_event".to_owned(),
         json!({
             "platform": "sensor",
             "name": "Last event",
@@ -85,12 +117,12 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
             "value_template": format!("{{{{ value_json.text[:{MAX_STATE_CHARS}] }}}}"),
             "json_attributes_topic": format!("{base}/event"),
         }),
-    );
+    ));
     // Only descriptions: a rule event that follows a description a
     // millisecond later must not hide it, so other kinds keep the state
     // (`this`: the entity's own state in Home Assistant's MQTT templates).
-    add(
-        format!("{id}_description"),
+    out.push((
+        "description".to_owned(),
         json!({
             "platform": "sensor",
             "name": "Last description",
@@ -102,9 +134,9 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
             "json_attributes_topic": format!("{base}/event"),
             "json_attributes_template": "{% if value_json.kind == 'description' %}{{ value }}{% else %}{{ this.attributes | to_json }}{% endif %}",
         }),
-    );
-    add(
-        format!("{id}_activity"),
+    ));
+    out.push((
+        "activity".to_owned(),
         json!({
             "platform": "sensor",
             "name": "Activity",
@@ -113,9 +145,9 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
             "options": ["idle", "changing", "paused"],
             "state_topic": format!("{base}/activity"),
         }),
-    );
-    add(
-        format!("{id}_event"),
+    ));
+    out.push((
+        "event".to_owned(),
         json!({
             "platform": "event",
             "name": "Event",
@@ -126,11 +158,11 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
             // value cannot be made JSON, so it is made null.
             "value_template": "{{ {'event_type': value_json.kind, 'text': value_json.text, 'id': value_json.id, 'reference': value_json.reference | default(none)} | to_json }}",
         }),
-    );
+    ));
     // Answers have a topic of their own; an error answer has `error`
     // instead of `text`.
-    add(
-        format!("{id}_answer_event"),
+    out.push((
+        "answer_event".to_owned(),
         json!({
             "platform": "event",
             "name": "Answer event",
@@ -138,9 +170,9 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
             "event_types": ["answer"],
             "value_template": "{{ {'event_type': 'answer', 'text': value_json.text if value_json.text is defined else value_json.error, 'id': value_json.id} | to_json }}",
         }),
-    );
-    add(
-        format!("{id}_answer"),
+    ));
+    out.push((
+        "answer".to_owned(),
         json!({
             "platform": "sensor",
             "name": "Answer",
@@ -151,9 +183,15 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
             ),
             "json_attributes_topic": format!("{base}/answer"),
         }),
-    );
-    add(
-        format!("{id}_ask"),
+    ));
+    out
+}
+
+/// What a user does: ask, pause the analysis, add a rule; and the picture.
+fn control_components(base: &str) -> Vec<Component> {
+    let mut out = Vec::new();
+    out.push((
+        "ask".to_owned(),
         json!({
             "platform": "text",
             "name": "Ask",
@@ -161,10 +199,10 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
             "command_topic": format!("{base}/ask"),
             "max": MAX_STATE_CHARS,
         }),
-    );
+    ));
     // Pause and resume the camera's analysis (persisted by glimpse).
-    add(
-        format!("{id}_analysis"),
+    out.push((
+        "analysis".to_owned(),
         json!({
             "platform": "switch",
             "name": "Analysis",
@@ -175,11 +213,11 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
             "payload_off": "off",
             "entity_category": "config",
         }),
-    );
+    ));
     // A new watch rule: the text is the rule (a plain-text rules/set
     // adds one rule). Errors go to `<camera>/rules/error`.
-    add(
-        format!("{id}_add_rule"),
+    out.push((
+        "add_rule".to_owned(),
         json!({
             "platform": "text",
             "name": "Add rule",
@@ -188,17 +226,23 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
             "max": MAX_STATE_CHARS,
             "entity_category": "config",
         }),
-    );
+    ));
     // The picture of the last event (binary JPEG, retained).
-    add(
-        format!("{id}_snapshot"),
+    out.push((
+        "snapshot".to_owned(),
         json!({
             "platform": "image",
             "name": "Snapshot",
             "image_topic": format!("{base}/snapshot"),
             "content_type": "image/jpeg",
         }),
-    );
+    ));
+    out
+}
+
+/// Diagnostics from the stats.
+fn diagnostic_components(base: &str) -> Vec<Component> {
+    let mut out = Vec::new();
     // Diagnostics from the stats (published every
     // service.stats_interval_s): key, name, unit, state class.
     for (key, name, unit, class) in [
@@ -224,12 +268,19 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
         if let Some(unit) = unit {
             sensor["unit_of_measurement"] = unit.into();
         }
-        add(format!("{id}_{key}"), sensor);
+        out.push((key.to_owned(), sensor));
     }
+    out
+}
+
+/// A `binary_sensor` per watch rule, and a remove button for the rules
+/// set over MQTT.
+fn rule_components(base: &str, rules: &[RuleStatus]) -> Vec<Component> {
+    let mut out = Vec::new();
     for rule in rules {
         let topic = format!("{base}/rules/{}/state", rule.id);
-        add(
-            format!("{id}_rule_{}", rule.id),
+        out.push((
+            format!("rule_{}", rule.id),
             json!({
                 "platform": "binary_sensor",
                 "name": rule.rule.chars().take(MAX_STATE_CHARS).collect::<String>(),
@@ -244,12 +295,12 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
                 // Home Assistant may still read it: no attributes, no error.
                 "json_attributes_template": "{{ value if value else '{}' }}",
             }),
-        );
+        ));
         // Rules set over MQTT can be removed from Home Assistant; the
         // config's stay until the config changes.
         if rule.source == RuleSource::Mqtt {
-            add(
-                format!("{id}_remove_rule_{}", rule.id),
+            out.push((
+                format!("remove_rule_{}", rule.id),
                 json!({
                     "platform": "button",
                     "name": format!("Remove rule: {}", rule.rule.chars().take(MAX_STATE_CHARS - 13).collect::<String>()),
@@ -258,24 +309,10 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
                     "payload_press": json!({ "remove": [rule.id] }).to_string(),
                     "entity_category": "config",
                 }),
-            );
+            ));
         }
     }
-    json!({
-        "device": {
-            "identifiers": [id],
-            "name": format!("glimpse {camera}"),
-            "manufacturer": "glimpse",
-            "model": "edge video analytics",
-            "sw_version": env!("CARGO_PKG_VERSION"),
-        },
-        "origin": {
-            "name": "glimpse",
-            "sw_version": env!("CARGO_PKG_VERSION"),
-        },
-        "availability": availability,
-        "components": components,
-    })
+    out
 }
 
 #[cfg(test)]

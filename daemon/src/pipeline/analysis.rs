@@ -2,7 +2,7 @@
 //! token dropping → memory → trigger → responder → events.
 //!
 //! A model worker takes a camera's next frame and runs [`analyse`] on it; a
-//! trigger queues a `Proactive` job ([`respond`]) that asks the model and
+//! trigger queues a `Proactive` job (`respond`) that asks the model and
 //! sends the events. The per-camera state (the gate's and the dropper's
 //! references, the trigger, the memory) belongs to the camera
 //! (`pipeline::camera`), behind a mutex that only its own jobs take, so
@@ -18,15 +18,16 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::capture::{CameraConfig, Frame};
+use super::CameraConfig;
+use crate::capture::Frame;
 use crate::dtd::{Kept, PixelGate, TokenDropper};
-use crate::event::{Activity, Event, EventKind, Evidence, RuleState, RuleStatus};
+use crate::event::{Activity, Evidence, Produced, RuleState, RuleStatus};
 use crate::histogram::Histogram;
 use crate::infer::{InferError, Model};
-use crate::llm::{Responder, Seen, Visual, DESCRIBE};
+use crate::llm::{Responder, Seen, Visual};
 use crate::memory::{self, MemoryBank};
 use crate::snapshot::{Picture, Snapshotter};
-use crate::trigger::{Decision, RuleBook, SceneTrigger};
+use crate::trigger::{RuleBook, SceneTrigger};
 use crate::vision::{self, Preprocessor};
 use crate::workers::{Priority, Submitter};
 
@@ -44,7 +45,7 @@ pub struct ModelStages {
 
 /// Where events go. Events are never dropped: a full channel makes the
 /// worker wait.
-pub type EventSink = mpsc::Sender<Event>;
+pub type EventSink = mpsc::Sender<Produced>;
 
 /// Every camera's watch rules and their states, by camera: published to
 /// whoever reads them (the service hands them to MQTT). A watch channel:
@@ -663,189 +664,24 @@ pub fn analyse(
     if !decision.describe && rules.is_empty() {
         return;
     }
-    let camera = a.camera.clone();
-    let context = a.context();
-    let job_stages = stages.clone();
-    let sink = events.clone();
-    let rule_states = a.rule_states.clone();
-    let snapshot = a.snapshotter.clone().zip(a.picture.clone());
-    let captured = frame.wall_time;
-    let min_confidence = a.trigger.config().min_confidence;
-    let queued = pool.submit(
-        Priority::Proactive,
-        Box::new(move || {
-            respond(
-                &camera,
-                &kept,
-                &context,
-                decision,
-                &rules,
-                rule_states.as_deref(),
-                &job_stages,
-                &sink,
-                captured,
-                min_confidence,
-                &counters,
-                snapshot.as_ref().map(|(s, p)| (s, p.as_ref())),
-            )
-        }),
-    );
+    let job = super::respond::Proactive {
+        camera: a.camera.clone(),
+        at: kept.meta.pts,
+        context: a.context(),
+        decision,
+        rules,
+        rule_states: a.rule_states.clone(),
+        stages: stages.clone(),
+        events: events.clone(),
+        captured: frame.wall_time,
+        min_confidence: a.trigger.config().min_confidence,
+        counters,
+        snapshot: a.snapshotter.clone().zip(a.picture.clone()),
+    };
+    let queued = pool.submit(Priority::Proactive, Box::new(move || job.run()));
     if let Err(e) = queued {
         tracing::warn!("a scene change was not described: {e}");
     }
-}
-
-/// Asks the model about a change (a `Proactive` job, on a worker thread).
-#[allow(clippy::too_many_arguments)]
-fn respond(
-    camera: &str,
-    kept: &Kept,
-    context: &Context,
-    decision: Decision,
-    rules: &[String],
-    rule_states: Option<&CameraRules>,
-    stages: &ModelStages,
-    events: &EventSink,
-    captured: SystemTime,
-    min_confidence: f32,
-    counters: &AnalysisCounters,
-    snapshot: Option<(&Snapshotter, &Picture)>,
-) {
-    let mut backend = stages.model.backend();
-    // The model sees the memory (past frames, pooled by age) and the
-    // canvas (now), each token at its place in its grid.
-    let seen = context.seen();
-    let span = (
-        context.items.first().map_or(kept.meta.pts, |i| i.pts),
-        kept.meta.pts,
-    );
-    let evidence = context.evidence();
-    let mut out = Vec::new();
-    // An answer the model is unsure of is held back: a false "the red
-    // square left" costs an operator more than a late true one.
-    let unsure = |what: &str, answer: &crate::llm::Answer| {
-        let unsure = answer.confidence < min_confidence;
-        if unsure {
-            counters.held_back.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(
-                camera,
-                what,
-                answer = answer.text,
-                confidence = answer.confidence,
-                min_confidence,
-                "held back: the model is unsure"
-            );
-        }
-        unsure
-    };
-    if decision.describe {
-        match stages.responder.ask(backend.as_mut(), &seen, DESCRIBE) {
-            Ok(answer) if unsure("description", &answer) => {}
-            // The trigger saw pixels change, the model no change it can
-            // name (noise, light, a fresh memory): nothing to tell anyone.
-            Ok(answer) if crate::llm::says_nothing_changed(&answer.text) => {
-                counters.nothing_changed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(
-                    camera,
-                    at_s = kept.meta.pts.as_secs_f64(),
-                    confidence = answer.confidence,
-                    "not published: the description says nothing changed"
-                );
-            }
-            Ok(answer) => {
-                let mut event = Event::new(camera, EventKind::Description, answer.text, span);
-                event.confidence = Some(answer.confidence);
-                out.push(event);
-            }
-            Err(e) => tracing::warn!(camera, "describing a change failed: {e}"),
-        }
-    }
-    for rule in rules {
-        // One model call per rule: a worker beat per rule, so a long job
-        // still counts as progress.
-        crate::health::progress();
-        let (yes, answer, confidence) =
-            match stages.responder.check_rule(backend.as_mut(), &seen, rule) {
-                // Not an answer for the rule's state: it stays as it was.
-                Ok((_, answer)) if unsure(rule, &answer) => continue,
-                Ok((yes, answer)) => (yes, answer.text, answer.confidence),
-                Err(e) => {
-                    tracing::warn!(camera, rule, "checking a watch rule failed: {e}");
-                    continue;
-                }
-            };
-        let at = kept.meta.pts;
-        tracing::debug!(
-            camera,
-            rule,
-            at_s = at.as_secs_f64(),
-            yes,
-            answer,
-            confidence,
-            "watch rule checked"
-        );
-        // Only a change of state is news; the debounce decides it. A rule
-        // found off when it was unknown (at start, or just set) ended
-        // nothing: its state topic says so, without an event.
-        let Some((from, status)) = rule_states.and_then(|r| r.record(rule, at, yes, &answer))
-        else {
-            continue;
-        };
-        let kind = match (from, status.state) {
-            (_, RuleState::On) => EventKind::RuleOn,
-            (RuleState::On, RuleState::Off) => EventKind::RuleOff,
-            _ => continue,
-        };
-        let mut event = Event::new(camera, kind, format!("{rule} {answer}"), span);
-        event.reference = Some(status.id);
-        event.confidence = Some(confidence);
-        out.push(event);
-    }
-    // One picture for the job's events: they are about the same frame.
-    if let Some((snapshotter, picture)) = snapshot {
-        snapshotter.attach(picture, &mut out);
-    }
-    for mut event in out {
-        event.evidence = evidence.clone();
-        event.latency_ms = SystemTime::now()
-            .duration_since(captured)
-            .map_or(0, |d| d.as_millis() as u64);
-        counters.events.fetch_add(1, Ordering::Relaxed);
-        // A worker thread, not the runtime: waiting here is allowed, and an
-        // event is worth waiting for.
-        if events.blocking_send(event).is_err() {
-            tracing::warn!(
-                camera,
-                "the event sink is closed; an event was lost at shutdown"
-            );
-        }
-    }
-}
-
-/// Answers a question about a camera from a copy of its memory and canvas
-/// (an `Answer` job, on a worker thread; the camera goes on meanwhile).
-pub fn answer(
-    camera: &str,
-    context: &Context,
-    stages: &ModelStages,
-    question: &str,
-) -> Result<Event, String> {
-    let seen = context.seen();
-    let mut backend = stages.model.backend();
-    let answer = stages
-        .responder
-        .ask(backend.as_mut(), &seen, question)
-        .map_err(|e| format!("the model could not answer: {e}"))?;
-    let span = (
-        context.items.first().map_or(Duration::ZERO, |i| i.pts),
-        context.items.last().map_or(Duration::ZERO, |i| i.pts),
-    );
-    // An answer is never held back (someone asked); its confidence says
-    // how far to trust it.
-    let mut event = Event::new(camera, EventKind::Answer, answer.text, span);
-    event.confidence = Some(answer.confidence);
-    event.evidence = context.evidence();
-    Ok(event)
 }
 
 #[cfg(test)]

@@ -18,8 +18,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use crate::capture::{CameraConfig, CameraState, Frame};
-use crate::event::Event;
+use super::CameraConfig;
+use crate::capture::{CameraState, Frame};
+use crate::event::Produced;
 use crate::queue;
 use crate::snapshot::{SnapshotStore, Snapshotter};
 use crate::workers::{Job, Lane, Submitter};
@@ -216,7 +217,7 @@ impl Camera {
 
     /// Answers `question` from the camera's memory with the model of the
     /// moment (on a worker).
-    pub fn answer(&self, question: &str) -> Result<Event, String> {
+    pub fn answer(&self, question: &str) -> Result<Produced, String> {
         let stages = self
             .current
             .model()
@@ -228,12 +229,15 @@ impl Camera {
             let state = self.state_for(&mut slot, &stages);
             (state.context(), state.picture())
         };
-        let mut event = analysis::answer(&self.name, &context, &stages, question)?;
+        let mut event = super::respond::answer(&self.name, &context, &stages, question)?;
         // The answer is about the scene now: the last sampled frame.
-        if let (Some(snapshotter), Some(picture)) = (&self.snapshotter, picture) {
-            snapshotter.attach(&picture, std::slice::from_mut(&mut event));
-        }
-        Ok(event)
+        let jpeg = match (&self.snapshotter, picture) {
+            (Some(snapshotter), Some(picture)) => {
+                snapshotter.attach(&picture, std::slice::from_mut(&mut event))
+            }
+            _ => None,
+        };
+        Ok(Produced { event, jpeg })
     }
 
     /// The analysis state for `stages`' model: the one in `slot` if it was

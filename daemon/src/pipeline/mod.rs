@@ -20,19 +20,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-
 use tokio_util::sync::CancellationToken;
 
 pub mod analysis;
 pub mod camera;
+mod camera_config;
+mod respond;
 
 pub use analysis::{
     AnalysisCounters, CameraAnalysis, CameraRules, EventSink, ModelStages, RuleStates,
 };
 
-use crate::capture::{self, CameraConfig, CameraState, CaptureError, CaptureHandle};
-use crate::event::Event;
+pub use camera_config::CameraConfig;
+
+use crate::capture::{self, CameraState, CaptureError, CaptureHandle};
+use crate::event::Produced;
 use crate::health::Heartbeats;
 use crate::infer::{self, InferError, ModelConfig};
 use crate::llm::{LlmError, Responder};
@@ -205,7 +207,7 @@ impl Pipeline {
     pub async fn build(
         config: &PipelineConfig,
         heartbeats: &Heartbeats,
-        events: mpsc::Sender<Event>,
+        events: EventSink,
         operator: Operator,
     ) -> Result<Pipeline, PipelineError> {
         let model = match &config.model {
@@ -277,7 +279,7 @@ impl Pipeline {
         let report = Box::new(move |new: &CameraState| {
             *shared.lock().unwrap_or_else(|p| p.into_inner()) = new.clone();
         });
-        let capture = capture::start(name, config, tx, report, cancel.clone())?;
+        let capture = capture::start(name, &config.capture(), tx, report, cancel.clone())?;
         self.workers.add_lane(Arc::new(CameraLane(unit.clone())));
         tracing::debug!(
             camera = name,
@@ -303,7 +305,7 @@ impl Pipeline {
         &self,
         camera: &str,
         question: String,
-    ) -> Result<tokio::sync::oneshot::Receiver<Result<Event, String>>, String> {
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<Produced, String>>, String> {
         let running = self
             .cameras
             .get(camera)
@@ -546,6 +548,26 @@ impl Pipeline {
     }
 }
 
+/// Builds a model folder's stages: its graphs on their backend, the pixel
+/// preparation, the tokenizer and chat template. Blocking (seconds for a
+/// large model); `glimpse eval` calls it as it is, the daemon through
+/// [`load_model`].
+pub fn build_model_stages(
+    config: &ModelConfig,
+    state_dir: Option<&std::path::Path>,
+) -> Result<ModelStages, PipelineError> {
+    let model = infer::load_in(config, state_dir)?;
+    let preprocessor = Preprocessor::from_folder(model.folder())?;
+    let responder = Responder::from_folder(model.folder(), crate::llm::MAX_ANSWER_TOKENS)?;
+    let fingerprint = model_fingerprint(model.folder());
+    Ok(ModelStages {
+        fingerprint,
+        model,
+        preprocessor,
+        responder,
+    })
+}
+
 /// Loads a model and what its stages need, on a blocking thread (seconds;
 /// minutes for a first TensorRT engine build). Does not touch a running
 /// pipeline, so the service runs it in the background while the old model
@@ -559,16 +581,7 @@ pub async fn load_model(
     tokio::task::spawn_blocking(move || -> Result<Arc<ModelStages>, PipelineError> {
         #[cfg(feature = "fault-injection")]
         crate::slow::slow_model_load();
-        let model = infer::load_in(&config, state_dir.as_deref())?;
-        let preprocessor = Preprocessor::from_folder(model.folder())?;
-        let responder = Responder::from_folder(model.folder(), crate::llm::MAX_ANSWER_TOKENS)?;
-        let fingerprint = model_fingerprint(model.folder());
-        Ok(Arc::new(ModelStages {
-            fingerprint,
-            model,
-            preprocessor,
-            responder,
-        }))
+        build_model_stages(&config, state_dir.as_deref()).map(Arc::new)
     })
     .await
     .map_err(|e| {
@@ -700,7 +713,7 @@ source = { kind = "synthetic", frame_rate = 20 }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn frames_flow_and_reload_touches_only_what_changed() {
         let beats = Heartbeats::new();
-        let (tx, _rx) = mpsc::channel(8);
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
         let mut pipeline = Pipeline::build(&config(TWO), &beats, tx, Operator::default())
             .await
             .unwrap();
@@ -742,7 +755,7 @@ source = { kind = "synthetic", frame_rate = 20 }
         let text =
             "[cameras.gone]\nsource = { kind = \"file\", path = \"/nonexistent/clip.mp4\" }\n";
         let beats = Heartbeats::new();
-        let (tx, _rx) = mpsc::channel(8);
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
         let mut pipeline = Pipeline::build(&config(text), &beats, tx, Operator::default())
             .await
             .unwrap();

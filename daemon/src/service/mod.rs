@@ -1,45 +1,52 @@
 //! The service: lifecycle, signals and systemd.
 //!
-//! [`run`] is the daemon's main loop. It builds the pipeline, tells systemd
-//! it is ready, and then only reacts: SIGTERM/SIGINT stop it, SIGHUP
-//! reloads the config (an invalid one is refused and the old one keeps
-//! running; a new model loads in the background while the old one serves),
-//! events go into the durable outbox, questions go to the model, and a
-//! timer logs statistics and publishes them over MQTT. The watchdog pings
-//! come from a task of their own ([`watchdog`]) that looks only at the
-//! stages' heartbeats, so nothing the loop waits for can stop them. The
-//! MQTT stage starts first (embedded broker, outbox) and stops last, so
-//! that `offline` and the last events get out. The order of a stop is in
-//! docs/architecture.md §8. All of it runs on tokio; nothing here
-//! touches a frame or a model.
+//! [`run`] is the daemon's life in three steps: [`Service::start`] builds
+//! the stages and tells systemd it is ready; [`Service::serve`] only
+//! reacts (SIGTERM/SIGINT stop it, SIGHUP reloads the config, events go
+//! into the durable outbox, questions go to the model, timers publish
+//! activity and statistics); [`Service::stop`] stops the stages in an
+//! order that loses nothing (docs/architecture.md §8). A reload is in
+//! `reload`: an invalid config is refused and the old one keeps running;
+//! a new model loads in the background while the old one serves. The
+//! watchdog pings come from a task of their own (`watchdog`) that looks
+//! only at the stages' heartbeats, so nothing the loop waits for can stop
+//! them. The MQTT stage starts first (embedded broker, outbox) and stops
+//! last, so that `offline` and the last events get out. All of it runs on
+//! tokio; nothing here touches a frame or a model.
 
+mod answers;
 pub mod logging;
 mod notify;
+mod reload;
+mod stats;
+mod watchdog;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Interval;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use crate::config::ServiceConfig;
 pub use notify::Notifier;
 
-use crate::config::{self as cfg, Config, Environment};
-use crate::event::Activity;
-use crate::event::Event;
-use crate::frame::CameraState;
+use crate::config::Config;
+use crate::event::{Activity, Produced, RuleStates};
 use crate::health::Heartbeats;
 use crate::http::{AskRequest, Board, HttpServer, Outcome};
 use crate::mqtt::{Mqtt, MqttHandle, Question};
-use crate::pipeline::{self, CameraStats, ModelStages, Pipeline, PipelineError};
+use crate::pipeline::{Operator, Pipeline};
+use answers::{ask, next_question, store_event};
+use reload::{model_loaded, PendingReload};
+use stats::{update_board, StatsWindow};
 
 /// Events waiting between the model workers and the service.
 const EVENT_QUEUE: usize = 64;
@@ -47,6 +54,19 @@ const EVENT_QUEUE: usize = 64;
 /// Questions from the HTTP API waiting for the service; when full, the
 /// asker gets a 503 at once.
 const HTTP_QUESTIONS: usize = 16;
+
+/// Runs the daemon until SIGTERM or SIGINT. `config` was loaded from
+/// `config_path`, which is read again on SIGHUP.
+pub async fn run(
+    config_path: PathBuf,
+    config: Config,
+    logging: logging::Logging,
+) -> anyhow::Result<()> {
+    let mut service = Service::start(config_path, config, logging).await?;
+    let reason = service.serve().await;
+    service.stop(reason).await;
+    Ok(())
+}
 
 /// What a signal asks the service to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,81 +100,397 @@ impl Signals {
     }
 }
 
-/// A reload waiting for its model to load in the background.
-struct PendingReload {
+/// The running daemon: its config, its stages, and what its loop waits
+/// on. Only [`run`] holds one.
+struct Service {
+    config_path: PathBuf,
     config: Config,
-    load: JoinHandle<Result<Arc<ModelStages>, PipelineError>>,
-    started: Instant,
+    logging: logging::Logging,
+    notifier: Notifier,
+    state_dir: PathBuf,
+
+    // The stages, started in this order and stopped in the reverse.
+    mqtt_stage: Mqtt,
+    /// The MQTT stage's handle: events, answers, retained state.
+    mqtt: MqttHandle,
+    pipeline: Pipeline,
+    /// The state the HTTP endpoint reads; kept up to date by the loop.
+    board: Arc<Board>,
+    http: Option<HttpServer>,
+
+    // What the loop waits on.
+    signals: Signals,
+    /// Events from the pipeline (and the test events), bounded: a burst
+    /// makes the workers wait rather than grow memory.
+    produced: mpsc::Receiver<Produced>,
+    questions: Option<mpsc::Receiver<Question>>,
+    http_asks: mpsc::Receiver<AskRequest>,
+    /// Watch rules added and cameras paused over MQTT.
+    rules: watch::Receiver<BTreeMap<String, Vec<String>>>,
+    paused: watch::Receiver<BTreeSet<String>>,
+    /// The rules' states, from the pipeline to MQTT as plain data.
+    rule_states: watch::Receiver<RuleStates>,
+    /// Activity (idle/changing) is read from the pipeline every second
+    /// and published when it changes.
+    activity_tick: Interval,
+    activities: BTreeMap<String, Activity>,
+    stats_tick: Interval,
+    stats: StatsWindow,
+    reload: Reloads,
+
+    // What the stop waits for, or stops.
+    /// Question tasks, awaited at stop so that no answer is left behind.
+    answering: TaskTracker,
+    /// Stops the producers that are not cameras (test events) first.
+    producers: CancellationToken,
+    #[cfg(feature = "fault-injection")]
+    faults: Faults,
+    stall_timeout: Arc<AtomicU64>,
+    stalled: Arc<AtomicBool>,
+    pings: CancellationToken,
+    watchdog: Option<JoinHandle<()>>,
 }
 
-/// Runs the daemon until SIGTERM or SIGINT. `config` was loaded from
-/// `config_path`, which is read again on SIGHUP.
-pub async fn run(
-    config_path: PathBuf,
-    mut config: Config,
-    logging: logging::Logging,
-) -> anyhow::Result<()> {
-    let notifier = Notifier;
-    let state_dir = config
-        .service
-        .state_dir()
-        .context("no state directory was resolved")?
-        .to_owned();
-    std::fs::create_dir_all(&state_dir)
-        .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
+/// A reload in flight, and one asked for meanwhile.
+struct Reloads {
+    /// A reload waiting for its model to load in the background.
+    pending: Option<PendingReload>,
+    /// A SIGHUP came while a model was loading: reload again after.
+    again: bool,
+    again_now: tokio::sync::Notify,
+}
 
-    // Registered before anything starts, so that no signal is missed.
-    let mut signals = Signals::register().context("cannot register signal handlers")?;
-    let mut mqtt = Mqtt::start(&config.mqtt, enabled_cameras(&config), &state_dir)
-        .await
-        .context("cannot start MQTT")?;
-    // Bound before the model loads: a taken port fails the start at once.
-    let http_listener = crate::http::bind(&config.http)
-        .await
-        .context("cannot start the HTTP endpoint")?;
-    let heartbeats = Heartbeats::new();
-    // Bounded: a burst of events makes the workers wait rather than grow
-    // memory; events are never dropped.
-    let (events_tx, mut produced) = mpsc::channel(EVENT_QUEUE);
-    let events = mqtt.handle.clone();
-    // Watch rules added and cameras paused over MQTT, as the cameras start.
-    let (mut rules, mut paused) = (events.rules(), events.paused());
-    let operator = crate::pipeline::Operator {
-        rules: rules.borrow_and_update().clone(),
-        paused: paused.borrow_and_update().clone(),
-    };
-    let mut pipeline =
-        Pipeline::build(&config.pipeline(), &heartbeats, events_tx.clone(), operator)
+/// The faults the end-to-end tests inject (`faults`).
+#[cfg(feature = "fault-injection")]
+struct Faults {
+    stall_release: Arc<AtomicBool>,
+    test_events: Option<JoinHandle<()>>,
+}
+
+#[cfg(feature = "fault-injection")]
+impl Faults {
+    /// Starts the faults the environment asks for.
+    fn start(
+        pipeline: &Pipeline,
+        events: &mpsc::Sender<Produced>,
+        producers: &CancellationToken,
+    ) -> Faults {
+        Faults {
+            stall_release: crate::faults::stall(pipeline),
+            test_events: crate::faults::test_events(
+                events.clone(),
+                pipeline.workers().submitter(),
+                pipeline.snapshotters(),
+                producers.clone(),
+            ),
+        }
+    }
+}
+
+impl Service {
+    /// Starts the stages (MQTT, HTTP's port, the pipeline, HTTP, the
+    /// watchdog) and tells systemd the daemon is ready.
+    async fn start(
+        config_path: PathBuf,
+        config: Config,
+        logging: logging::Logging,
+    ) -> anyhow::Result<Service> {
+        let notifier = Notifier;
+        let state_dir = config
+            .service
+            .state_dir()
+            .context("no state directory was resolved")?
+            .to_owned();
+        std::fs::create_dir_all(&state_dir).with_context(|| {
+            format!("cannot create the state directory {}", state_dir.display())
+        })?;
+        // Registered before anything starts, so that no signal is missed.
+        let signals = Signals::register().context("cannot register signal handlers")?;
+        let mut mqtt_stage = Mqtt::start(&config.mqtt, enabled_cameras(&config), &state_dir)
             .await
-            .context("cannot start the pipeline")?;
-    // A full disk: the outbox makes room from the oldest snapshots before
-    // an event waiting in memory is lost (docs/architecture.md §7).
-    if let Some(store) = pipeline.snapshot_store() {
-        events.on_disk_full(Arc::new(move || store.remove_oldest()));
-    }
-    // Questions from MQTT; answered by the model stages (see below).
-    let mut questions = mqtt.take_questions();
-    // Question tasks, awaited at stop so that no answer is left behind.
-    let answering = TaskTracker::new();
-    // Stops the producers that are not cameras (test events) first at stop.
-    let producers = CancellationToken::new();
-    #[cfg(feature = "fault-injection")]
-    let stall_release = crate::faults::stall(&pipeline);
-    #[cfg(feature = "fault-injection")]
-    let test_events = crate::faults::test_events(
-        events_tx.clone(),
-        pipeline.workers().submitter(),
-        pipeline.snapshotters(),
-        producers.clone(),
-    );
-    // Only the pipeline's jobs (and the test events) hold the sink now, so
-    // the channel closes once they are all gone.
-    drop(events_tx);
-    let connect_wait = Duration::from_millis(config.mqtt.connect_wait_ms);
-    if !events.wait_connected(connect_wait).await {
-        tracing::warn!(broker = %config.mqtt.broker, "MQTT broker not reached yet; events wait in the outbox");
+            .context("cannot start MQTT")?;
+        // Bound before the model loads: a taken port fails the start at once.
+        let http_listener = crate::http::bind(&config.http)
+            .await
+            .context("cannot start the HTTP endpoint")?;
+        let heartbeats = Heartbeats::new();
+        let (events_tx, produced) = mpsc::channel(EVENT_QUEUE);
+        let mqtt = mqtt_stage.handle.clone();
+        let (mut rules, mut paused) = (mqtt.rules(), mqtt.paused());
+        let operator = Operator {
+            rules: rules.borrow_and_update().clone(),
+            paused: paused.borrow_and_update().clone(),
+        };
+        let pipeline =
+            Pipeline::build(&config.pipeline(), &heartbeats, events_tx.clone(), operator)
+                .await
+                .context("cannot start the pipeline")?;
+        // A full disk: the outbox makes room from the oldest snapshots
+        // before an event waiting in memory is lost (docs/architecture.md §7).
+        if let Some(store) = pipeline.snapshot_store() {
+            mqtt.on_disk_full(Arc::new(move || store.remove_oldest()));
+        }
+        let questions = mqtt_stage.take_questions();
+        let producers = CancellationToken::new();
+        #[cfg(feature = "fault-injection")]
+        let faults = Faults::start(&pipeline, &events_tx, &producers);
+        // Only the pipeline's jobs (and the test events) hold the sink
+        // now, so the channel closes once they are all gone.
+        drop(events_tx);
+        if !mqtt
+            .wait_connected(Duration::from_millis(config.mqtt.connect_wait_ms))
+            .await
+        {
+            tracing::warn!(broker = %config.mqtt.broker, "MQTT broker not reached yet; events wait in the outbox");
+        }
+        announce(&config_path, &state_dir, &pipeline, &notifier);
+
+        let stall_timeout = Arc::new(AtomicU64::new(config.service.stall_timeout_ms));
+        // The HTTP endpoint reads copies of the state from the board; its
+        // questions come back to the loop.
+        let (http_asks_tx, http_asks) = mpsc::channel::<AskRequest>(HTTP_QUESTIONS);
+        let board = Arc::new(Board::new(
+            heartbeats.clone(),
+            stall_timeout.clone(),
+            pipeline.rule_states(),
+            http_asks_tx,
+            Some(state_dir.clone()),
+            config.mqtt.max_question_bytes,
+        ));
+        update_board(&board, &pipeline, &mqtt, pipeline.stats());
+        let http = http_listener
+            .map(|listener| HttpServer::serve(listener, &config.http, board.clone()))
+            .transpose()
+            .context("cannot start the HTTP endpoint")?;
+        let (stalled, pings) = (Arc::new(AtomicBool::new(false)), CancellationToken::new());
+        let watchdog = notifier.watchdog_period().map(|period| {
+            tokio::spawn(watchdog::watchdog(
+                heartbeats,
+                period,
+                stall_timeout.clone(),
+                stalled.clone(),
+                pings.clone(),
+            ))
+        });
+        let mut rule_states = pipeline.rule_states();
+        mqtt.set_rule_states(rule_states.borrow_and_update().clone());
+        Ok(Service {
+            stats_tick: reload::stats_tick(&config).await,
+            stats: StatsWindow::new(&pipeline),
+            activity_tick: tokio::time::interval(Duration::from_secs(1)),
+            activities: BTreeMap::new(),
+            reload: Reloads {
+                pending: None,
+                again: false,
+                again_now: tokio::sync::Notify::new(),
+            },
+            answering: TaskTracker::new(),
+            config_path,
+            config,
+            logging,
+            notifier,
+            state_dir,
+            mqtt_stage,
+            mqtt,
+            pipeline,
+            board,
+            http,
+            signals,
+            produced,
+            questions,
+            http_asks,
+            rules,
+            paused,
+            rule_states,
+            producers,
+            #[cfg(feature = "fault-injection")]
+            faults,
+            stall_timeout,
+            stalled,
+            pings,
+            watchdog,
+        })
     }
 
+    /// The loop: reacts to whatever comes first until a signal stops it;
+    /// returns the signal's name.
+    async fn serve(&mut self) -> &'static str {
+        loop {
+            let action = tokio::select! {
+                action = self.signals.next() => Some(action),
+                () = self.reload.again_now.notified() => Some(Action::Reload),
+                loaded = model_loaded(&mut self.reload.pending) => {
+                    self.model_loaded(loaded).await;
+                    None
+                }
+                Some(event) = self.produced.recv() => {
+                    store_event(&self.mqtt, &self.board, event).await;
+                    continue;
+                }
+                Some(question) = next_question(&mut self.questions) => {
+                    self.ask(question, None);
+                    continue;
+                }
+                Some(request) = self.http_asks.recv() => {
+                    self.http_question(request);
+                    continue;
+                }
+                Ok(()) = self.rules.changed() => {
+                    let current = self.rules.borrow_and_update().clone();
+                    self.pipeline.set_runtime_rules(current);
+                    continue;
+                }
+                Ok(()) = self.paused.changed() => {
+                    let current = self.paused.borrow_and_update().clone();
+                    self.pipeline.set_paused(current);
+                    continue;
+                }
+                Ok(()) = self.rule_states.changed() => {
+                    self.mqtt.set_rule_states(self.rule_states.borrow_and_update().clone());
+                    continue;
+                }
+                _ = self.activity_tick.tick() => {
+                    self.publish_activity();
+                    continue;
+                }
+                _ = self.stats_tick.tick() => {
+                    let line = self.stats.report(&self.pipeline, &self.mqtt);
+                    if !self.stalled.load(Ordering::Relaxed) {
+                        self.notifier.status(&line);
+                    }
+                    continue;
+                }
+            };
+            match action {
+                Some(Action::Shutdown(why)) => return why,
+                Some(Action::Reload) => self.sighup().await,
+                None => {}
+            }
+            // A SIGHUP that came during a model load is acted on once the
+            // load has been applied or refused.
+            if self.reload.pending.is_none() && std::mem::take(&mut self.reload.again) {
+                self.reload.again_now.notify_one();
+            }
+        }
+    }
+
+    /// A question from the HTTP API: it takes from the same budget as
+    /// MQTT's questions.
+    fn http_question(&mut self, request: AskRequest) {
+        let question = request.question;
+        match self.mqtt.admit_question(&question.camera) {
+            Ok(()) => self.ask(question, Some(request.reply)),
+            Err(why) => {
+                self.board
+                    .record_question(&question.camera, Outcome::Failed);
+                let payload = crate::mqtt::error_answer(&question.camera, &question.id, &why);
+                let _ = request.reply.send((false, payload));
+            }
+        }
+    }
+
+    fn ask(&self, question: Question, reply: Option<tokio::sync::oneshot::Sender<(bool, String)>>) {
+        ask(
+            &self.pipeline,
+            &self.mqtt,
+            question,
+            &self.answering,
+            &self.board,
+            reply,
+        );
+    }
+
+    /// Publishes each camera's activity when it changed, and refreshes
+    /// the board.
+    fn publish_activity(&mut self) {
+        let stats = self.pipeline.stats();
+        for s in &stats {
+            let activity = match (s.paused, s.changing) {
+                (true, _) => Activity::Paused,
+                (false, true) => Activity::Changing,
+                (false, false) => Activity::Idle,
+            };
+            if self.activities.insert(s.camera.clone(), activity) != Some(activity) {
+                self.mqtt.set_activity(&s.camera, activity);
+            }
+        }
+        if self.http.is_some() {
+            update_board(&self.board, &self.pipeline, &self.mqtt, stats);
+        }
+    }
+
+    /// The stop, in order (docs/architecture.md §8): nothing produced is
+    /// lost, and the watchdog pings go on until the end.
+    async fn stop(mut self, reason: &str) {
+        tracing::info!("{reason} received; shutting down");
+        self.notifier.stopping();
+        // HTTP questions from now on are refused at once; the page and
+        // the metrics stay up until MQTT stops.
+        drop(self.http_asks);
+        let stopping = Instant::now();
+        self.producers.cancel();
+        #[cfg(feature = "fault-injection")]
+        self.faults.stall_release.store(true, Ordering::Relaxed);
+        // Capture stops, the workers finish what is queued; the events
+        // that work makes keep going into the outbox meanwhile.
+        #[cfg(feature = "fault-injection")]
+        let test_events = self.faults.test_events;
+        let pipeline = self.pipeline;
+        let shutdown = async {
+            pipeline.shutdown().await;
+            #[cfg(feature = "fault-injection")]
+            if let Some(task) = test_events {
+                let _ = task.await;
+            }
+        };
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(event) = self.produced.recv() => store_event(&self.mqtt, &self.board, event).await,
+            }
+        }
+        // Every sender is gone now but a worker abandoned as stuck: take
+        // what is left without waiting for those.
+        while let Ok(event) = self.produced.try_recv() {
+            store_event(&self.mqtt, &self.board, event).await;
+        }
+        // Questions already handed to the model have their answers (or
+        // errors) by now; their tasks publish them into the outbox.
+        self.answering.close();
+        let answers_wait = Duration::from_millis(self.config.service.shutdown_timeout_ms);
+        if tokio::time::timeout(answers_wait, self.answering.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some questions were not answered before the stop");
+        }
+        tracing::debug!(
+            elapsed_ms = stopping.elapsed().as_millis() as u64,
+            "pipeline stopped; every event is in the outbox"
+        );
+        // The HTTP endpoint stops before MQTT, within a second.
+        if let Some(http) = self.http {
+            http.shutdown().await;
+        }
+        // The outbox is flushed to the broker within mqtt.drain_timeout_ms;
+        // what is left is sent at the next start.
+        self.mqtt_stage.shutdown().await;
+        self.pings.cancel();
+        if let Some(task) = self.watchdog {
+            let _ = task.await;
+        }
+        tracing::info!("glimpse stopped");
+    }
+}
+
+/// Logs that glimpse runs, and tells systemd it is ready.
+fn announce(
+    config_path: &std::path::Path,
+    state_dir: &std::path::Path,
+    pipeline: &Pipeline,
+    notifier: &Notifier,
+) {
     let cameras: Vec<&str> = pipeline.cameras().collect();
     tracing::info!(
         config = %config_path.display(),
@@ -171,433 +507,6 @@ pub async fn run(
         cameras.len(),
         cameras.join(", ")
     ));
-
-    let stall_timeout = Arc::new(AtomicU64::new(config.service.stall_timeout_ms));
-    let stalled = Arc::new(AtomicBool::new(false));
-    // The HTTP endpoint reads copies of the state from the board, which
-    // this loop keeps up to date; its questions come back here.
-    let (http_asks_tx, mut http_asks) = mpsc::channel::<AskRequest>(HTTP_QUESTIONS);
-    let board = Arc::new(Board::new(
-        heartbeats.clone(),
-        stall_timeout.clone(),
-        pipeline.rule_states(),
-        http_asks_tx,
-        Some(state_dir.clone()),
-        config.mqtt.max_question_bytes,
-    ));
-    update_board(&board, &pipeline, &events, pipeline.stats());
-    let http = match http_listener {
-        Some(listener) => Some(
-            HttpServer::serve(listener, &config.http, board.clone())
-                .context("cannot start the HTTP endpoint")?,
-        ),
-        None => None,
-    };
-    let pings = CancellationToken::new();
-    let watchdog_task = notifier.watchdog_period().map(|period| {
-        tokio::spawn(watchdog(
-            heartbeats.clone(),
-            period,
-            stall_timeout.clone(),
-            stalled.clone(),
-            pings.clone(),
-        ))
-    });
-    let mut stats_tick =
-        tokio::time::interval(Duration::from_secs(config.service.stats_interval_s));
-    stats_tick.tick().await; // the first tick is immediate; skip it
-    let mut stats = StatsWindow::new(&pipeline);
-    // Activity (idle/changing) is read from the pipeline every second and
-    // published when it changes.
-    let mut activity_tick = tokio::time::interval(Duration::from_secs(1));
-    let mut activities: BTreeMap<String, Activity> = BTreeMap::new();
-    // Later changes of the rules and the paused cameras (above) reach the
-    // cameras as they come.
-    // The rules' states go from the pipeline to MQTT as plain data.
-    let mut rule_states = pipeline.rule_states();
-    events.set_rule_states(rule_states.borrow_and_update().clone());
-    let mut pending: Option<PendingReload> = None;
-    // A SIGHUP that came while a model was loading: reload again after.
-    let mut pending_again = false;
-    let reload_again = tokio::sync::Notify::new();
-
-    let reason = loop {
-        let action = tokio::select! {
-            action = signals.next() => action,
-            () = reload_again.notified() => Action::Reload,
-            loaded = model_loaded(&mut pending) => {
-                let Some(reload) = pending.take() else { continue };
-                match loaded {
-                    Ok(model) => {
-                        tracing::info!(
-                            load_s = format_args!("{:.1}", reload.started.elapsed().as_secs_f64()),
-                            "the new model is loaded; switching every camera to it"
-                        );
-                        apply(&mut config, reload.config, Some(model), &mut pipeline, &logging, &notifier, &events, &stall_timeout).await;
-                        stats_tick = restart_stats_tick(&config).await;
-                    }
-                    Err(e) => {
-                        let status = format!("reload refused, still running the previous config: {e}");
-                        tracing::error!("{status}");
-                        notifier.ready(&status);
-                    }
-                }
-                continue;
-            }
-            Some(event) = produced.recv() => {
-                store_event(&events, &board, event).await;
-                continue;
-            }
-            Some(question) = next_question(&mut questions) => {
-                ask(&pipeline, &events, question, &answering, &board, None);
-                continue;
-            }
-            Some(request) = http_asks.recv() => {
-                // HTTP questions take from the same budget as MQTT's.
-                let question = request.question;
-                match events.admit_question(&question.camera) {
-                    Ok(()) => ask(&pipeline, &events, question, &answering, &board, Some(request.reply)),
-                    Err(why) => {
-                        board.record_question(&question.camera, Outcome::Failed);
-                        let payload = crate::mqtt::error_answer(&question.camera, &question.id, &why);
-                        let _ = request.reply.send((false, payload));
-                    }
-                }
-                continue;
-            }
-            Ok(()) = rules.changed() => {
-                let current = rules.borrow_and_update().clone();
-                pipeline.set_runtime_rules(current);
-                continue;
-            }
-            Ok(()) = paused.changed() => {
-                let current = paused.borrow_and_update().clone();
-                pipeline.set_paused(current);
-                continue;
-            }
-            Ok(()) = rule_states.changed() => {
-                events.set_rule_states(rule_states.borrow_and_update().clone());
-                continue;
-            }
-            _ = activity_tick.tick() => {
-                let stats = pipeline.stats();
-                for s in &stats {
-                    let activity = match (s.paused, s.changing) {
-                        (true, _) => Activity::Paused,
-                        (false, true) => Activity::Changing,
-                        (false, false) => Activity::Idle,
-                    };
-                    if activities.insert(s.camera.clone(), activity) != Some(activity) {
-                        events.set_activity(&s.camera, activity);
-                    }
-                }
-                if http.is_some() {
-                    update_board(&board, &pipeline, &events, stats);
-                }
-                continue;
-            }
-            _ = stats_tick.tick() => {
-                let line = stats.report(&pipeline, &events);
-                if !stalled.load(Ordering::Relaxed) {
-                    notifier.status(&line);
-                }
-                continue;
-            }
-        };
-        match action {
-            Action::Shutdown(why) => break why,
-            Action::Reload if pending.is_some() => {
-                tracing::info!(
-                    "SIGHUP received while a model loads; reloading again once it is done"
-                );
-                // Fires once the pending load has been applied or refused.
-                pending_again = true;
-            }
-            Action::Reload => {
-                notifier.reloading();
-                tracing::info!(config = %config_path.display(), "SIGHUP received; reloading the config");
-                let new = match read_config(&config_path, &config).await {
-                    Ok(new) => new,
-                    Err(status) => {
-                        notifier.ready(&status);
-                        continue;
-                    }
-                };
-                match new
-                    .model
-                    .clone()
-                    .filter(|_| pipeline.model_changed(&new.pipeline()))
-                {
-                    Some(model) => {
-                        pending = Some(start_model_load(new, model, &state_dir, &notifier))
-                    }
-                    None => {
-                        apply(
-                            &mut config,
-                            new,
-                            None,
-                            &mut pipeline,
-                            &logging,
-                            &notifier,
-                            &events,
-                            &stall_timeout,
-                        )
-                        .await;
-                        stats_tick = restart_stats_tick(&config).await;
-                    }
-                }
-            }
-        }
-        if pending.is_none() && std::mem::take(&mut pending_again) {
-            reload_again.notify_one();
-        }
-    };
-
-    // The stop, in order (docs/architecture.md §8): nothing produced
-    // is lost, and the watchdog pings go on until the end.
-    tracing::info!("{reason} received; shutting down");
-    notifier.stopping();
-    // HTTP questions from now on are refused at once; the page and the
-    // metrics stay up until MQTT stops.
-    drop(http_asks);
-    let stopping = Instant::now();
-    producers.cancel();
-    #[cfg(feature = "fault-injection")]
-    stall_release.store(true, Ordering::Relaxed);
-    // Capture stops, the workers finish what is queued; the events that
-    // work makes keep going into the outbox meanwhile.
-    let shutdown = async {
-        pipeline.shutdown().await;
-        #[cfg(feature = "fault-injection")]
-        if let Some(task) = test_events {
-            let _ = task.await;
-        }
-    };
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            Some(event) = produced.recv() => store_event(&events, &board, event).await,
-        }
-    }
-    // Every sender is gone now but a worker abandoned as stuck: take what
-    // is left without waiting for those.
-    while let Ok(event) = produced.try_recv() {
-        store_event(&events, &board, event).await;
-    }
-    // Questions already handed to the model have their answers (or
-    // errors) by now; their tasks publish them into the outbox.
-    answering.close();
-    if tokio::time::timeout(
-        Duration::from_millis(config.service.shutdown_timeout_ms),
-        answering.wait(),
-    )
-    .await
-    .is_err()
-    {
-        tracing::warn!("some questions were not answered before the stop");
-    }
-    tracing::debug!(
-        elapsed_ms = stopping.elapsed().as_millis() as u64,
-        "pipeline stopped; every event is in the outbox"
-    );
-    // The HTTP endpoint stops before MQTT, within a second.
-    if let Some(http) = http {
-        http.shutdown().await;
-    }
-    // The outbox is flushed to the broker within mqtt.drain_timeout_ms;
-    // what is left is sent at the next start.
-    mqtt.shutdown().await;
-    pings.cancel();
-    if let Some(task) = watchdog_task {
-        let _ = task.await;
-    }
-    tracing::info!("glimpse stopped");
-    Ok(())
-}
-
-/// Copies the cameras' counters, MQTT's and the pool's into the board.
-fn update_board(board: &Board, pipeline: &Pipeline, mqtt: &MqttHandle, stats: Vec<CameraStats>) {
-    board.update(
-        stats,
-        pipeline.counters(),
-        mqtt.stats(),
-        pipeline.workers().stats().queued,
-    );
-}
-
-/// Puts an event into the durable outbox; the MQTT driver publishes it.
-async fn store_event(mqtt: &MqttHandle, board: &Board, mut event: Event) {
-    board.record_event(&event);
-    // The picture first: a reader of the event finds it in place.
-    if let Some(jpeg) = event.jpeg.take() {
-        mqtt.publish_snapshot(&event.camera, jpeg);
-    }
-    tracing::info!(
-        camera = %event.camera,
-        kind = ?event.kind,
-        latency_ms = event.latency_ms,
-        at_s = format_args!("{:.1}", event.end_s),
-        "event: {}", event.text
-    );
-    if let Err(e) = mqtt.publish_event(event).await {
-        tracing::error!("an event could not be stored for MQTT: {e}");
-    }
-}
-
-/// Pings systemd's watchdog at half its period while every stage's
-/// heartbeat is fresh; withholds the pings (and says why) while one is
-/// stalled, so that systemd restarts a stuck daemon. A task of its own:
-/// a reload or a slow stop in the service loop never delays a ping.
-async fn watchdog(
-    heartbeats: Heartbeats,
-    period: Duration,
-    stall_timeout_ms: Arc<AtomicU64>,
-    stalled: Arc<AtomicBool>,
-    stop: CancellationToken,
-) {
-    let notifier = Notifier;
-    // systemd recommends pinging at half the period.
-    let mut tick = tokio::time::interval(period / 2);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let timeout = Duration::from_millis(stall_timeout_ms.load(Ordering::Relaxed));
-        let stalls = heartbeats.stalled(timeout);
-        match stalls.first() {
-            None => {
-                if stalled.swap(false, Ordering::Relaxed) {
-                    tracing::info!("pipeline made progress again; watchdog pings resume");
-                }
-                notifier.watchdog();
-            }
-            Some(worst) if !stalled.swap(true, Ordering::Relaxed) => {
-                let line = format!(
-                    "pipeline stalled: {} has made no progress for {:.1} s; withholding watchdog pings so that systemd restarts glimpse",
-                    worst.stage,
-                    worst.silent_for.as_secs_f64()
-                );
-                tracing::error!(stalled = stalls.len(), "{line}");
-                notifier.status(&line);
-            }
-            Some(_) => {}
-        }
-    }
-}
-
-/// Reads the config again for a reload, off the runtime (the check opens
-/// the model folder: seconds for a large one); an invalid one is refused
-/// (the error is logged, and the returned line is the STATUS to show).
-async fn read_config(path: &Path, running: &Config) -> Result<Config, String> {
-    let owned = path.to_owned();
-    let loaded =
-        tokio::task::spawn_blocking(move || cfg::load(&owned, &Environment::from_process())).await;
-    match loaded {
-        Ok(Ok(new)) => {
-            if new.service.state_dir != running.service.state_dir {
-                tracing::warn!("service.state_dir changes take effect at the next restart");
-            }
-            Ok(new)
-        }
-        Ok(Err(e)) => {
-            tracing::error!("reload refused, still running the previous config: {e}");
-            Err("reload refused (see the log); still running the previous config".to_owned())
-        }
-        Err(e) => {
-            tracing::error!("reload refused: reading the config failed: {e}");
-            Err("reload refused (see the log); still running the previous config".to_owned())
-        }
-    }
-}
-
-/// Starts loading `model` (the one `config` names), in the background: the
-/// old model serves and the watchdog pings go on until it is ready.
-fn start_model_load(
-    config: Config,
-    model: crate::infer::ModelConfig,
-    state_dir: &Path,
-    notifier: &Notifier,
-) -> PendingReload {
-    tracing::info!(model = %model.path.display(), "loading the new model in the background; the previous model serves meanwhile");
-    notifier.status("reloading: loading the new model; the previous model serves meanwhile");
-    let state_dir = state_dir.to_owned();
-    let load = tokio::spawn(async move { pipeline::load_model(&model, Some(&state_dir)).await });
-    PendingReload {
-        config,
-        load,
-        started: Instant::now(),
-    }
-}
-
-/// The outcome of the pending model load; never resolves without one.
-async fn model_loaded(
-    pending: &mut Option<PendingReload>,
-) -> Result<Arc<ModelStages>, PipelineError> {
-    match pending {
-        Some(reload) => match (&mut reload.load).await {
-            Ok(loaded) => loaded,
-            Err(e) => Err(PipelineError::Model(crate::infer::InferError::Input(
-                format!("the model loader stopped: {e}"),
-            ))),
-        },
-        None => std::future::pending().await,
-    }
-}
-
-async fn restart_stats_tick(config: &Config) -> tokio::time::Interval {
-    let mut tick = tokio::time::interval(Duration::from_secs(config.service.stats_interval_s));
-    tick.tick().await;
-    tick
-}
-
-/// Applies a valid new config (its model, if changed, is `loaded`), tells
-/// MQTT what changed for it, and says READY with what happened.
-#[allow(clippy::too_many_arguments)]
-async fn apply(
-    config: &mut Config,
-    new: Config,
-    loaded: Option<Arc<ModelStages>>,
-    pipeline: &mut Pipeline,
-    logging: &logging::Logging,
-    notifier: &Notifier,
-    mqtt: &MqttHandle,
-    stall_timeout: &AtomicU64,
-) {
-    logging.set_level(&new.service.log_level);
-    stall_timeout.store(new.service.stall_timeout_ms, Ordering::Relaxed);
-    let status = match pipeline.apply(&new.pipeline(), loaded).await {
-        Ok(changes) if changes.is_empty() => "config reloaded; nothing to restart".to_owned(),
-        Ok(changes) => {
-            let mut status = format!(
-                "config reloaded; cameras started {:?}, restarted {:?}, stopped {:?}",
-                changes.started, changes.restarted, changes.stopped
-            );
-            if changes.workers_resized {
-                status.push_str("; model workers resized");
-            }
-            if changes.model_reloaded {
-                status.push_str("; model reloaded");
-            }
-            status
-        }
-        Err(e) => {
-            tracing::error!("reload partly failed: {e:#}");
-            format!("reload partly failed: {e}")
-        }
-    };
-    tracing::info!("{status}");
-    if new.http != config.http {
-        tracing::warn!(
-            "[http] changes take effect at the next restart; the endpoint keeps its settings"
-        );
-    }
-    if new.mqtt != config.mqtt || enabled_cameras(&new) != enabled_cameras(config) {
-        mqtt.reconfigure(&new.mqtt, enabled_cameras(&new));
-    }
-    *config = new;
-    notifier.ready(&status);
 }
 
 /// The names of the cameras `config` enables.
@@ -608,167 +517,4 @@ fn enabled_cameras(config: &Config) -> Vec<String> {
         .filter(|(_, c)| c.enabled)
         .map(|(n, _)| n.clone())
         .collect()
-}
-
-/// The next question, or never when questions are not taken.
-async fn next_question(questions: &mut Option<mpsc::Receiver<Question>>) -> Option<Question> {
-    match questions {
-        Some(q) => q.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// How long an asker waits for the model before an error answer.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Hands a question to the model; a task (tracked, awaited at stop)
-/// publishes the answer (or an error answer) when it comes, so the service
-/// loop never waits. A question from the HTTP API takes the same path and
-/// gets the same JSON on `reply` (true: an answer).
-fn ask(
-    pipeline: &Pipeline,
-    mqtt: &MqttHandle,
-    question: Question,
-    tasks: &TaskTracker,
-    board: &Arc<Board>,
-    reply: Option<tokio::sync::oneshot::Sender<(bool, String)>>,
-) {
-    let pending = pipeline.ask(&question.camera, question.text.clone());
-    let mqtt = mqtt.clone();
-    let board = board.clone();
-    tasks.spawn(async move {
-        let outcome = match pending {
-            Err(why) => Err(why),
-            Ok(rx) => match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(_)) => Err("the model worker stopped before answering".to_owned()),
-                Err(_) => Err(format!("no answer within {} s", ANSWER_TIMEOUT.as_secs())),
-            },
-        };
-        let published = match outcome {
-            Ok(mut event) => {
-                event.latency_ms = question.received.elapsed().as_millis() as u64;
-                if let Some(jpeg) = event.jpeg.take() {
-                    mqtt.publish_snapshot(&event.camera, jpeg);
-                }
-                tracing::info!(camera = %question.camera, id = %question.id, latency_ms = event.latency_ms, "answer: {}", event.text);
-                // What MQTT sends (MqttHandle::answer sets these too).
-                event.kind = crate::event::EventKind::Answer;
-                event.reference = Some(question.id.clone());
-                board.record_event(&event);
-                board.record_question(&question.camera, Outcome::Answered);
-                if let Some(reply) = reply {
-                    let _ = reply.send((true, serde_json::to_string(&event).unwrap_or_default()));
-                }
-                mqtt.answer(&question, event).await
-            }
-            Err(why) => {
-                board.record_question(&question.camera, Outcome::Failed);
-                if let Some(reply) = reply {
-                    let payload = crate::mqtt::error_answer(&question.camera, &question.id, &why);
-                    let _ = reply.send((false, payload));
-                }
-                mqtt.answer_error(&question, &why).await
-            }
-        };
-        if let Err(e) = published {
-            tracing::error!("cannot answer question {}: {e}", question.id);
-        }
-    });
-}
-
-/// Turns cumulative camera counters into per-interval rates.
-struct StatsWindow {
-    since: Instant,
-    last: BTreeMap<String, CameraStats>,
-}
-
-impl StatsWindow {
-    fn new(pipeline: &Pipeline) -> Self {
-        StatsWindow {
-            since: Instant::now(),
-            last: pipeline
-                .stats()
-                .into_iter()
-                .map(|s| (s.camera.clone(), s))
-                .collect(),
-        }
-    }
-
-    /// Logs one line per camera, publishes it on the camera's MQTT stats
-    /// topic, and returns a one-line summary.
-    fn report(&mut self, pipeline: &Pipeline, mqtt: &MqttHandle) -> String {
-        let elapsed = self.since.elapsed().as_secs_f64().max(1e-3);
-        let mut parts = Vec::new();
-        let now: BTreeMap<String, CameraStats> = pipeline
-            .stats()
-            .into_iter()
-            .map(|s| (s.camera.clone(), s))
-            .collect();
-        for (name, s) in &now {
-            let prev = self.last.get(name);
-            let delta = |f: fn(&CameraStats) -> u64| f(s) - prev.map_or(0, f).min(f(s));
-            let fps = delta(|s| s.sampled) as f64 / elapsed;
-            let analysed_fps = delta(|s| s.analysed) as f64 / elapsed;
-            let dropped = delta(|s| s.dropped);
-            let queued = pipeline.workers().stats().queued;
-            tracing::info!(
-                camera = %name,
-                state = %s.state,
-                fps = format_args!("{fps:.2}"),
-                analysed_fps = format_args!("{analysed_fps:.2}"),
-                dropped,
-                received = s.received,
-                analysed = s.analysed,
-                reconnects = s.reconnects,
-                "camera stats"
-            );
-            let outbox = mqtt.stats();
-            mqtt.publish_stats(
-                name,
-                serde_json::json!({
-                    "camera": name,
-                    "state": s.state.to_string(),
-                    "fps": (fps * 100.0).round() / 100.0,
-                    "analysed_fps": (analysed_fps * 100.0).round() / 100.0,
-                    "sampled": s.sampled,
-                    "received": s.received,
-                    "dropped": s.dropped,
-                    "dropped_interval": dropped,
-                    "reconnects": s.reconnects,
-                    "interval_s": (elapsed * 1000.0).round() / 1000.0,
-                    "outbox_pending": outbox.pending,
-                    "outbox_dropped": outbox.dropped,
-                    "outbox_unstored": outbox.unstored,
-                    "outbox_unstored_dropped": outbox.unstored_dropped,
-                    // The model stages (zeros without a model).
-                    "analysed": s.analysed,
-                    "encoded": s.encoded,
-                    "retention": (f64::from(s.retention) * 1000.0).round() / 1000.0,
-                    "retention_mean": s.retention_mean(),
-                    "changing": s.changing,
-                    "events": s.events,
-                    "held_back": s.held_back,
-                    "nothing_changed": s.nothing_changed,
-                    "memory": s.memory,
-                    "queue_depth": queued,
-                    "pending": s.pending,
-                    "paused": s.paused,
-                    "skipped_paused": s.skipped_paused,
-                }),
-            );
-            parts.push(match s.state {
-                CameraState::Up if s.paused => format!("{name}: {fps:.1} fps, analysis paused"),
-                CameraState::Up => {
-                    format!("{name}: {fps:.1} fps, {analysed_fps:.1} analysed, {dropped} dropped")
-                }
-                ref other => format!("{name}: {other}"),
-            });
-        }
-        let workers = pipeline.workers().stats();
-        tracing::debug!(queued = ?workers.queued, completed = workers.completed, panicked = workers.panicked, "model worker stats");
-        self.since = Instant::now();
-        self.last = now;
-        parts.join("; ")
-    }
 }

@@ -272,7 +272,7 @@ fn the_installed_service_starts_from_the_root_folder() {
     );
     // The demo clip's red square appears 3 s in: the red rule turns on.
     // (The demo config holds back the demo model's descriptions, which it
-    // is unsure of: README "Unsure answers are held back".)
+    // is unsure of: docs/configuration.md "Unsure answers are held back".)
     let line = sub.expect("an event", Duration::from_secs(30), |l| {
         serde_json::from_str::<serde_json::Value>(l).is_ok_and(|e| e["kind"].is_string())
     });

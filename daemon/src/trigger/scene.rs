@@ -44,7 +44,7 @@ pub struct TriggerConfig {
     /// Answers remembered per watch rule for its state. Default: 1 (no
     /// debounce: the demo model's answers do not flap, and in the default
     /// run a still scene is checked too rarely for two answers in a row to
-    /// come before it changes again; README "Watch rules are states").
+    /// come before it changes again; docs/configuration.md "Watch rules are states").
     #[serde(default = "default_rule_window")]
     pub rule_window: u32,
     /// A rule turns `on` after this many yes answers among its last
@@ -62,7 +62,7 @@ pub struct TriggerConfig {
     /// are counted in the stats (`held_back`) and logged at debug. 0 holds
     /// nothing back. Default: 0, since a threshold belongs to a model's
     /// calibration (`glimpse eval`); the demo config sets 0.5 from the demo
-    /// model's (README "Unsure answers are held back").
+    /// model's (docs/configuration.md "Unsure answers are held back").
     #[serde(default = "default_min_confidence")]
     pub min_confidence: f32,
 }

@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("event", 1),
     ("frame", 1),
     ("tokens", 1),
+    ("region", 1),
     ("slow", 1),
     ("queue", 1),
     ("histogram", 1),

@@ -620,7 +620,7 @@ fn rule_checked_clip(dir: &Path, clip: &Path, mqtt: &str) -> std::path::PathBuf 
             r#"
 [service]
 state_dir = {state:?}
-log_level = "info,glimpse::pipeline::analysis=debug"
+log_level = "info,glimpse::pipeline=debug"
 [mqtt]
 {mqtt}
 discovery = false

@@ -61,7 +61,7 @@ pub struct TriggerConfig {
     /// held-back rule answer does not count toward the rule's state. Both
     /// are counted in the stats (`held_back`) and logged at debug. 0 holds
     /// nothing back. Default: 0, since a threshold belongs to a model's
-    /// calibration (`glimpse eval`); the demo config sets 0.5 from the demo
+    /// calibration (`glimpse eval`); the demo config sets 0.6 from the demo
     /// model's (docs/configuration.md "Unsure answers are held back").
     #[serde(default = "default_min_confidence")]
     pub min_confidence: f32,

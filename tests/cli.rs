@@ -1,6 +1,6 @@
 //! `glimpse check` and `glimpse --version` on good and broken configs.
 
-use crate::util::{check, glimpse, repo};
+use crate::harness::{check, copy_model, glimpse, is_root, repo, unprivileged};
 
 fn stderr_of(fixture: &str) -> (String, Option<i32>) {
     let path = repo().join("tests/configs").join(fixture);
@@ -421,7 +421,7 @@ fn the_shipped_config_finds_its_files_from_any_working_directory() {
 /// A copy of the tiny test model in `dir`/`name`.
 fn copy_test_model(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
     let to = dir.join(name);
-    crate::util::copy_model(&repo().join("models/test-tiny"), &to);
+    copy_model(&repo().join("models/test-tiny"), &to);
     to
 }
 
@@ -539,10 +539,7 @@ fn check_names_a_file_it_cannot_read() {
             .map(str::to_owned)
             .chain([config.display().to_string()])
             .collect();
-        crate::install::unprivileged(&argv)
-            .env_clear()
-            .output()
-            .unwrap()
+        unprivileged(&argv).env_clear().output().unwrap()
     };
     let readable = check();
     assert!(
@@ -550,11 +547,7 @@ fn check_names_a_file_it_cannot_read() {
         "{}",
         String::from_utf8_lossy(&readable.stderr)
     );
-    let mode = if crate::install::is_root() {
-        0o600
-    } else {
-        0o000
-    };
+    let mode = if is_root() { 0o600 } else { 0o000 };
     std::fs::set_permissions(&clip, std::fs::Permissions::from_mode(mode)).unwrap();
     let out = check();
     assert_eq!(out.status.code(), Some(78));

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::harness::broker::Sub;
 use crate::harness::daemon::Daemon;
-use crate::harness::{free_port, is_root, repo, unprivileged};
+use crate::harness::{free_port, is_root, output_ok, repo, unprivileged};
 
 /// Runs `scripts/install` with the binary under test and `vars`.
 fn install(vars: &[(&str, &Path)]) -> Output {
@@ -29,13 +29,7 @@ fn install(vars: &[(&str, &Path)]) -> Output {
     for (k, v) in vars {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("run scripts/install");
-    assert!(
-        out.status.success(),
-        "scripts/install: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    output_ok(&mut cmd)
 }
 
 fn read(path: &Path) -> String {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::harness::broker::{json_of, publish, Mosquitto, Sub};
 use crate::harness::daemon::Daemon;
 use crate::harness::history::history;
-use crate::harness::{free_port, glimpse, repo};
+use crate::harness::{free_port, glimpse, output_ok, repo};
 
 #[test]
 fn training_and_serving_build_the_same_context() {
@@ -277,20 +277,14 @@ rearm_drop_ratio_above = 0.98
 /// full-token baseline) with a small memory (evictions and pooling), plus
 /// `args`; its stdout, once it succeeded.
 fn eval_on_the_shapes_model(json: &Path, args: &[&str]) -> Vec<u8> {
-    let out = glimpse()
-        .arg("eval")
-        .arg(json)
-        .arg("--model")
-        .arg(repo().join("models/shapes/model"))
-        .args(["--no-full", "--tau", "0.5", "--memory", "2,2,4"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "glimpse eval {}: {}",
-        json.display(),
-        String::from_utf8_lossy(&out.stderr)
+    let out = output_ok(
+        glimpse()
+            .arg("eval")
+            .arg(json)
+            .arg("--model")
+            .arg(repo().join("models/shapes/model"))
+            .args(["--no-full", "--tau", "0.5", "--memory", "2,2,4"])
+            .args(args),
     );
     out.stdout
 }
@@ -409,17 +403,12 @@ fn issue_16_the_red_rule_turns_on_and_off_once_on_the_demo_clip() {
     let lines: String = events.iter().map(|e| format!("{e}\n")).collect();
     let file = dir.path().join("events.jsonl");
     std::fs::write(&file, lines).unwrap();
-    let out = glimpse()
-        .args(["eval", "--json", "--events"])
-        .arg(&file)
-        .arg("--truth")
-        .arg(root.join("models/shapes/clips/demo.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = output_ok(
+        glimpse()
+            .args(["eval", "--json", "--events"])
+            .arg(&file)
+            .arg("--truth")
+            .arg(root.join("models/shapes/clips/demo.json")),
     );
     let scored: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let judged = scored["judged"].as_array().unwrap();

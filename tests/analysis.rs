@@ -169,7 +169,7 @@ async fn a_new_model_takes_over_the_running_camera_without_a_false_event() {
     assert_eq!(pipeline.stats()[0].encoded, 1);
 
     let copy = state.path().join("model-copy");
-    crate::util::copy_model(
+    crate::harness::copy_model(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/test-tiny"),
         &copy,
     );

@@ -189,7 +189,7 @@ fn on_circles(arrows: &BTreeSet<(String, String)>) -> BTreeSet<String> {
 
 #[test]
 fn the_module_graph_keeps_its_layers() {
-    let src = crate::util::repo().join("daemon/src");
+    let src = crate::harness::repo().join("daemon/src");
     let arrows = arrows(&src);
     assert!(arrows.len() > 20, "the graph was not read: {arrows:?}");
     let known: BTreeSet<String> = LAYERS.iter().map(|(m, _)| m.to_string()).collect();

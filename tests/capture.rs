@@ -11,6 +11,8 @@ use glimpse::pipeline::CameraConfig;
 use glimpse::queue;
 use tokio_util::sync::CancellationToken;
 
+use crate::harness::free_port;
+
 /// Encodes `seconds` of a 30 fps test pattern into `path` with `encoder`.
 fn make_clip(dir: &Path, name: &str, seconds: u32, encoder: &str) -> PathBuf {
     let path = dir.join(name);
@@ -258,14 +260,6 @@ impl Drop for RtspServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

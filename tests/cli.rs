@@ -1,6 +1,6 @@
 //! `glimpse check` and `glimpse --version` on good and broken configs.
 
-use crate::util::{check, glimpse, repo};
+use crate::harness::{check, copy_model, glimpse, is_root, output_ok, repo, unprivileged};
 
 fn stderr_of(fixture: &str) -> (String, Option<i32>) {
     let path = repo().join("tests/configs").join(fixture);
@@ -88,17 +88,12 @@ fn missing_config_file() {
 #[test]
 fn password_from_environment_satisfies_the_secret() {
     let path = repo().join("tests/configs/unreadable-secret.toml");
-    let out = glimpse()
-        .env("GLIMPSE_MQTT_PASSWORD", "s3cret")
-        .env("HOME", "/root")
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = output_ok(
+        glimpse()
+            .env("GLIMPSE_MQTT_PASSWORD", "s3cret")
+            .env("HOME", "/root")
+            .args(["check", "--config"])
+            .arg(&path),
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
@@ -122,18 +117,12 @@ fn shipped_configs_pass_check() {
     let dir = tempfile::tempdir().unwrap();
     for path in configs {
         // The RTSP example names a password file that only a real install has.
-        let out = glimpse()
-            .env("HOME", dir.path())
-            .env("GLIMPSE_CAMERA_FRONT_DOOR_PASSWORD", "example")
-            .args(["check", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr)
+        let out = output_ok(
+            glimpse()
+                .env("HOME", dir.path())
+                .env("GLIMPSE_CAMERA_FRONT_DOOR_PASSWORD", "example")
+                .args(["check", "--config"])
+                .arg(&path),
         );
         let effective = dir.path().join("effective.toml");
         std::fs::write(&effective, &out.stdout).unwrap();
@@ -211,26 +200,21 @@ fn tune_reports_every_setting_and_draws_them() {
     let model = repo().join("models/test-tiny");
     let run = |clip: &std::path::Path| {
         let png = dir.path().join("tune.png");
-        let out = glimpse()
-            .args([
-                "tune",
-                "--json",
-                "--tau",
-                "0.3,0.7",
-                "--reference",
-                "last_kept,previous",
-                "--model",
-            ])
-            .arg(&model)
-            .arg("--png")
-            .arg(&png)
-            .arg(clip)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = output_ok(
+            glimpse()
+                .args([
+                    "tune",
+                    "--json",
+                    "--tau",
+                    "0.3,0.7",
+                    "--reference",
+                    "last_kept,previous",
+                    "--model",
+                ])
+                .arg(&model)
+                .arg("--png")
+                .arg(&png)
+                .arg(clip),
         );
         let png_bytes = std::fs::read(&png).unwrap();
         assert_eq!(&png_bytes[..8], b"\x89PNG\r\n\x1a\n");
@@ -286,27 +270,22 @@ fn tune_draws_a_chart_a_person_can_read() {
     use base64::Engine;
     let dir = tempfile::tempdir().unwrap();
     let (png, html) = (dir.path().join("tune.png"), dir.path().join("tune.html"));
-    let out = glimpse()
-        .args([
-            "tune",
-            "--tau",
-            "0.3,0.7",
-            "--reference",
-            "last_kept,previous",
-        ])
-        .arg("--model")
-        .arg(repo().join("models/shapes/model"))
-        .arg("--png")
-        .arg(&png)
-        .arg("--html")
-        .arg(&html)
-        .arg(repo().join("models/shapes/clips/demo.mkv"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    output_ok(
+        glimpse()
+            .args([
+                "tune",
+                "--tau",
+                "0.3,0.7",
+                "--reference",
+                "last_kept,previous",
+            ])
+            .arg("--model")
+            .arg(repo().join("models/shapes/model"))
+            .arg("--png")
+            .arg(&png)
+            .arg("--html")
+            .arg(&html)
+            .arg(repo().join("models/shapes/clips/demo.mkv")),
     );
     let bytes = std::fs::read(&png).unwrap();
     let mut reader = png::Decoder::new(std::io::Cursor::new(&bytes))
@@ -387,18 +366,12 @@ fn the_shipped_config_finds_its_files_from_any_working_directory() {
         (root.clone(), "config/glimpse.toml".into()),
         (root.join("config"), "glimpse.toml".into()),
     ] {
-        let out = glimpse()
-            .current_dir(&cwd)
-            .env("HOME", home.path())
-            .args(["check", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "from {}: {}",
-            cwd.display(),
-            String::from_utf8_lossy(&out.stderr)
+        let out = output_ok(
+            glimpse()
+                .current_dir(&cwd)
+                .env("HOME", home.path())
+                .args(["check", "--config"])
+                .arg(&config),
         );
         let effective: toml::Table = String::from_utf8(out.stdout).unwrap().parse().unwrap();
         assert_eq!(
@@ -421,7 +394,7 @@ fn the_shipped_config_finds_its_files_from_any_working_directory() {
 /// A copy of the tiny test model in `dir`/`name`.
 fn copy_test_model(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
     let to = dir.join(name);
-    crate::util::copy_model(&repo().join("models/test-tiny"), &to);
+    copy_model(&repo().join("models/test-tiny"), &to);
     to
 }
 
@@ -539,10 +512,7 @@ fn check_names_a_file_it_cannot_read() {
             .map(str::to_owned)
             .chain([config.display().to_string()])
             .collect();
-        crate::install::unprivileged(&argv)
-            .env_clear()
-            .output()
-            .unwrap()
+        unprivileged(&argv).env_clear().output().unwrap()
     };
     let readable = check();
     assert!(
@@ -550,11 +520,7 @@ fn check_names_a_file_it_cannot_read() {
         "{}",
         String::from_utf8_lossy(&readable.stderr)
     );
-    let mode = if crate::install::is_root() {
-        0o600
-    } else {
-        0o000
-    };
+    let mode = if is_root() { 0o600 } else { 0o000 };
     std::fs::set_permissions(&clip, std::fs::Permissions::from_mode(mode)).unwrap();
     let out = check();
     assert_eq!(out.status.code(), Some(78));

@@ -6,20 +6,21 @@
 //! Events come from the test-event hook (`GLIMPSE_DEBUG_EVENT_EVERY_MS`),
 //! numbered per camera: "test event N".
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::mqtt::{json_of, publish, Mosquitto, Sub};
-use crate::util::{repo, Daemon};
+use crate::harness::broker::{
+    client_version, retained_question, test_event_numbers, Mosquitto, Sub,
+};
+use crate::harness::daemon::{made_test_events, Daemon};
+use crate::harness::{free_port, http_address, repo, wait_port};
 
 const SECS: Duration = Duration::from_secs(15);
 
 /// `dir/glimpse.toml` for `broker_port`: camera `front` (synthetic; or
 /// the shapes model on the demo clip with `model`), `mqtt` lines added.
 fn write_config(dir: &Path, state: &Path, broker_port: u16, mqtt: &str, model: bool) -> PathBuf {
-    let config = dir.join("glimpse.toml");
     let camera = if model {
         format!(
             "[model]\npath = {:?}\nthreads = 1\n\n[cameras.front]\nfps = 2\nwidth = 128\nheight = 128\nsource = {{ kind = \"file\", path = {:?}, loop = true }}\n\n[cameras.front.memory]\nsnapshot_interval_s = 1\n",
@@ -33,41 +34,13 @@ fn write_config(dir: &Path, state: &Path, broker_port: u16, mqtt: &str, model: b
         "[cameras.front]\nfps = 2\nwidth = 320\nheight = 240\nsource = { kind = \"synthetic\" }\n"
             .to_owned()
     };
-    std::fs::write(
-        &config,
-        format!(
-            "[service]\nstate_dir = {:?}\nstats_interval_s = 1\nsnapshot_max_bytes = 400000\n\n[mqtt]\nbroker = \"mqtt://127.0.0.1:{broker_port}\"\nreconnect_min_ms = 100\nreconnect_max_ms = 1000\n{mqtt}\n\n{camera}",
-            state.display().to_string()
-        ),
+    crate::harness::daemon::write_config(
+        dir,
+        state,
+        "stats_interval_s = 1\nsnapshot_max_bytes = 400000",
+        &format!("broker = \"mqtt://127.0.0.1:{broker_port}\"\nreconnect_min_ms = 100\nreconnect_max_ms = 1000\n{mqtt}"),
+        &camera,
     )
-    .unwrap();
-    config
-}
-
-/// The numbers of the test events a subscriber saw, with their counts.
-fn test_events(lines: &[String]) -> BTreeMap<u64, usize> {
-    let mut seen = BTreeMap::new();
-    for line in lines.iter().filter(|l| l.contains("/event ")) {
-        let event = json_of(line);
-        if let Some(n) = event["text"]
-            .as_str()
-            .and_then(|t| t.strip_prefix("test event "))
-            .and_then(|n| n.parse().ok())
-        {
-            *seen.entry(n).or_insert(0) += 1;
-        }
-    }
-    seen
-}
-
-/// The last test event the daemon made, from its log at the stop.
-fn last_made(log: &str) -> u64 {
-    let line = log
-        .lines()
-        .find(|l| l.contains("fault injection: made test events 0 to"))
-        .unwrap_or_else(|| panic!("no count of test events:\n{log}"));
-    let tail = line.split("0 to ").nth(1).unwrap();
-    tail.split_whitespace().next().unwrap().parse().unwrap()
 }
 
 /// A tmpfs of `size` at `at`, unmounted on drop.
@@ -125,19 +98,7 @@ fn issue43_a_full_disk_loses_no_event_and_leaves_no_temporary_files() {
         return;
     };
     let broker = Mosquitto::start(dir.path(), "");
-    let mut sub = Sub::start(
-        broker.port,
-        &[
-            "-q",
-            "1",
-            "-c",
-            "-i",
-            "disk-full-test",
-            "-t",
-            "glimpse/front/event",
-            "-v",
-        ],
-    );
+    let mut sub = Sub::persistent(broker.port, "disk-full-test", "glimpse/front/event");
     std::thread::sleep(Duration::from_millis(300));
     let config = write_config(dir.path(), &state, broker.port, "", true);
     let mut daemon = Daemon::spawn(&config, &[("GLIMPSE_DEBUG_EVENT_EVERY_MS", "30")]);
@@ -181,10 +142,10 @@ fn issue43_a_full_disk_loses_no_event_and_leaves_no_temporary_files() {
     }
     std::thread::sleep(Duration::from_secs(1));
     let log = daemon.stop();
-    let made = last_made(&log);
+    let made = made_test_events(&log, "front");
     let deadline = Instant::now() + SECS;
     let seen = loop {
-        let seen = test_events(sub.drain(Duration::from_millis(300)));
+        let seen = test_event_numbers(sub.drain(Duration::from_millis(300)));
         if seen.len() as u64 > made || Instant::now() > deadline {
             break seen;
         }
@@ -239,23 +200,8 @@ fn issue43_an_oversized_retained_question_does_not_stop_the_events() {
         let broker = Mosquitto::start(dir.path(), "");
         let big = dir.path().join("big.txt");
         std::fs::write(&big, "x".repeat(5 << 20)).unwrap();
-        let version = if protocol == "v5" {
-            "mqttv5"
-        } else {
-            "mqttv311"
-        };
-        publish(
-            broker.port,
-            &[
-                "-V",
-                version,
-                "-r",
-                "-t",
-                "glimpse/front/ask",
-                "-f",
-                &big.display().to_string(),
-            ],
-        );
+        let version = client_version(protocol);
+        retained_question(broker.port, version, &big);
         let mut sub = Sub::start(
             broker.port,
             &["-V", version, "-q", "1", "-t", "glimpse/front/event", "-v"],
@@ -270,7 +216,7 @@ fn issue43_an_oversized_retained_question_does_not_stop_the_events() {
         );
         let daemon = Daemon::spawn(&config, &[("GLIMPSE_DEBUG_EVENT_EVERY_MS", "100")]);
         std::thread::sleep(Duration::from_secs(6));
-        let seen = test_events(sub.drain(Duration::from_millis(300)));
+        let seen = test_event_numbers(sub.drain(Duration::from_millis(300)));
         let log = daemon.stop();
         eprintln!(
             "{protocol}: {} events in 6 s with a 5 MB retained question",
@@ -361,7 +307,7 @@ fn issue43_a_question_flood_costs_bounded_answers_and_log_lines() {
         .filter(|l| l.starts_with("glimpse/front/answer "))
         .count();
     let refused_lines = log.matches("question refused").count();
-    let events_during = test_events(&lines).len();
+    let events_during = test_event_numbers(&lines).len();
     // The budget: 30 at once plus 0.5 a second; each admitted question
     // (answered with an error: no model) may end a spell, and each spell
     // starts with one error answer.
@@ -389,8 +335,8 @@ fn issue43_a_question_flood_costs_bounded_answers_and_log_lines() {
 /// `METHOD path` with `body` to the daemon's HTTP endpoint (its address
 /// from `log`): the status and the body.
 fn request(log: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let address = crate::util::http_address(log).expect("the HTTP endpoint's address in the log");
-    let (status, _, body) = crate::http::request(address, method, path, body);
+    let address = http_address(log).expect("the HTTP endpoint's address in the log");
+    let (status, _, body) = crate::harness::http::request(address, method, path, body);
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -454,13 +400,13 @@ fn issue43_two_instances_of_one_config_share_a_broker() {
     let lines = sub.drain(Duration::from_secs(1)).to_vec();
     for (log, prefix) in logs.iter().zip(["kitchen", "garage"]) {
         assert!(!log.contains("another glimpse instance"), "{log}");
-        let made = last_made(log);
+        let made = made_test_events(log, "front");
         let mine: Vec<String> = lines
             .iter()
             .filter(|l| l.starts_with(&format!("{prefix}/")))
             .cloned()
             .collect();
-        let seen = test_events(&mine);
+        let seen = test_event_numbers(&mine);
         let missing: Vec<u64> = (0..=made).filter(|n| !seen.contains_key(n)).collect();
         assert!(missing.is_empty(), "{prefix}: missing {missing:?}");
     }
@@ -533,22 +479,20 @@ fn measure_rss_levels_off_under_a_heavy_event_load() {
         .and_then(|m| m.parse().ok())
         .unwrap_or(60);
     let dir = tempfile::tempdir().unwrap();
-    let port = crate::util::free_port();
+    let port = free_port();
     let cameras: String = ["a", "b", "c", "d"]
         .iter()
         .map(|c| format!("[cameras.{c}]\nfps = 2\nwidth = 640\nheight = 480\nsource = {{ kind = \"synthetic\" }}\n\n"))
         .collect();
-    let config = dir.path().join("glimpse.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[service]\nstate_dir = {:?}\n\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\n\n{cameras}",
-            dir.path().join("state").display().to_string()
-        ),
-    )
-    .unwrap();
+    let config = crate::harness::daemon::write_config(
+        dir.path(),
+        &dir.path().join("state"),
+        "",
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &cameras,
+    );
     let daemon = Daemon::spawn(&config, &[("GLIMPSE_DEBUG_EVENT_EVERY_MS", "500")]);
-    crate::mqtt::wait_port(port, SECS);
+    wait_port(port, SECS);
     let mut sub = Sub::start(port, &["-q", "1", "-t", "glimpse/#", "-v"]);
     let pid = daemon.child.id();
     let mut samples: Vec<(u64, u64)> = Vec::new();
@@ -566,10 +510,9 @@ fn measure_rss_levels_off_under_a_heavy_event_load() {
         samples.push((minute, rss));
     }
     let log = daemon.stop();
-    let made: u64 = log
-        .lines()
-        .filter(|l| l.contains("fault injection: made test events 0 to"))
-        .map(|l| last_made(l) + 1)
+    let made: u64 = ["a", "b", "c", "d"]
+        .iter()
+        .map(|camera| made_test_events(&log, camera) + 1)
         .sum();
     let warm = (minutes / 6).clamp(1, 10);
     let after: Vec<f64> = samples

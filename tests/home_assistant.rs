@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::util::repo;
+use crate::harness::repo;
 
 fn home_assistant_python() -> PathBuf {
     let venv = std::env::var_os("GLIMPSE_HA_VENV")

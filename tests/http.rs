@@ -4,64 +4,16 @@
 //! endpoint's config: off opens no port, a taken port and a bad address
 //! are clear errors naming `http.listen`.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{check, free_port, glimpse, http_address, repo, wait_exit, Daemon};
-
-/// One HTTP/1.1 request (`Connection: close`); the status and the body.
-pub(crate) fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> (u16, String, Vec<u8>) {
-    request_with(addr, method, path, "", body)
-}
-
-/// [`request`] with more header lines (each ending in `\r\n`).
-fn request_with(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &str,
-    body: &str,
-) -> (u16, String, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).expect("connect to the HTTP endpoint");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP response");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    assert!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "{head}"
-    );
-    (status, head, raw[split + 4..].to_vec())
-}
+use crate::harness::daemon::{synthetic_config, Daemon};
+use crate::harness::http::{request, request_with};
+use crate::harness::{check, free_port, glimpse, http_address, repo, taken_port};
 
 fn get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
     request(addr, "GET", path, "")
@@ -359,19 +311,10 @@ fn the_status_page_renders_in_headless_chromium() {
     daemon.stop();
 }
 
-/// A camera of the synthetic source and no model: quick to start.
-fn synthetic_config(dir: &Path, http: &str) -> (PathBuf, u16) {
-    let mqtt = free_port();
-    let path = dir.join("glimpse.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[mqtt]\nlisten = \"127.0.0.1:{mqtt}\"\n[service]\nstate_dir = {:?}\n[http]\n{http}\n[cameras.front]\nfps = 5\nwidth = 64\nheight = 64\nsource = {{ kind = \"synthetic\", frame_rate = 10 }}\n",
-            dir.join("state").display().to_string()
-        ),
-    )
-    .unwrap();
-    (path, mqtt)
+/// The harness's synthetic camera (quick to start) with `http` as the
+/// `[http]` table.
+fn http_config(dir: &Path, http: &str) -> (PathBuf, u16) {
+    synthetic_config(dir, &format!("[http]\n{http}"))
 }
 
 /// The TCP ports process `pid` listens on, from /proc.
@@ -408,7 +351,7 @@ fn listening_ports(pid: u32) -> Vec<u16> {
 fn http_disabled_opens_no_port() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let (config, mqtt) = synthetic_config(
+    let (config, mqtt) = http_config(
         dir.path(),
         &format!("enabled = false\nlisten = \"127.0.0.1:{port}\""),
     );
@@ -423,32 +366,15 @@ fn http_disabled_opens_no_port() {
     // And on, on the port the config names, with a token.
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let (config, mqtt) = synthetic_config(dir.path(), &format!("listen = \"127.0.0.1:{port}\""));
+    let (config, mqtt) = http_config(dir.path(), &format!("listen = \"127.0.0.1:{port}\""));
     let mut cmd = glimpse();
     cmd.env_remove("GLIMPSE_HTTP_LISTEN")
-        .env("GLIMPSE_HTTP_TOKEN", "t0ken");
-    let log = config.with_extension("log");
-    let mut child = cmd
+        .env("GLIMPSE_HTTP_TOKEN", "t0ken")
         .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("HTTP endpoint")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(listening_ports(child.id()), {
+        .arg(&config);
+    let mut daemon = Daemon::spawn_command(cmd, &config.with_extension("log"));
+    daemon.expect(0, &["HTTP endpoint"], Duration::from_secs(30));
+    assert_eq!(listening_ports(daemon.child.id()), {
         let mut both = vec![mqtt, port];
         both.sort_unstable();
         both
@@ -477,17 +403,15 @@ fn http_disabled_opens_no_port() {
     assert_eq!(status, 200);
     let (status, _, _) = get(addr, "/api/cameras?token=t0ken");
     assert_eq!(status, 200);
-    crate::util::kill(child.id(), "TERM");
-    assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
+    daemon.stop();
 }
 
 /// A port already taken is a clear start-up error naming `http.listen`.
 #[test]
 fn a_taken_http_port_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = taken.local_addr().unwrap().port();
-    let (config, _) = synthetic_config(dir.path(), &format!("listen = \"127.0.0.1:{port}\""));
+    let (_taken, port) = taken_port();
+    let (config, _) = http_config(dir.path(), &format!("listen = \"127.0.0.1:{port}\""));
     let out = glimpse()
         .env_remove("GLIMPSE_HTTP_LISTEN")
         .args(["run", "--config"])
@@ -510,7 +434,7 @@ fn a_taken_http_port_is_a_clear_error() {
 #[test]
 fn a_bad_http_listen_is_a_config_error() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, _) = synthetic_config(dir.path(), "listen = \"localhost:8480\"");
+    let (config, _) = http_config(dir.path(), "listen = \"localhost:8480\"");
     let out = check(&config);
     assert_eq!(out.status.code(), Some(78));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -518,7 +442,7 @@ fn a_bad_http_listen_is_a_config_error() {
         stderr.contains("http.listen: must be IP:PORT, such as 127.0.0.1:8480 or 0.0.0.0:8480, got \"localhost:8480\""),
         "{stderr}"
     );
-    let (config, _) = synthetic_config(dir.path(), "listen = \"0.0.0.0:8480\"");
+    let (config, _) = http_config(dir.path(), "listen = \"0.0.0.0:8480\"");
     let out = glimpse()
         .env_remove("GLIMPSE_HTTP_LISTEN")
         .args(["check", "--config"])

@@ -13,8 +13,9 @@ use glimpse::infer::{self, BackendKind, ModelConfig, ModelFolder};
 use glimpse::llm::{self, Responder, Sampling, Seen, TextCodec, DESCRIBE};
 use glimpse::vision::Preprocessor;
 
-use crate::model::max_diff;
-use crate::util::{copy_model, glimpse, repo};
+use crate::harness::daemon::synthetic_config;
+use crate::harness::{copy_model, glimpse, repo};
+use crate::model::{max_diff, picture};
 
 fn hub_model() -> PathBuf {
     repo().join("models/test-hub")
@@ -187,22 +188,6 @@ fn image_seq_len_must_match_the_vision_grid() {
     );
 }
 
-/// A frame-like test picture: a gradient with a bright square.
-fn picture(size: usize) -> Vec<u8> {
-    let mut rgb = Vec::with_capacity(size * size * 3);
-    for y in 0..size {
-        for x in 0..size {
-            let inside = (20..40).contains(&x) && (10..30).contains(&y);
-            rgb.extend_from_slice(&if inside {
-                [250, 40, 40]
-            } else {
-                [(x * 4) as u8, (y * 4) as u8, 90]
-            });
-        }
-    }
-    rgb
-}
-
 const STEPS: usize = 8;
 
 /// What `runtime` in Python ("onnxruntime", or "onnx.reference": the
@@ -262,7 +247,7 @@ fn configs(variant: &str) -> Vec<ModelConfig> {
     #[cfg(feature = "ort")]
     configs.push(ModelConfig {
         backend: BackendKind::Ort,
-        ort_library: Some(crate::util::ort_library()),
+        ort_library: Some(crate::harness::ort_library()),
         providers: vec![infer::Provider::Cpu],
         ..base
     });
@@ -392,20 +377,11 @@ fn the_quantized_graphs_run_on_both_backends_and_match_onnx_runtime_in_python() 
 /// `glimpse model warmup` of the hub folder's `variant` with `model` as
 /// extra `[model]` keys; returns (success, stdout, stderr).
 fn warmup(dir: &Path, variant: &str, model: &str, env: &[(&str, &str)]) -> (bool, String, String) {
-    let config = dir.join("glimpse.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[mqtt]\nlisten = \"127.0.0.1:{}\"\n[service]\nstate_dir = {:?}\n\
-             [model]\npath = {:?}\nvariant = {variant:?}\nthreads = 1\n{model}\n\
-             [cameras.front]\nfps = 5\nwidth = 64\nheight = 64\n\
-             source = {{ kind = \"synthetic\", frame_rate = 10 }}\n",
-            crate::util::free_port(),
-            dir.join("state").display().to_string(),
-            hub_model().display().to_string(),
-        ),
-    )
-    .unwrap();
+    let model = format!(
+        "[model]\npath = {:?}\nvariant = {variant:?}\nthreads = 1\n{model}",
+        hub_model().display().to_string()
+    );
+    let (config, _) = synthetic_config(dir, &model);
     let mut cmd = glimpse();
     cmd.args(["model", "warmup", "--config"]).arg(&config);
     for (k, v) in env {
@@ -431,7 +407,7 @@ fn tract_running_a_quantized_graph_says_so_and_auto_takes_onnx_runtime() {
     assert!(ok && !stderr.contains(SLOW), "fp32 graphs: {stderr}");
     #[cfg(feature = "ort")]
     {
-        let library = crate::util::ort_library();
+        let library = crate::harness::ort_library();
         let (ok, stdout, stderr) = warmup(
             dir.path(),
             "_quantized",

@@ -5,10 +5,12 @@
 //! unprivileged user, so an unreadable file shows.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::util::{free_port, kill, repo, wait_exit};
+use crate::harness::broker::Sub;
+use crate::harness::daemon::Daemon;
+use crate::harness::{free_port, is_root, output_ok, repo, unprivileged};
 
 /// Runs `scripts/install` with the binary under test and `vars`.
 fn install(vars: &[(&str, &Path)]) -> Output {
@@ -27,13 +29,7 @@ fn install(vars: &[(&str, &Path)]) -> Output {
     for (k, v) in vars {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("run scripts/install");
-    assert!(
-        out.status.success(),
-        "scripts/install: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    output_ok(&mut cmd)
 }
 
 fn read(path: &Path) -> String {
@@ -150,37 +146,6 @@ fn install_puts_everything_where_the_unit_and_config_say() {
     );
 }
 
-/// A child process killed when the test ends, passed or not.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Whether the tests run as root.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// `argv` as a command; under root, run as `nobody`, as the unit runs it
-/// as the unprivileged `glimpse`.
-pub fn unprivileged(argv: &[String]) -> Command {
-    if is_root() {
-        let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
-            .args(argv);
-        cmd
-    } else {
-        let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..]);
-        cmd
-    }
-}
-
 /// The environment systemd gives the unit: nothing of the developer's.
 fn as_systemd_starts(mut cmd: Command, state: &Path) -> Command {
     cmd.env_clear()
@@ -254,21 +219,15 @@ fn the_installed_service_starts_from_the_root_folder() {
         String::from_utf8_lossy(&pre.stderr)
     );
 
-    let log = root.path().join("glimpse.log");
-    let mut daemon = Killed(
-        as_systemd_starts(unprivileged(&start), &state)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
+    let daemon = Daemon::spawn_command(
+        as_systemd_starts(unprivileged(&start), &state),
+        &root.path().join("glimpse.log"),
     );
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    let mut sub = crate::mqtt::Sub::start_when_up(
+    let mut sub = Sub::start_when_up(
         port,
         &["-q", "1", "-t", "glimpse/demo/event"],
         Duration::from_secs(20),
-        read_log,
+        || daemon.log(),
     );
     // The demo clip's red square appears 3 s in: the red rule turns on.
     // (The demo config holds back the demo model's descriptions, which it
@@ -281,9 +240,7 @@ fn the_installed_service_starts_from_the_root_folder() {
         event["text"].as_str().is_some_and(|t| !t.is_empty()),
         "{event}"
     );
-    kill(daemon.0.id(), "TERM");
-    let status = wait_exit(&mut daemon.0, Duration::from_secs(15));
-    assert!(status.success(), "{status}\n{}", read_log());
+    daemon.stop_within(Duration::from_secs(15));
     assert!(
         state.join("mqtt.sqlite").is_file(),
         "the outbox is in STATE_DIRECTORY"

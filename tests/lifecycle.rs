@@ -2,112 +2,17 @@
 //! watchdog pings from the pipeline's heartbeat, RELOADING/READY around
 //! SIGHUP, STOPPING on SIGTERM, and no pings once the pipeline stalls.
 
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::util::{glimpse, kill, wait_exit};
-
-/// A notify socket as systemd offers it, collecting every datagram.
-pub(crate) struct NotifySocket {
-    pub(crate) path: PathBuf,
-    messages: mpsc::Receiver<(Instant, String)>,
-}
-
-impl NotifySocket {
-    pub(crate) fn bind(dir: &Path) -> NotifySocket {
-        let path = dir.join("notify.sock");
-        let socket = UnixDatagram::bind(&path).unwrap();
-        let (tx, messages) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 4096];
-            while let Ok(n) = socket.recv(&mut buf) {
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                if tx.send((Instant::now(), text)).is_err() {
-                    return;
-                }
-            }
-        });
-        NotifySocket { path, messages }
-    }
-
-    /// Waits for a datagram containing `needle`; returns it and every
-    /// datagram seen before it.
-    pub(crate) fn expect(&self, needle: &str, within: Duration) -> (String, Vec<String>) {
-        let deadline = Instant::now() + within;
-        let mut before = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.messages.recv_timeout(left) {
-                Ok((_, text)) if text.contains(needle) => return (text, before),
-                Ok((_, text)) => before.push(text),
-                Err(_) => panic!("no {needle:?} within {within:?}; saw {before:?}"),
-            }
-        }
-    }
-
-    /// Every datagram that arrives during `window`.
-    pub(crate) fn collect(&self, window: Duration) -> Vec<String> {
-        let deadline = Instant::now() + window;
-        let mut seen = Vec::new();
-        while let Ok((_, text)) = self
-            .messages
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            seen.push(text);
-        }
-        seen
-    }
-}
-
-pub(crate) fn pings(messages: &[String]) -> usize {
-    messages
-        .iter()
-        .filter(|m| m.lines().any(|l| l == "WATCHDOG=1"))
-        .count()
-}
-
-const CAMERA: &str = r#"
-[cameras.front]
-fps = 5
-width = 64
-height = 64
-source = { kind = "synthetic", frame_rate = 10 }
-"#;
-
-fn write_config(dir: &Path, extra: &str) -> PathBuf {
-    let path = dir.join("glimpse.toml");
-    let text = format!(
-        "[mqtt]\nlisten = \"127.0.0.1:{}\"\n[service]\nstate_dir = {:?}\n{extra}\n{CAMERA}",
-        crate::util::free_port(),
-        dir.join("state").display().to_string()
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn start(config: &Path, socket: &NotifySocket, watchdog: Duration, env: &[(&str, &str)]) -> Child {
-    let mut cmd = glimpse();
-    cmd.args(["run", "--config"])
-        .arg(config)
-        .env("NOTIFY_SOCKET", &socket.path)
-        .env("WATCHDOG_USEC", watchdog.as_micros().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().unwrap()
-}
+use crate::harness::daemon::synthetic_config;
+use crate::harness::notify::{pings, start, NotifySocket};
+use crate::harness::{glimpse, kill, repo, wait_exit};
 
 #[test]
 fn ready_watchdog_reload_and_stop() {
     let dir = tempfile::tempdir().unwrap();
     let socket = NotifySocket::bind(dir.path());
-    let config = write_config(dir.path(), "stall_timeout_ms = 5000");
+    let (config, _) = synthetic_config(dir.path(), "stall_timeout_ms = 5000");
     let mut child = start(&config, &socket, Duration::from_millis(400), &[]);
     let pid = child.id();
 
@@ -166,7 +71,7 @@ fn ready_watchdog_reload_and_stop() {
 fn a_stalled_pipeline_stops_the_watchdog_pings() {
     let dir = tempfile::tempdir().unwrap();
     let socket = NotifySocket::bind(dir.path());
-    let config = write_config(dir.path(), "stall_timeout_ms = 1500");
+    let (config, _) = synthetic_config(dir.path(), "stall_timeout_ms = 1500");
     let mut child = start(
         &config,
         &socket,
@@ -200,7 +105,7 @@ fn a_broken_camera_does_not_stop_the_others() {
     // video passes it and fails in capture.
     let clip = dir.path().join("clip.mp4");
     std::fs::write(&clip, "this is not a video\n".repeat(100)).unwrap();
-    let config = write_config(
+    let (config, _) = synthetic_config(
         dir.path(),
         &format!(
             "stats_interval_s = 1\n[cameras.broken]\nsource = {{ kind = \"file\", path = {:?} }}",
@@ -228,8 +133,8 @@ fn a_broken_camera_does_not_stop_the_others() {
 fn the_model_is_loaded_before_ready_and_a_broken_one_is_a_config_error() {
     let dir = tempfile::tempdir().unwrap();
     let socket = NotifySocket::bind(dir.path());
-    let model = crate::util::repo().join("models/test-tiny");
-    let config = write_config(
+    let model = repo().join("models/test-tiny");
+    let (config, _) = synthetic_config(
         dir.path(),
         &format!(
             "[model]\npath = {:?}\nthreads = 1",
@@ -245,7 +150,7 @@ fn the_model_is_loaded_before_ready_and_a_broken_one_is_a_config_error() {
     kill(child.id(), "TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
 
-    let broken = write_config(dir.path(), "[model]\npath = \"/nonexistent/model\"");
+    let (broken, _) = synthetic_config(dir.path(), "[model]\npath = \"/nonexistent/model\"");
     let out = glimpse()
         .args(["run", "--config"])
         .arg(&broken)

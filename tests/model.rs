@@ -74,7 +74,7 @@ pub(crate) fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// A frame-like test picture: a gradient with a bright square.
-fn picture(size: usize) -> Vec<u8> {
+pub(crate) fn picture(size: usize) -> Vec<u8> {
     let mut rgb = Vec::with_capacity(size * size * 3);
     for y in 0..size {
         for x in 0..size {

@@ -10,7 +10,8 @@ use glimpse::infer::{self, BackendKind, ModelConfig, ModelFolder, Provider};
 use glimpse::llm::{self, Prompt, Sampling};
 use glimpse::vision::Preprocessor;
 
-use crate::util::{glimpse, ort_library, repo};
+use crate::harness::daemon::synthetic_config;
+use crate::harness::{glimpse, ort_library, repo};
 
 /// The runs of one model on tract and ONNX Runtime (CPU): same visual
 /// tokens, same greedy tokens, logits within `1e-4` at every step. Generic
@@ -107,20 +108,15 @@ fn ort_gives_the_tokens_and_logits_of_tract_on_the_demo_model() {
     ort_matches_tract(&repo().join("models/shapes/model"));
 }
 
-/// A config with one synthetic camera and `model` as the [model] table.
+/// The harness's synthetic camera with the test model and `model` in the
+/// `[model]` table.
 fn write_config(dir: &Path, model: &str) -> PathBuf {
-    let path = dir.join("glimpse.toml");
-    let text = format!(
-        "[mqtt]\nlisten = \"127.0.0.1:{}\"\n[service]\nstate_dir = {:?}\n\
-         [model]\npath = {:?}\nthreads = 1\n{model}\n\
-         [cameras.front]\nfps = 5\nwidth = 64\nheight = 64\n\
-         source = {{ kind = \"synthetic\", frame_rate = 10 }}\n",
-        crate::util::free_port(),
-        dir.join("state").display().to_string(),
-        repo().join("models/test-tiny").display().to_string(),
+    let path = repo().join("models/test-tiny");
+    let model = format!(
+        "[model]\npath = {:?}\nthreads = 1\n{model}",
+        path.display().to_string()
     );
-    std::fs::write(&path, text).unwrap();
-    path
+    synthetic_config(dir, &model).0
 }
 
 fn warmup(config: &Path, env: &[(&str, &str)]) -> Output {

@@ -6,12 +6,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::lifecycle::{pings, NotifySocket};
-use crate::mqtt::{Mosquitto, Sub};
-use crate::util::{copy_model, free_port, glimpse, kill, repo, wait_exit, Daemon};
+use crate::harness::broker::{event_ids, expect_all, test_event_number, Mosquitto, Sub};
+use crate::harness::daemon::{made_test_events, Daemon};
+use crate::harness::history::history;
+use crate::harness::notify::{pings, start, NotifySocket};
+use crate::harness::{copy_model, free_port, glimpse, kill, repo, wait_exit};
 
 #[test]
 fn issue15_reload_with_new_workers_then_a_new_model_keeps_the_events_coming() {
@@ -125,28 +126,14 @@ cooldown_s = 1
     );
 }
 
-/// `glimpse events --json`: test-event numbers by camera, and every id.
-fn history(config: &Path) -> (BTreeMap<String, BTreeSet<u64>>, BTreeSet<String>) {
-    let out = glimpse()
-        .args(["events", "--since", "1h", "--json", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// The stored test events (`glimpse events --json`): their numbers by
+/// camera, and every id.
+fn stored_events(config: &Path) -> (BTreeMap<String, BTreeSet<u64>>, BTreeSet<String>) {
     let mut numbers: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
     let mut ids = BTreeSet::new();
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
-        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+    for event in history(config) {
         ids.insert(event["id"].as_str().unwrap().to_owned());
-        let n = event["text"]
-            .as_str()
-            .and_then(|t| t.strip_prefix("test event "))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("a test event: {event}"));
+        let n = test_event_number(&event).unwrap_or_else(|| panic!("a test event: {event}"));
         numbers
             .entry(event["camera"].as_str().unwrap().to_owned())
             .or_default()
@@ -160,19 +147,7 @@ fn issue15_events_made_just_before_sigterm_are_stored_and_delivered_after_the_ne
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(dir.path(), "");
     // A persistent session: every event that reaches the broker reaches it.
-    let mut sub = Sub::start(
-        broker.port,
-        &[
-            "-q",
-            "1",
-            "-c",
-            "-i",
-            "stop-test",
-            "-t",
-            "glimpse/+/event",
-            "-v",
-        ],
-    );
+    let mut sub = Sub::persistent(broker.port, "stop-test", "glimpse/+/event");
     let config = dir.path().join("glimpse.toml");
     // No time to flush at stop: whatever the stop catches in flight must
     // stay in the outbox and go out at the next start.
@@ -201,20 +176,10 @@ fn issue15_events_made_just_before_sigterm_are_stored_and_delivered_after_the_ne
     });
     daemon.expect(0, &["event: test event 50"], Duration::from_secs(20));
     let log = daemon.stop();
-    let made = |camera: &str| -> u64 {
-        log.lines()
-            .find_map(|l| {
-                l.split("made test events 0 to ")
-                    .nth(1)
-                    .filter(|rest| rest.contains(&format!("of camera {camera}")))
-            })
-            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-            .unwrap_or_else(|| panic!("the hook says what it made for {camera}:\n{log}"))
-    };
-    let (numbers, produced) = history(&config);
+    let (numbers, produced) = stored_events(&config);
     assert_eq!(numbers.len(), 2, "{numbers:?}");
     for (camera, seen) in &numbers {
-        let last = made(camera);
+        let last = made_test_events(&log, camera);
         let missing: Vec<u64> = (0..=last).filter(|n| !seen.contains(n)).collect();
         assert!(
             missing.is_empty(),
@@ -231,24 +196,7 @@ fn issue15_events_made_just_before_sigterm_are_stored_and_delivered_after_the_ne
 
     // Started again without new events: the outbox alone is published.
     let daemon = Daemon::spawn(&config, &[]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut delivered: BTreeMap<String, usize> = BTreeMap::new();
-    while delivered.len() < produced.len() {
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} events never reached the broker",
-            produced.len() - delivered.len(),
-            produced.len()
-        );
-        delivered.clear();
-        for line in sub.drain(Duration::from_millis(200)) {
-            let payload = line.split_once(' ').map_or(line.as_str(), |(_, p)| p);
-            let event: serde_json::Value = serde_json::from_str(payload).unwrap();
-            *delivered
-                .entry(event["id"].as_str().unwrap().to_owned())
-                .or_default() += 1;
-        }
-    }
+    let delivered = expect_all(&mut sub, &produced, Duration::from_secs(20));
     daemon.stop();
     assert!(
         delivered.keys().all(|id| produced.contains(id)),
@@ -364,18 +312,13 @@ fn issue15_a_slow_model_load_on_reload_keeps_the_watchdog_pings_going() {
         .unwrap()
     };
     write(&tiny);
-    let mut child = glimpse()
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("NOTIFY_SOCKET", &socket.path)
-        .env("WATCHDOG_USEC", "600000")
-        // Each load takes 3.5 s more than it does: 3.5 × the stall timeout.
-        .env("GLIMPSE_DEBUG_MODEL_LOAD_MS", "3500")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Each load takes 3.5 s more than it does: 3.5 × the stall timeout.
+    let mut child = start(
+        &config,
+        &socket,
+        Duration::from_millis(600),
+        &[("GLIMPSE_DEBUG_MODEL_LOAD_MS", "3500")],
+    );
     socket.expect("READY=1", Duration::from_secs(20));
 
     write(&copy);
@@ -432,10 +375,7 @@ fn measure_events_lost_over_sigterm_restart_cycles() {
         .unwrap_or(100);
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(dir.path(), "max_queued_messages 0");
-    let mut sub = Sub::start(
-        broker.port,
-        &["-q", "1", "-c", "-i", "soak", "-t", "glimpse/+/event", "-v"],
-    );
+    let mut sub = Sub::persistent(broker.port, "soak", "glimpse/+/event");
     let config = dir.path().join("glimpse.toml");
     std::fs::write(
         &config,
@@ -450,7 +390,7 @@ fn measure_events_lost_over_sigterm_restart_cycles() {
     .unwrap();
     let mut made = 0u64;
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
-    for cycle in 0..cycles {
+    for _ in 0..cycles {
         let mut daemon = Daemon::spawn(
             &config,
             &[
@@ -464,24 +404,14 @@ fn measure_events_lost_over_sigterm_restart_cycles() {
         rng ^= rng << 17;
         std::thread::sleep(Duration::from_millis(200 + rng % 700));
         let log = daemon.stop();
-        let last: u64 = log
-            .lines()
-            .find_map(|l| l.split("made test events 0 to ").nth(1))
-            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-            .unwrap_or_else(|| panic!("cycle {cycle}: no count:\n{log}"));
+        let last = made_test_events(&log, "a");
         made += last + 1;
     }
-    let (_, stored) = history(&config);
+    let (_, stored) = stored_events(&config);
     let daemon = Daemon::spawn(&config, &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let delivered = loop {
-        let mut ids: BTreeMap<String, usize> = BTreeMap::new();
-        for line in sub.drain(Duration::from_millis(500)) {
-            let payload = line.split_once(' ').map_or(line.as_str(), |(_, p)| p);
-            let event: serde_json::Value = serde_json::from_str(payload).unwrap();
-            *ids.entry(event["id"].as_str().unwrap().to_owned())
-                .or_default() += 1;
-        }
+        let ids = event_ids(sub.drain(Duration::from_millis(500)));
         if ids.len() >= stored.len() || Instant::now() > deadline {
             break ids;
         }

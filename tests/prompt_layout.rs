@@ -12,7 +12,7 @@ use std::time::Duration;
 use glimpse::infer::{ModelFolder, PromptLayout};
 use glimpse::llm::{Responder, Seen, Visual, DESCRIBE};
 
-use crate::util::{check, copy_model, repo};
+use crate::harness::{check, copy_model, repo};
 
 /// models/test-hub as a real SmolVLM2 folder has it: no `glimpse` section
 /// in config.json, so SmolVLM's image markers are on and `auto` picks the

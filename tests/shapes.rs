@@ -5,11 +5,13 @@
 //! matches it turns on.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::mqtt::Sub;
-use crate::util::{free_port, glimpse, kill, repo, wait_exit};
+use crate::harness::broker::{json_of, publish, Mosquitto, Sub};
+use crate::harness::daemon::Daemon;
+use crate::harness::history::history;
+use crate::harness::{free_port, glimpse, output_ok, repo};
 
 #[test]
 fn training_and_serving_build_the_same_context() {
@@ -237,24 +239,13 @@ rearm_drop_ratio_above = 0.98
         ),
     )
     .unwrap();
-    let log = dir.path().join("glimpse.log");
-    let mut daemon = Killed(
-        glimpse()
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let daemon = Daemon::spawn(&config, &[]);
     // Subscribe before the clip reaches the square (2.5 s in).
     let mut sub = Sub::start_when_up(
         port,
         &["-q", "1", "-t", "glimpse/door/event"],
         Duration::from_secs(10),
-        read_log,
+        || daemon.log(),
     );
     // The square's appearance fires the trigger: a description, and the
     // watch rule asked at the same firing, which matches: it turns on. (The test does not
@@ -279,41 +270,23 @@ rearm_drop_ratio_above = 0.98
     );
     assert_eq!(alert["text"], "is there a red shape? yes", "{alert}");
     assert_eq!(alert["reference"], "is_there_a_red_shape", "{alert}");
-    kill(daemon.0.id(), "TERM");
-    let status = wait_exit(&mut daemon.0, Duration::from_secs(15));
-    assert!(status.success(), "{status}\n{}", read_log());
+    daemon.stop_within(Duration::from_secs(15));
 }
 
 /// `glimpse eval JSON` on the bundled model, dropping at τ 0.5 only (no
 /// full-token baseline) with a small memory (evictions and pooling), plus
 /// `args`; its stdout, once it succeeded.
 fn eval_on_the_shapes_model(json: &Path, args: &[&str]) -> Vec<u8> {
-    let out = glimpse()
-        .arg("eval")
-        .arg(json)
-        .arg("--model")
-        .arg(repo().join("models/shapes/model"))
-        .args(["--no-full", "--tau", "0.5", "--memory", "2,2,4"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "glimpse eval {}: {}",
-        json.display(),
-        String::from_utf8_lossy(&out.stderr)
+    let out = output_ok(
+        glimpse()
+            .arg("eval")
+            .arg(json)
+            .arg("--model")
+            .arg(repo().join("models/shapes/model"))
+            .args(["--no-full", "--tau", "0.5", "--memory", "2,2,4"])
+            .args(args),
     );
     out.stdout
-}
-
-/// A child process killed when the test ends, passed or not.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Issue 16: a watch rule is a state. On the demo clip (the red square
@@ -333,7 +306,6 @@ impl Drop for Killed {
 /// the answers it got and checks the state machine against them.
 #[test]
 fn issue_16_the_red_rule_turns_on_and_off_once_on_the_demo_clip() {
-    use crate::mqtt::{json_of, publish, Mosquitto};
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(dir.path(), "");
     let root = repo();
@@ -357,7 +329,7 @@ fn issue_16_the_red_rule_turns_on_and_off_once_on_the_demo_clip() {
         assert!(Instant::now() < deadline, "mosquitto_sub did not subscribe");
         publish(port, &["-t", "probe", "-m", "ready"]);
     }
-    let mut daemon = crate::util::Daemon::spawn(&config, &[]);
+    let mut daemon = Daemon::spawn(&config, &[]);
     let rule = "is there a red shape?";
     // Until the last frames (59.5 s) are checked, then a little longer for
     // the events to arrive (a generous bound: the whole suite runs at once).
@@ -431,17 +403,12 @@ fn issue_16_the_red_rule_turns_on_and_off_once_on_the_demo_clip() {
     let lines: String = events.iter().map(|e| format!("{e}\n")).collect();
     let file = dir.path().join("events.jsonl");
     std::fs::write(&file, lines).unwrap();
-    let out = glimpse()
-        .args(["eval", "--json", "--events"])
-        .arg(&file)
-        .arg("--truth")
-        .arg(root.join("models/shapes/clips/demo.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = output_ok(
+        glimpse()
+            .args(["eval", "--json", "--events"])
+            .arg(&file)
+            .arg("--truth")
+            .arg(root.join("models/shapes/clips/demo.json")),
     );
     let scored: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let judged = scored["judged"].as_array().unwrap();
@@ -532,7 +499,7 @@ rearm_drop_ratio_above = 0.98
     )
     .unwrap();
     for _ in 0..2 {
-        let mut daemon = crate::util::Daemon::spawn(&config, &[]);
+        let mut daemon = Daemon::spawn(&config, &[]);
         daemon.expect(0, &["event:", "kind=Description"], Duration::from_secs(30));
         // The memory snapshot is written at the stop.
         daemon.stop();
@@ -574,7 +541,7 @@ fn a_description_saying_nothing_changed_is_not_published() {
         &repo().join("models/shapes/clips/eval/dev/eval-01.mkv"),
         &format!("listen = \"127.0.0.1:{}\"", free_port()),
     );
-    let mut daemon = crate::util::Daemon::spawn(&config, &[]);
+    let mut daemon = Daemon::spawn(&config, &[]);
     // The rule is checked every 2 s of stream time: one at 28 s or later
     // means the 30 s clip has been analysed.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -668,15 +635,8 @@ fn rule_answers(log: &str) -> Vec<(f64, bool)> {
 /// The descriptions in the event history of the daemon run with `config`
 /// (`glimpse events --json`).
 fn history_descriptions(config: &Path) -> Vec<serde_json::Value> {
-    let out = glimpse()
-        .args(["events", "--since", "1h", "--json", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|e: &serde_json::Value| e["kind"] == "description")
+    history(config)
+        .into_iter()
+        .filter(|e| e["kind"] == "description")
         .collect()
 }

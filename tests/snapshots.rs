@@ -11,22 +11,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{free_port, glimpse, Daemon};
+use crate::harness::daemon::{made_test_events, write_config, Daemon};
+use crate::harness::{free_port, glimpse, wait_port};
 
 /// `dir/glimpse.toml`: camera `front` (128×96 frames, snapshots at most
 /// 64 pixels a side) on the embedded broker at `port`, with `service`
 /// lines added.
-fn write_config(dir: &Path, port: u16, service: &str) -> PathBuf {
-    let config = dir.join("glimpse.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[service]\nstate_dir = {:?}\n{service}\n\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\n\n[cameras.front]\nfps = 2\nwidth = 128\nheight = 96\nsource = {{ kind = \"synthetic\" }}\n\n[cameras.front.snapshot]\nmax_side = 64\nquality = 75\n",
-            dir.join("state").display().to_string()
-        ),
+fn snapshot_config(dir: &Path, port: u16, service: &str) -> PathBuf {
+    write_config(
+        dir,
+        &dir.join("state"),
+        service,
+        &format!("listen = \"127.0.0.1:{port}\""),
+        "[cameras.front]\nfps = 2\nwidth = 128\nheight = 96\nsource = { kind = \"synthetic\" }\n\n[cameras.front.snapshot]\nmax_side = 64\nquality = 75\n",
     )
-    .unwrap();
-    config
 }
 
 /// Width and height of a JPEG, decoded.
@@ -51,21 +49,13 @@ fn one_message(port: u16, topic: &str) -> Vec<u8> {
     out.stdout
 }
 
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn issue16_the_retained_snapshot_is_a_jpeg_of_the_configured_size() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = write_config(dir.path(), port, "");
+    let config = snapshot_config(dir.path(), port, "");
     let daemon = Daemon::spawn(&config, &[("GLIMPSE_DEBUG_EVENT_EVERY_MS", "200")]);
-    wait_port(port);
+    wait_port(port, Duration::from_secs(10));
     // An event names its snapshot…
     let event: serde_json::Value =
         serde_json::from_slice(&one_message(port, "glimpse/front/event")).unwrap();
@@ -125,7 +115,7 @@ fn issue16_the_snapshot_folder_never_holds_more_than_its_bounds() {
     const MAX_BYTES: u64 = 24 * 1024;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = write_config(
+    let config = snapshot_config(
         dir.path(),
         port,
         &format!("snapshot_max_count = {MAX_COUNT}\nsnapshot_max_bytes = {MAX_BYTES}"),
@@ -156,12 +146,7 @@ fn issue16_the_snapshot_folder_never_holds_more_than_its_bounds() {
     let (count, bytes) = usage();
     assert!(count <= MAX_COUNT && bytes <= MAX_BYTES, "{count} {bytes}");
     // Many more events than the bound were made (and stored).
-    let made: usize = log
-        .lines()
-        .find_map(|l| l.split("made test events 0 to ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .expect("the test events were counted");
+    let made = made_test_events(&log, "front") as usize;
     assert!(made > 10 * MAX_COUNT, "only {made} events");
     // The folder filled up to one of its bounds (a snapshot is ~1 KiB).
     assert!(most.0 == MAX_COUNT || most.1 + 4096 > MAX_BYTES, "{most:?}");

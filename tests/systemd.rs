@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::util::repo;
+use crate::harness::repo;
 
 /// `systemd-analyze verify` insists that ExecStart exists, so the unit is
 /// checked with its binary path pointed at the binary under test.

@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use crate::util::{free_port, glimpse, repo};
+use crate::harness::daemon::synthetic_config;
+use crate::harness::{glimpse, repo};
 
 /// True when an NVIDIA driver library can be opened here.
 fn driver_here() -> bool {
@@ -23,20 +24,15 @@ fn driver_here() -> bool {
     }
 }
 
-/// A config with one synthetic camera and the test model on tract-cuda.
+/// The harness's synthetic camera with the test model on tract-cuda and
+/// `model` in the `[model]` table.
 fn write_config(dir: &Path, model: &str) -> PathBuf {
-    let path = dir.join("glimpse.toml");
-    let text = format!(
-        "[mqtt]\nlisten = \"127.0.0.1:{}\"\n[service]\nstate_dir = {:?}\n\
-         [model]\npath = {:?}\nthreads = 1\nbackend = \"tract-cuda\"\n{model}\n\
-         [cameras.front]\nfps = 5\nwidth = 64\nheight = 64\n\
-         source = {{ kind = \"synthetic\", frame_rate = 10 }}\n",
-        free_port(),
-        dir.join("state").display().to_string(),
-        repo().join("models/test-tiny").display().to_string(),
+    let path = repo().join("models/test-tiny");
+    let model = format!(
+        "[model]\npath = {:?}\nthreads = 1\nbackend = \"tract-cuda\"\n{model}",
+        path.display().to_string()
     );
-    std::fs::write(&path, text).unwrap();
-    path
+    synthetic_config(dir, &model).0
 }
 
 fn run(args: &[&str], config: &Path) -> (Output, String, String) {

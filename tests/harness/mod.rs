@@ -1,4 +1,14 @@
-//! Helpers shared by the end-to-end tests.
+//! The harness the end-to-end tests share: the binary and its processes
+//! here, the daemon in [`daemon`], a broker and its clients in [`broker`],
+//! the daemon's stored events in [`history`], a systemd notify socket in
+//! [`notify`] and an HTTP client in [`http`]. A test file takes what it
+//! needs from here rather than keeping a copy of its own.
+
+pub mod broker;
+pub mod daemon;
+pub mod history;
+pub mod http;
+pub mod notify;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -55,6 +65,18 @@ pub fn check(path: &Path) -> Output {
         .expect("run glimpse check")
 }
 
+/// Runs `cmd`, which must succeed (the failure shows its stderr); its
+/// output.
+pub fn output_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Sends `signal` (e.g. "HUP") to process `pid` with kill(1).
 pub fn kill(pid: u32, signal: &str) {
     let status = Command::new("kill")
@@ -69,6 +91,34 @@ pub fn kill(pid: u32, signal: &str) {
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").port()
+}
+
+/// A loopback port taken by a listener for as long as it lives, for the
+/// tests of a port in use.
+pub fn taken_port() -> (std::net::TcpListener, u16) {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let port = taken.local_addr().expect("local address").port();
+    (taken, port)
+}
+
+/// Waits until something listens on loopback `port` (a broker or a
+/// daemon's embedded one coming up); fails after `within`.
+pub fn wait_port(port: u16, within: Duration) {
+    wait_port_or(port, within, String::new)
+}
+
+/// [`wait_port`]; `context` (a daemon's log, say) goes into the failure
+/// message.
+pub fn wait_port_or(port: u16, within: Duration, context: impl Fn() -> String) {
+    let deadline = Instant::now() + within;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on {port} after {within:?}\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Waits for `child` to exit; kills it and fails after `within`.
@@ -89,6 +139,27 @@ pub fn wait_exit(
     }
 }
 
+/// Whether the tests run as root (then some run a command as `nobody`).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `argv` as a command; under root, run as `nobody`, as the unit runs it
+/// as the unprivileged `glimpse`.
+pub fn unprivileged(argv: &[String]) -> Command {
+    if is_root() {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .args(argv);
+        cmd
+    } else {
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
+        cmd
+    }
+}
+
 /// The CPU `libonnxruntime.so` of the `onnxruntime` pip wheel.
 pub fn ort_library() -> PathBuf {
     crate::ort_wheel::wheel_library().unwrap_or_else(|e| panic!("{e}"))
@@ -105,88 +176,5 @@ pub fn copy_model(from: &Path, to: &Path) {
                 std::fs::copy(&path, to.join(sub).join(path.file_name().unwrap())).unwrap();
             }
         }
-    }
-}
-
-/// The daemon with its log in a file, killed on drop.
-pub struct Daemon {
-    /// The process.
-    pub child: std::process::Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    /// Starts `glimpse run --config CONFIG` with `env`; its log goes to
-    /// CONFIG with the extension `.log`.
-    pub fn spawn(config: &Path, env: &[(&str, &str)]) -> Daemon {
-        let log = config.with_extension("log");
-        let mut cmd = glimpse();
-        cmd.args(["run", "--config"])
-            .arg(config)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Daemon {
-            child: cmd.spawn().unwrap(),
-            log,
-        }
-    }
-
-    /// The log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the log, from byte `from` on, has a line containing
-    /// every one of `needles`; returns the log's length after that line.
-    pub fn expect(&mut self, from: usize, needles: &[&str], within: Duration) -> usize {
-        let deadline = Instant::now() + within;
-        loop {
-            let log = self.log();
-            let mut at = from.min(log.len());
-            for line in log[at..].split_inclusive('\n') {
-                at += line.len();
-                if line.ends_with('\n') && needles.iter().all(|n| line.contains(n)) {
-                    return at;
-                }
-            }
-            assert!(
-                self.child.try_wait().unwrap().is_none(),
-                "glimpse exited while waiting for {needles:?}:\n{log}"
-            );
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {needles:?} within {within:?}:\n{}",
-                &log[from.min(log.len())..]
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Fails the test if the daemon has exited.
-    pub fn assert_running(&mut self) {
-        assert!(
-            self.child.try_wait().unwrap().is_none(),
-            "glimpse exited:\n{}",
-            self.log()
-        );
-    }
-
-    /// SIGTERM; the daemon must exit 0. Returns its log.
-    pub fn stop(mut self) -> String {
-        kill(self.child.id(), "TERM");
-        let status = wait_exit(&mut self.child, Duration::from_secs(20));
-        assert!(status.success(), "{status}\n{}", self.log());
-        self.log()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

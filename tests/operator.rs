@@ -359,6 +359,58 @@ fn issue15_a_slow_model_load_on_reload_keeps_the_watchdog_pings_going() {
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
 }
 
+/// A SIGHUP that comes while a new model loads is acted on as soon as the
+/// load is applied, with no further signal: the camera the second edit
+/// added starts.
+#[test]
+fn issue40_a_sighup_during_a_model_load_is_acted_on_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = NotifySocket::bind(dir.path());
+    let tiny = repo().join("models/test-tiny");
+    let copy = dir.path().join("tiny-copy");
+    copy_model(&tiny, &copy);
+    let config = dir.path().join("glimpse.toml");
+    let port = free_port();
+    let write = |model: &Path, cameras: &[&str]| {
+        let mut text = format!(
+            "[service]\nstate_dir = {:?}\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\n[model]\npath = {:?}\n",
+            dir.path().join("state").display().to_string(),
+            model.display().to_string()
+        );
+        for camera in cameras {
+            text += &format!(
+                "[cameras.{camera}]\nfps = 2\nwidth = 64\nheight = 64\n\
+                 source = {{ kind = \"synthetic\", frame_rate = 4, shapes = 1 }}\n"
+            );
+        }
+        std::fs::write(&config, text).unwrap()
+    };
+    write(&tiny, &["front"]);
+    let mut child = start(
+        &config,
+        &socket,
+        Duration::from_secs(10),
+        &[("GLIMPSE_DEBUG_MODEL_LOAD_MS", "3000")],
+    );
+    socket.expect("READY=1", Duration::from_secs(20));
+    // A new model: it loads for 3 s in the background.
+    write(&copy, &["front"]);
+    kill(child.id(), "HUP");
+    socket.expect("RELOADING=1", Duration::from_secs(5));
+    // Meanwhile, a second camera, and one more SIGHUP.
+    std::thread::sleep(Duration::from_millis(500));
+    write(&copy, &["front", "back"]);
+    kill(child.id(), "HUP");
+    let (ready, _) = socket.expect("READY=1", Duration::from_secs(20));
+    assert!(ready.contains("model reloaded"), "{ready}");
+    // No more signals: the second reload follows on its own.
+    socket.expect("RELOADING=1", Duration::from_secs(5));
+    let (ready, _) = socket.expect("READY=1", Duration::from_secs(20));
+    assert!(ready.contains("started [\"back\"]"), "{ready}");
+    kill(child.id(), "TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+}
+
 // Measurements for issue 15's note. Not run by the test command (they take
 // minutes and print figures rather than check them):
 //   cargo test --release --features v4l2,fault-injection --test e2e -- \

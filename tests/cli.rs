@@ -34,7 +34,7 @@ fn syntax_error() {
 fn unknown_key() {
     assert_refused(
         "unknown-key.toml",
-        "cameras.front.fsp: unknown field `fsp`, expected one of `enabled`, `fps`, `width`, `height`, `queue_capacity`, `frame_timeout_ms`, `reconnect_min_ms`, `reconnect_max_ms`, `source`, `dtd`, `trigger`, `memory`, `rules`, `snapshot` (line 2)",
+        "cameras.front.fsp: unknown field `fsp`, expected one of `enabled`, `fps`, `width`, `height`, `queue_capacity`, `frame_timeout_ms`, `reconnect_min_ms`, `reconnect_max_ms`, `source`, `dtd`, `trigger`, `memory`, `rules`, `snapshot`, `masks`, `zones` (line 2)",
     );
 }
 

@@ -26,6 +26,7 @@ mod onnxruntime;
 mod operator;
 mod ort_wheel;
 mod prompt_layout;
+mod regions;
 mod shapes;
 mod snapshots;
 mod systemd;

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use glimpse::infer::{ModelFolder, PromptLayout};
-use glimpse::llm::{Responder, Seen, Visual, DESCRIBE};
+use glimpse::llm::{Responder, Seen, Visual, DESCRIBE, DESCRIBE_INSTRUCT};
 
 use crate::harness::{check, copy_model, repo};
 
@@ -39,11 +39,25 @@ fn smolvlm_folder(dir: &Path) -> PathBuf {
 /// transformers' video prompt for frames at `times_ms` and `question`:
 /// (token ids, indices of the image tokens).
 fn transformers_prompt(model: &Path, times_ms: &[u64], question: &str) -> (Vec<i64>, Vec<i64>) {
+    transformers_prompt_about(model, times_ms, question, None)
+}
+
+/// [`transformers_prompt`] with a system message `about` first.
+fn transformers_prompt_about(
+    model: &Path,
+    times_ms: &[u64],
+    question: &str,
+    about: Option<&str>,
+) -> (Vec<i64>, Vec<i64>) {
     let times: Vec<String> = times_ms.iter().map(u64::to_string).collect();
-    let out = Command::new("python3")
-        .arg(repo().join("models/testing/smolvlm_video_prompt.py"))
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo().join("models/testing/smolvlm_video_prompt.py"))
         .arg(model)
-        .args(["--times-ms", &times.join(","), "--question", question])
+        .args(["--times-ms", &times.join(","), "--question", question]);
+    if let Some(about) = about {
+        cmd.args(["--system", about]);
+    }
+    let out = cmd
         .stderr(Stdio::inherit())
         .output()
         .expect("python3 with transformers (scripts/install-deps)");
@@ -151,6 +165,66 @@ fn matches_transformers(model: &Path) {
         .zip(dropped.positions.iter().copied())
         .collect();
     assert_eq!(ours, expected);
+}
+
+/// Issue 42: a camera's own question and context reach SmolVLM2 as
+/// transformers lays them out (the context as a system message), and the
+/// defaults follow the folder: SmolVLM2's instruct question, the demo
+/// model's own from its config.json.
+#[test]
+fn issue42_a_cameras_question_and_context_reach_smolvlm2_token_for_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = smolvlm_folder(dir.path());
+    let folder = ModelFolder::open(&model, "").unwrap();
+    let responder = Responder::from_folder(&folder, 8).unwrap();
+    let (grid, hidden) = (folder.info.tokens_per_image(), folder.info.hidden);
+    let all: Vec<u32> = (0..grid as u32).collect();
+    let tokens = vec![0.25f32; grid * hidden];
+    let seen = context(grid, [&all, &all, &all], [&tokens, &tokens, &tokens]);
+
+    let words = responder.words(None, Some("Front door. People and parcels matter."), None);
+    assert_eq!(
+        (words.describe.as_str(), words.describe_from),
+        (DESCRIBE_INSTRUCT, "default")
+    );
+    assert!(!words.context_ignored);
+    let ours = responder
+        .prompt_about(&seen, &words.describe, words.context.as_deref())
+        .unwrap();
+    let (ids, _) = transformers_prompt_about(
+        &model,
+        &[0, 1500, 62000],
+        DESCRIBE_INSTRUCT,
+        words.context.as_deref(),
+    );
+    assert_eq!(ours.ids, ids);
+    let (without, _) = transformers_prompt(&model, &[0, 1500, 62000], DESCRIBE_INSTRUCT);
+    assert!(
+        ids.len() > without.len(),
+        "the system message is in the prompt"
+    );
+
+    // The camera's own question wins; "no news" is recognised whatever
+    // its case and closing full stop.
+    let words = responder.words(
+        Some("Anything new at the door?"),
+        None,
+        Some(&["nothing new".to_owned()]),
+    );
+    assert_eq!(words.describe_from, "config");
+    assert!(words.is_no_news("Nothing new."));
+    assert!(!words.is_no_news("nothing changed"));
+
+    // The demo model: its folder's question, and no place for a context.
+    let shapes = ModelFolder::open(&repo().join("models/shapes/model"), "").unwrap();
+    let shapes = Responder::from_folder(&shapes, 8).unwrap();
+    let words = shapes.words(None, Some("a context"), None);
+    assert_eq!(
+        (words.describe.as_str(), words.describe_from),
+        (DESCRIBE, "model folder")
+    );
+    assert_eq!(words.no_news, ["nothing changed"]);
+    assert!(words.context_ignored);
 }
 
 #[test]

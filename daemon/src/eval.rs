@@ -339,7 +339,7 @@ fn read_truth(json: &Path, size: u32) -> anyhow::Result<(Truth, PathBuf, Vec<Fra
     truth.questions.sort_by_key(|q| q.frame);
     let video = json.parent().unwrap_or(Path::new(".")).join(&truth.video);
     let mut frames: Vec<Frame> = Vec::new();
-    capture::read_clip(&video, truth.fps, size, |f| {
+    capture::read_clip(&video, truth.fps, size, &[], |f| {
         frames.push(f);
         Ok(())
     })?;

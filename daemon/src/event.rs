@@ -49,6 +49,11 @@ pub struct Event {
     /// also published retained on `<prefix>/<camera>/snapshot`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
+    /// The zones (`[cameras.<name>.zones]`) the change touched: those with
+    /// a kept token of the frame that fired, outside the motion masks.
+    /// Empty for answers and where no zone is set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<String>,
 }
 
 /// An event on its way from the job that made it to the outbox, and
@@ -118,6 +123,7 @@ impl Event {
             confidence: None,
             reference: None,
             snapshot: None,
+            zones: Vec::new(),
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod memory;
 pub mod mqtt;
 pub mod pipeline;
 pub mod queue;
+pub mod region;
 pub mod service;
 pub mod settings;
 #[cfg(feature = "fault-injection")]

@@ -46,6 +46,23 @@ impl Kept {
         self.positions.len() as f32 / self.mask.len().max(1) as f32
     }
 
+    /// Kept tokens over all tokens, leaving out the `ignored` patches
+    /// (motion masks): the retention the trigger reads. 0 when every patch
+    /// is ignored.
+    pub fn retention_outside(&self, ignored: &[bool]) -> f32 {
+        if ignored.is_empty() {
+            return self.retention();
+        }
+        let counted = |i: usize| !ignored.get(i).copied().unwrap_or(false);
+        let total = (0..self.mask.len()).filter(|&i| counted(i)).count();
+        let kept = self
+            .positions
+            .iter()
+            .filter(|&&p| counted(p as usize))
+            .count();
+        kept as f32 / total.max(1) as f32
+    }
+
     /// A frame the gate skipped: nothing kept.
     pub fn nothing(meta: FrameMeta, rows: u32, cols: u32, dim: usize) -> Kept {
         Kept {

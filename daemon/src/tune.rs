@@ -18,6 +18,8 @@ mod plot;
 use crate::capture::{self, Frame};
 use crate::dtd::{DtdConfig, Kept, PixelGate, Reference, TokenDropper};
 use crate::infer::{self, ModelConfig};
+use crate::pipeline::MasksConfig;
+use crate::region;
 use crate::trigger::{SceneTrigger, TriggerConfig};
 use crate::vision::{self, Preprocessor};
 
@@ -38,6 +40,9 @@ pub struct TuneRequest {
     pub references: Vec<Reference>,
     /// The trigger whose firings are reported.
     pub trigger: TriggerConfig,
+    /// The camera's masks: privacy masks black out the frames (the
+    /// picture too), motion masks blind the gate and the trigger.
+    pub masks: MasksConfig,
     /// Where to write the picture, if anywhere.
     pub png: Option<PathBuf>,
     /// Where to write the HTML report (the picture and the table), if
@@ -129,6 +134,11 @@ pub fn run(request: &TuneRequest) -> anyhow::Result<TuneReport> {
     let pre = Preprocessor::from_folder(model.folder())?;
     let info = model.folder().info.clone();
     let mut backend = model.backend();
+    let motion = if request.masks.motion.is_empty() {
+        Vec::new()
+    } else {
+        region::patches(&request.masks.motion, info.grid, info.grid)
+    };
     let mut trials: Vec<Trial> = Vec::new();
     for &tau in &request.taus {
         for &tau_pix in &request.tau_pixes {
@@ -140,7 +150,7 @@ pub fn run(request: &TuneRequest) -> anyhow::Result<TuneReport> {
                     ..DtdConfig::default()
                 };
                 trials.push(Trial {
-                    gate: PixelGate::new(tau_pix, info.grid, info.grid),
+                    gate: PixelGate::new(tau_pix, info.grid, info.grid).ignoring(motion.clone()),
                     dropper: TokenDropper::new(&dtd),
                     trigger: SceneTrigger::new(&request.trigger),
                     dtd,
@@ -155,43 +165,55 @@ pub fn run(request: &TuneRequest) -> anyhow::Result<TuneReport> {
 
     let mut times = Vec::new();
     let mut sheet = ContactSheet::new(info.grid);
-    capture::read_clip(&request.clip, request.fps, info.image_size, |frame| {
-        times.push(frame.pts.as_secs_f64());
-        // Encode once, if any setting's gate lets the frame through.
-        let passes: Vec<bool> = trials
-            .iter_mut()
-            .map(|t| t.gate.check(&frame).encode)
-            .collect();
-        let tokens = if passes.iter().any(|p| *p) {
-            Some(vision::encode(backend.as_mut(), &pre, &frame)?)
-        } else {
-            None
-        };
-        let mut first_kept = None;
-        let mut first_retention = None;
-        for (trial, pass) in trials.iter_mut().zip(passes) {
-            let kept = match (&tokens, pass) {
-                (Some(tokens), true) => {
-                    trial.encoded += 1;
-                    trial.dropper.drop_unchanged(tokens.clone())
-                }
-                _ => Kept::nothing(frame.meta(), info.grid, info.grid, info.hidden),
+    let privacy = &request.masks.privacy;
+    capture::read_clip(
+        &request.clip,
+        request.fps,
+        info.image_size,
+        privacy,
+        |frame| {
+            times.push(frame.pts.as_secs_f64());
+            // Encode once, if any setting's gate lets the frame through.
+            let passes: Vec<bool> = trials
+                .iter_mut()
+                .map(|t| t.gate.check(&frame).encode)
+                .collect();
+            let tokens = if passes.iter().any(|p| *p) {
+                Some(vision::encode(backend.as_mut(), &pre, &frame)?)
+            } else {
+                None
             };
-            let r = kept.retention();
-            trial.retention.push(r);
-            first_retention.get_or_insert(r);
-            if trial.trigger.observe(frame.pts, r, frame.discont).describe {
-                trial.triggers.push(frame.pts.as_secs_f64());
+            let mut first_kept = None;
+            let mut first_retention = None;
+            for (trial, pass) in trials.iter_mut().zip(passes) {
+                let kept = match (&tokens, pass) {
+                    (Some(tokens), true) => {
+                        trial.encoded += 1;
+                        trial.dropper.drop_unchanged(tokens.clone())
+                    }
+                    _ => Kept::nothing(frame.meta(), info.grid, info.grid, info.hidden),
+                };
+                let r = kept.retention();
+                trial.retention.push(r);
+                first_retention.get_or_insert(r);
+                let moved = kept.retention_outside(&motion);
+                if trial
+                    .trigger
+                    .observe(frame.pts, moved, frame.discont)
+                    .describe
+                {
+                    trial.triggers.push(frame.pts.as_secs_f64());
+                }
+                first_kept.get_or_insert(kept.mask);
             }
-            first_kept.get_or_insert(kept.mask);
-        }
-        sheet.add(
-            &frame,
-            first_kept.unwrap_or_default(),
-            first_retention.unwrap_or(0.0),
-        );
-        Ok(())
-    })?;
+            sheet.add(
+                &frame,
+                first_kept.unwrap_or_default(),
+                first_retention.unwrap_or(0.0),
+            );
+            Ok(())
+        },
+    )?;
     anyhow::ensure!(
         !times.is_empty(),
         "{}: no frame could be read",

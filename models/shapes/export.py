@@ -96,7 +96,15 @@ def main():
             "max_position_embeddings": 4096,
         },
         # Trained without SmolVLM's <fake_token_around_image> markers.
-        "glimpse": {"wrap_images": False, "trained_steps": int(state["step"]), "recipe": "models/shapes/README.md"},
+        # What the daemon asks on a scene change and which answer is no
+        # news (the camera's trigger.describe / no_news default to these).
+        "glimpse": {
+            "wrap_images": False,
+            "trained_steps": int(state["step"]),
+            "recipe": "models/shapes/README.md",
+            "describe": "what changed ?",
+            "no_news": ["nothing changed"],
+        },
     }
     if place:
         # The vision graph adds the place code (model.Vision.place);

@@ -22,7 +22,7 @@ it (the token strings, read from the tokenizer as `__init__` reads them,
 and `image_seq_len` from processor_config.json); the frames' pixels are
 never looked at, only their count and times.
 
-Usage: smolvlm_video_prompt.py FOLDER --times-ms 0,1500,3000 --question Q
+Usage: smolvlm_video_prompt.py FOLDER --times-ms 0,1500,3000 --question Q [--system S]
 """
 
 import argparse
@@ -43,6 +43,7 @@ def main():
     parser.add_argument("folder")
     parser.add_argument("--times-ms", required=True, help="frame times in ms, comma separated")
     parser.add_argument("--question", required=True)
+    parser.add_argument("--system", help="a system message before the user's (a camera's trigger.context)")
     args = parser.parse_args()
 
     times = [int(t) for t in args.times_ms.split(",")]
@@ -65,6 +66,8 @@ def main():
             "content": [{"type": "video"}, {"type": "text", "text": args.question}],
         }
     ]
+    if args.system:
+        chat.insert(0, {"role": "system", "content": [{"type": "text", "text": args.system}]})
     text = tokenizer.apply_chat_template(
         chat,
         chat_template=processing_smolvlm.DEFAULT_CHAT_TEMPLATE,

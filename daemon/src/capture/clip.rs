@@ -13,20 +13,26 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{start, CameraState, CaptureConfig, CaptureHandle, Frame, SourceConfig};
+use super::{start, CameraState, CaptureConfig, CaptureHandle, Frame, Privacy, SourceConfig};
 use crate::queue;
+use crate::region::Polygon;
 
 /// Calls `each` with every frame of `path` sampled at `fps`, scaled to
-/// `size`×`size`, in order. Returns how many there were; a clip that
-/// cannot be read is an error naming it.
+/// `size`×`size`, the `privacy` masks blacked out, in order. Returns how
+/// many there were; a clip that cannot be read is an error naming it.
 pub fn read_clip(
     path: &Path,
     fps: f64,
     size: u32,
+    privacy: &[Polygon],
     mut each: impl FnMut(Frame) -> anyhow::Result<()>,
 ) -> anyhow::Result<usize> {
     if path.is_dir() {
-        return read_frames(path, fps, size, each);
+        let mut masks = Privacy::new(privacy.to_vec());
+        return read_frames(path, fps, size, |mut frame| {
+            masks.apply(&mut frame.rgb, frame.width, frame.height);
+            each(frame)
+        });
     }
     let camera = CaptureConfig {
         fps,
@@ -37,6 +43,10 @@ pub fn read_clip(
             looped: false,
             realtime: false,
         })
+    };
+    let camera = CaptureConfig {
+        privacy: privacy.to_vec(),
+        ..camera
     };
     let (tx, mut frames) = queue::channel(4096);
     let failure = Arc::new(Mutex::new(None));
@@ -157,7 +167,7 @@ mod tests {
         write_png(&dir.path().join("00001.png"), 8, png::ColorType::Rgb, 100);
         std::fs::write(dir.path().join("notes.txt"), "not a frame").unwrap();
         let mut seen = Vec::new();
-        let n = read_clip(dir.path(), 2.0, 8, |f| {
+        let n = read_clip(dir.path(), 2.0, 8, &[], |f| {
             seen.push((f.seq, f.pts, f.discont, f.rgb.len(), f.rgb[0]));
             Ok(())
         })
@@ -177,13 +187,13 @@ mod tests {
             png::ColorType::Grayscale,
             0,
         );
-        let err = read_clip(dir.path(), 2.0, 8, |_| Ok(())).unwrap_err();
+        let err = read_clip(dir.path(), 2.0, 8, &[], |_| Ok(())).unwrap_err();
         assert!(
             err.to_string()
                 .contains("00003.png: 8x8 Grayscale Eight, expected 8x8 8-bit RGB"),
             "{err}"
         );
-        let err = read_clip(dir.path(), 2.0, 16, |_| Ok(())).unwrap_err();
+        let err = read_clip(dir.path(), 2.0, 16, &[], |_| Ok(())).unwrap_err();
         assert!(err.to_string().contains("00001.png: 8x8 Rgb"), "{err}");
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::region::Polygon;
 use crate::settings::{resolve_secret, Environment, Problems, Secret};
 
 /// What capture samples with: the capture half of a `[cameras.NAME]`
@@ -29,6 +30,9 @@ pub struct CaptureConfig {
     pub reconnect_max_ms: u64,
     /// Where the frames come from.
     pub source: SourceConfig,
+    /// Privacy masks: their pixels are blacked out in every frame before
+    /// it leaves capture.
+    pub privacy: Vec<Polygon>,
 }
 
 /// The defaults of a camera table's capture keys.
@@ -59,6 +63,7 @@ impl CaptureConfig {
             reconnect_min_ms: defaults::RECONNECT_MIN_MS,
             reconnect_max_ms: defaults::RECONNECT_MAX_MS,
             source,
+            privacy: Vec::new(),
         }
     }
 }

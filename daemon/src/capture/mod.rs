@@ -33,6 +33,7 @@ mod config;
 pub mod convert;
 #[cfg(feature = "gstreamer")]
 pub mod gst;
+mod privacy;
 mod sampler;
 mod supervise;
 mod synthetic;
@@ -52,6 +53,7 @@ pub use config::{
     defaults, password_env_var, CaptureConfig, PixelFormat, RtspTransport, SourceConfig,
     V4l2Backend,
 };
+pub use privacy::Privacy;
 pub use sampler::Sampler;
 use supervise::supervise;
 pub use synthetic::Scene;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
+use super::privacy::Privacy;
 use super::{
     sleep_cancellable, Backoff, CameraState, CaptureConfig, CaptureCounters, Frame, Picture,
     Pulled, Reporter, Sampler, Session, Source, SourceConfig, SourceError, FILE_ATTEMPTS,
@@ -42,6 +43,7 @@ pub(super) fn supervise(
         started: Instant::now(),
         seq: 0,
         last_time: None,
+        privacy: Privacy::new(config.privacy.clone()),
     };
     reporter.set(CameraState::Starting);
     loop {
@@ -98,6 +100,8 @@ struct Supervisor<'a> {
     seq: u64,
     /// Stream time of the last picture.
     last_time: Option<Duration>,
+    /// Privacy masks: applied to every frame before it is queued.
+    privacy: Privacy,
 }
 
 impl Supervisor<'_> {
@@ -173,6 +177,9 @@ impl Supervisor<'_> {
         if !self.sampler.admit(pts) {
             return true;
         }
+        let mut picture = picture;
+        self.privacy
+            .apply(&mut picture.rgb, picture.width, picture.height);
         let frame = Frame {
             camera: self.camera.clone(),
             seq: self.seq,

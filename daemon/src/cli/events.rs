@@ -117,8 +117,13 @@ pub fn print_history(
             let mark = letter
                 .map(|l| format!("  [not delivered: {}]", l.reason))
                 .unwrap_or_default();
+            let zones = if event.zones.is_empty() {
+                String::new()
+            } else {
+                format!("  [zones: {}]", event.zones.join(", "))
+            };
             format!(
-                "{}  {}  {kind}  {}{mark}",
+                "{}  {}  {kind}  {}{zones}{mark}",
                 format_time(event.wall_time_ms),
                 event.camera,
                 event.text

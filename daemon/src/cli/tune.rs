@@ -89,6 +89,7 @@ pub fn tune(
         taus,
         tau_pixes,
         references,
+        masks: camera.as_ref().map(|c| c.masks.clone()).unwrap_or_default(),
         trigger: camera.map(|c| c.trigger).unwrap_or_default(),
         png: Some(png.clone()),
         html: html.clone(),

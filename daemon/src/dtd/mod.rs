@@ -33,6 +33,9 @@ pub struct PixelGate {
     rows: u32,
     cols: u32,
     reference: Option<(u32, u32, Vec<u8>)>,
+    /// Patches whose change never counts (motion masks), row-major; empty
+    /// for none.
+    ignored: Vec<bool>,
 }
 
 /// What the gate decided for a frame.
@@ -53,7 +56,15 @@ impl PixelGate {
             rows,
             cols,
             reference: None,
+            ignored: Vec::new(),
         }
+    }
+
+    /// The same gate, blind to change in the `patches` set (row-major over
+    /// its grid): a motion mask.
+    pub fn ignoring(mut self, patches: Vec<bool>) -> PixelGate {
+        self.ignored = patches;
+        self
     }
 
     /// Decides whether `frame` goes to the encoder; if so it becomes the
@@ -81,13 +92,22 @@ impl PixelGate {
             ),
             None => Vec::new(),
         };
-        let encode = change.iter().any(|&c| c >= self.tau_pix);
+        let ignored = |i: usize| self.ignored.get(i).copied().unwrap_or(false);
+        let encode = change
+            .iter()
+            .enumerate()
+            .any(|(i, &c)| c >= self.tau_pix && !ignored(i));
         if encode {
             if let Some((_, _, reference)) = &mut self.reference {
                 reference.copy_from_slice(&frame.rgb);
             }
         }
         GateDecision { encode, change }
+    }
+
+    /// The threshold a patch's change must reach.
+    pub fn tau_pix(&self) -> f32 {
+        self.tau_pix
     }
 
     /// Forgets the reference: the next frame is encoded.

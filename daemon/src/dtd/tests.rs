@@ -261,3 +261,19 @@ fn the_gate_accumulates_slow_pixel_drift_against_the_last_encoded_frame() {
         .collect();
     assert_eq!(encoded, vec![6, 12]);
 }
+
+/// A motion mask: the gate does not open for a change in the patches it
+/// ignores, and opens for the same change elsewhere.
+#[test]
+fn a_gate_ignoring_the_changed_patch_stays_shut() {
+    // The block covers patch (row 1, col 2) of the 4 x 4 grid: index 6.
+    let mut ignored = vec![false; 16];
+    ignored[6] = true;
+    let mut masked = PixelGate::new(0.02, ROWS, COLS).ignoring(ignored);
+    let mut open = PixelGate::new(0.02, ROWS, COLS);
+    for gate in [&mut masked, &mut open] {
+        assert!(gate.check(&frame(0, false, 1)).encode, "the first frame");
+    }
+    assert!(!masked.check(&frame(1, true, 1)).encode);
+    assert!(open.check(&frame(1, true, 1)).encode);
+}

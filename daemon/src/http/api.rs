@@ -98,6 +98,13 @@ fn camera_json(c: &CameraView, rules: &Value) -> Value {
         },
         "rules": rules,
         "frame": live.latest_picture().map(|_| format!("/api/cameras/{}/frame.jpg", s.camera)),
+        // What it asks the model on a change, and what is no news.
+        "describe": live.words().map(|w| json!({
+            "question": w.describe,
+            "from": w.describe_from,
+            "context": w.context,
+            "no_news": w.no_news,
+        })),
     })
 }
 

@@ -163,6 +163,12 @@ pub struct ModelFolder {
     pub prompt_layout: PromptLayout,
     /// Why that layout: the files and keys that chose it, or the config.
     pub prompt_layout_reason: String,
+    /// The question the model was trained to answer about a change
+    /// (`glimpse.describe` in `config.json`), if the folder says.
+    pub describe: Option<String>,
+    /// Its answers that mean no change (`glimpse.no_news`), if the folder
+    /// says.
+    pub no_news: Option<Vec<String>>,
 }
 
 /// Sizes and ids of a model.
@@ -287,6 +293,14 @@ impl ModelFolder {
         };
         let (prompt_layout, prompt_layout_reason) =
             detect_layout(&config, processor_config.as_ref());
+        let ours = &config["glimpse"];
+        let describe = ours["describe"].as_str().map(str::to_owned);
+        let no_news = ours["no_news"].as_array().map(|answers| {
+            answers
+                .iter()
+                .filter_map(|a| a.as_str().map(str::to_owned))
+                .collect()
+        });
         Ok(ModelFolder {
             path: path.to_owned(),
             variant: variant.to_owned(),
@@ -301,6 +315,8 @@ impl ModelFolder {
             floats,
             prompt_layout,
             prompt_layout_reason,
+            describe,
+            no_news,
         })
     }
 

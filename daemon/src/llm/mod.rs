@@ -13,7 +13,8 @@ mod text;
 pub use generate::{generate, prompt_embeddings, Generation, Prompt, Sampling, Stop};
 pub use prompt::{build as build_prompt, glimpse_label, message, number_words, Seen, Visual};
 pub use respond::{
-    says_nothing_changed, Answer, Responder, DESCRIBE, MAX_ANSWER_TOKENS, NOTHING_CHANGED,
+    says_nothing_changed, Answer, FolderWords, Responder, Words, DESCRIBE, DESCRIBE_INSTRUCT,
+    MAX_ANSWER_TOKENS, NOTHING_CHANGED,
 };
 pub use text::{Content, Message, TextCodec};
 

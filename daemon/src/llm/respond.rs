@@ -10,8 +10,13 @@ use super::prompt::{build, message, Seen, Visual};
 use super::{generate, LlmError, Prompt, Sampling, TextCodec};
 use crate::infer::{Backend, ModelFolder, ModelInfo, PromptLayout};
 
-/// What the model is asked when the scene changes.
+/// What glimpse's own layout asks when the scene changes (the shapes
+/// model's question, `qa.py`).
 pub const DESCRIBE: &str = "what changed ?";
+
+/// What an instruct model (SmolVLM2's layout) is asked when the scene
+/// changes, unless its folder or the camera says otherwise.
+pub const DESCRIBE_INSTRUCT: &str = "In one short sentence, what changed?";
 
 /// The answer to [`DESCRIBE`] that reports no change (the shapes model's,
 /// from `qa.py`, and the plain phrasing a general model uses).
@@ -21,9 +26,94 @@ pub const NOTHING_CHANGED: &str = "nothing changed";
 /// a closing full stop aside ("Nothing changed."). That is no news: the
 /// scene trigger fired, but the model saw no change it can name.
 pub fn says_nothing_changed(text: &str) -> bool {
-    let text = text.trim().trim_end_matches(['.', '!']).trim_end();
-    let words: Vec<&str> = text.split_whitespace().collect();
-    words.len() == 2 && words.join(" ").eq_ignore_ascii_case(NOTHING_CHANGED)
+    same_words(text, NOTHING_CHANGED)
+}
+
+/// Whether `a` and `b` say the same words, case, spaces and a closing full
+/// stop or exclamation mark aside.
+fn same_words(a: &str, b: &str) -> bool {
+    let words = |t: &str| -> Vec<String> {
+        t.trim()
+            .trim_end_matches(['.', '!'])
+            .split_whitespace()
+            .map(str::to_lowercase)
+            .collect()
+    };
+    words(a) == words(b)
+}
+
+/// What a camera says to the model when its scene changes: the question,
+/// the sentence about the camera, and the answers that are no news. The
+/// camera's own (`trigger.describe`, `context`, `no_news`), else its model
+/// folder's, else its family's ([`Responder::words`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Words {
+    /// Asked on a scene change.
+    pub describe: String,
+    /// Where it came from: "config", "model folder" or "default".
+    pub describe_from: &'static str,
+    /// Given as context, where the layout has a place for it.
+    pub context: Option<String>,
+    /// Descriptions that are not published.
+    pub no_news: Vec<String>,
+    /// The layout has no place for the context (glimpse's own).
+    pub context_ignored: bool,
+}
+
+/// What a model folder says of the question about a change: its layout
+/// (whose default applies), and its own question and no-news answers.
+#[derive(Debug, Clone)]
+pub struct FolderWords {
+    layout: PromptLayout,
+    describe: Option<String>,
+    no_news: Option<Vec<String>>,
+}
+
+impl FolderWords {
+    /// Read from `folder` (its prompt layout already settled).
+    pub fn of(folder: &ModelFolder) -> FolderWords {
+        FolderWords {
+            layout: folder.prompt_layout,
+            describe: folder.describe.clone(),
+            no_news: folder.no_news.clone(),
+        }
+    }
+}
+
+impl Words {
+    /// A camera's words: the config's where given (`describe`, `context`,
+    /// `no_news`), else the model folder's, else the layout's default.
+    pub fn resolve(
+        folder: &FolderWords,
+        describe: Option<&str>,
+        context: Option<&str>,
+        no_news: Option<&[String]>,
+    ) -> Words {
+        let (describe, describe_from) = match (describe, &folder.describe) {
+            (Some(d), _) => (d.to_owned(), "config"),
+            (None, Some(d)) => (d.clone(), "model folder"),
+            (None, None) if folder.layout == PromptLayout::SmolvlmVideo => {
+                (DESCRIBE_INSTRUCT.to_owned(), "default")
+            }
+            (None, None) => (DESCRIBE.to_owned(), "default"),
+        };
+        let no_news = no_news
+            .map(<[String]>::to_vec)
+            .or_else(|| folder.no_news.clone())
+            .unwrap_or_else(|| vec![NOTHING_CHANGED.to_owned()]);
+        Words {
+            describe,
+            describe_from,
+            context: context.map(str::to_owned),
+            no_news,
+            context_ignored: context.is_some() && folder.layout != PromptLayout::SmolvlmVideo,
+        }
+    }
+
+    /// Whether `description` is no news.
+    pub fn is_no_news(&self, description: &str) -> bool {
+        self.no_news.iter().any(|n| same_words(description, n))
+    }
 }
 
 /// Everything a worker needs to ask the model, built once per model load.
@@ -33,6 +123,8 @@ pub struct Responder {
     info: ModelInfo,
     layout: PromptLayout,
     sampling: Sampling,
+    /// What the folder says of its question about a change.
+    folder_words: FolderWords,
 }
 
 /// An answer and what it cost.
@@ -89,6 +181,7 @@ impl Responder {
             stop: folder.stop_token_ids(),
             info: folder.info.clone(),
             layout: folder.prompt_layout,
+            folder_words: FolderWords::of(folder),
             sampling: Sampling {
                 max_new_tokens,
                 ..Sampling::default()
@@ -101,11 +194,42 @@ impl Responder {
         self.layout
     }
 
+    /// A camera's words ([`Words::resolve`]) for this model.
+    pub fn words(
+        &self,
+        describe: Option<&str>,
+        context: Option<&str>,
+        no_news: Option<&[String]>,
+    ) -> Words {
+        Words::resolve(&self.folder_words, describe, context, no_news)
+    }
+
     /// The prompt for `question` about `context`, in one user message laid
     /// out as the model was trained (each frame's time, then its image,
     /// then the question).
     pub fn prompt(&self, context: &[Seen<'_>], question: &str) -> Result<Prompt, LlmError> {
-        let messages = [message(self.layout, context, question)];
+        self.prompt_about(context, question, None)
+    }
+
+    /// [`Responder::prompt`], with `about` (a sentence about the camera)
+    /// where the layout has a place for it: a system message before the
+    /// user's in SmolVLM2's; glimpse's own layout has none.
+    pub fn prompt_about(
+        &self,
+        context: &[Seen<'_>],
+        question: &str,
+        about: Option<&str>,
+    ) -> Result<Prompt, LlmError> {
+        let mut messages = Vec::with_capacity(2);
+        if let (Some(about), PromptLayout::SmolvlmVideo) = (about, self.layout) {
+            messages.push(super::Message {
+                role: "system".to_owned(),
+                content: vec![super::Content::Text {
+                    text: about.to_owned(),
+                }],
+            });
+        }
+        messages.push(message(self.layout, context, question));
         let visuals: Vec<Visual<'_>> = context.iter().map(|s| s.visual).collect();
         build(&self.codec, &self.info, &messages, &visuals)
     }
@@ -117,7 +241,19 @@ impl Responder {
         context: &[Seen<'_>],
         question: &str,
     ) -> Result<Answer, LlmError> {
-        let prompt = self.prompt(context, question)?;
+        self.ask_about(backend, context, question, None)
+    }
+
+    /// [`Responder::ask`] with a sentence about the camera
+    /// ([`Responder::prompt_about`]).
+    pub fn ask_about(
+        &self,
+        backend: &mut dyn Backend,
+        context: &[Seen<'_>],
+        question: &str,
+        about: Option<&str>,
+    ) -> Result<Answer, LlmError> {
+        let prompt = self.prompt_about(context, question, about)?;
         let generation = generate(
             backend,
             &prompt,
@@ -143,7 +279,20 @@ impl Responder {
         context: &[Seen<'_>],
         rule: &str,
     ) -> Result<(bool, Answer), LlmError> {
-        let answer = self.ask(backend, context, &format!("{rule} answer yes or no ."))?;
+        self.check_rule_about(backend, context, rule, None)
+    }
+
+    /// [`Responder::check_rule`] with a sentence about the camera
+    /// ([`Responder::prompt_about`]).
+    pub fn check_rule_about(
+        &self,
+        backend: &mut dyn Backend,
+        context: &[Seen<'_>],
+        rule: &str,
+        about: Option<&str>,
+    ) -> Result<(bool, Answer), LlmError> {
+        let question = format!("{rule} answer yes or no .");
+        let answer = self.ask_about(backend, context, &question, about)?;
         let yes = answer
             .text
             .split_whitespace()

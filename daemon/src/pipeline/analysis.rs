@@ -18,13 +18,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
+use super::regions::Regions;
 use super::CameraConfig;
 use crate::capture::Frame;
 use crate::dtd::{Kept, PixelGate, TokenDropper};
 use crate::event::{Activity, Evidence, Produced, RuleState, RuleStatus};
 use crate::histogram::Histogram;
 use crate::infer::{InferError, Model};
-use crate::llm::{Responder, Seen, Visual};
+use crate::llm::{Responder, Seen, Visual, Words};
 use crate::memory::{self, MemoryBank};
 use crate::snapshot::{Picture, Snapshotter};
 use crate::trigger::{RuleBook, SceneTrigger};
@@ -225,6 +226,13 @@ pub struct CameraAnalysis {
     /// The last sampled frame, downscaled for snapshots (only while
     /// snapshots are on): the camera never keeps a full frame.
     picture: Option<Arc<Picture>>,
+    /// Motion masks and zones on the token grid.
+    regions: Regions,
+    /// The patches whose pixels changed past the gate's threshold in the
+    /// last frame (empty after a discontinuity): where the change is.
+    changed: Vec<bool>,
+    /// What the camera asks on a change, and what is no news.
+    pub words: Arc<Words>,
 }
 
 /// How many recent retention values a camera keeps for the status page:
@@ -273,6 +281,9 @@ pub struct AnalysisCounters {
     /// The last sampled frame, downscaled, with its kept tokens (while
     /// snapshots are on). A std mutex held for a pointer swap or copy.
     pub latest: Mutex<Option<Arc<Picture>>>,
+    /// What the camera asks the model on a change (once a model is
+    /// loaded), for the status page.
+    pub words: Mutex<Option<Arc<Words>>>,
 }
 
 impl Default for AnalysisCounters {
@@ -294,6 +305,7 @@ impl Default for AnalysisCounters {
             retention: Histogram::new(crate::histogram::RATIO),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_RETENTION)),
             latest: Mutex::new(None),
+            words: Mutex::new(None),
         }
     }
 }
@@ -302,6 +314,11 @@ impl AnalysisCounters {
     /// The recent retention values, oldest first (a copy).
     pub fn recent_retention(&self) -> Vec<(f64, f32)> {
         lock(&self.recent).iter().copied().collect()
+    }
+
+    /// What the camera asks the model on a change, once a model is loaded.
+    pub fn words(&self) -> Option<Arc<Words>> {
+        lock(&self.words).clone()
     }
 
     /// The last sampled frame, if snapshots are on.
@@ -336,6 +353,7 @@ impl CameraAnalysis {
     ) -> CameraAnalysis {
         let info = &stages.model.folder().info;
         let grid = info.grid;
+        let regions = Regions::new(config, grid);
         let fresh = MemoryBank::new(grid, info.hidden, &config.memory);
         let memory = match snapshot
             .as_deref()
@@ -357,7 +375,7 @@ impl CameraAnalysis {
         };
         CameraAnalysis {
             camera: name.to_owned(),
-            gate: PixelGate::new(config.dtd.tau_pix, grid, grid),
+            gate: PixelGate::new(config.dtd.tau_pix, grid, grid).ignoring(regions.motion.clone()),
             dropper: TokenDropper::new(&config.dtd),
             trigger: SceneTrigger::new(&config.trigger),
             clock: MemoryClock::new(memory.end()),
@@ -374,6 +392,13 @@ impl CameraAnalysis {
             rule_states: None,
             snapshotter: None,
             picture: None,
+            regions,
+            changed: Vec::new(),
+            words: Arc::new(stages.responder.words(
+                config.trigger.describe.as_deref(),
+                config.trigger.context.as_deref(),
+                config.trigger.no_news.as_deref(),
+            )),
         }
     }
 
@@ -391,7 +416,10 @@ impl CameraAnalysis {
         // Everything downstream (memory, trigger spans, events) takes the
         // memory time; the trigger keeps the stream's own.
         let pts = self.clock.time(frame.pts);
-        if !self.gate.check(frame).encode {
+        let gate = self.gate.check(frame);
+        let tau_pix = self.gate.tau_pix();
+        self.changed = gate.change.iter().map(|&c| c >= tau_pix).collect();
+        if !gate.encode {
             let mut kept = Kept::nothing(frame.meta(), info.grid, info.grid, info.hidden);
             kept.meta.pts = pts;
             return Ok((false, kept));
@@ -647,7 +675,14 @@ pub fn analyse(
         .store((retention * 1e6) as u64, Ordering::Relaxed);
     counters.push_retention(kept.meta.pts.as_secs_f64(), retention);
     let discont = frame.discont || std::mem::take(&mut a.fresh);
-    let decision = a.trigger.observe(frame.pts, retention, discont);
+    // Change under a motion mask does not count (the model still sees it).
+    let moved = kept.retention_outside(&a.regions.motion);
+    let mut decision = a.trigger.observe(frame.pts, moved, discont);
+    let zones = a.regions.touched(&a.changed);
+    if decision.describe && !a.regions.describes(&zones) {
+        tracing::debug!(camera = %a.camera, ?zones, "not described: the change is outside trigger.zones");
+        decision.describe = false;
+    }
     if decision.activity != a.activity {
         tracing::debug!(camera = %a.camera, activity = ?decision.activity, "activity changed");
         a.activity = decision.activity;
@@ -677,6 +712,8 @@ pub fn analyse(
         min_confidence: a.trigger.config().min_confidence,
         counters,
         snapshot: a.snapshotter.clone().zip(a.picture.clone()),
+        zones,
+        words: a.words.clone(),
     };
     let queued = pool.submit(Priority::Proactive, Box::new(move || job.run()));
     if let Err(e) = queued {

@@ -266,6 +266,7 @@ impl Camera {
             let mut state =
                 CameraAnalysis::new(&self.name, &self.config, stages, self.snapshot.clone());
             state.counters = self.counters.clone();
+            *lock(&self.counters.words) = Some(state.words.clone());
             state.rule_states = Some(self.rule_states.clone());
             state.snapshotter = self.snapshotter.clone();
             state

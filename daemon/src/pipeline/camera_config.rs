@@ -2,11 +2,14 @@
 //! belongs to the camera unit: capture gets only what it samples with
 //! ([`CaptureConfig`]), and each stage's section is that stage's own type.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::capture::{defaults, CaptureConfig, SourceConfig};
 use crate::dtd::DtdConfig;
 use crate::memory::MemoryConfig;
+use crate::region::Polygon;
 use crate::settings::Problems;
 use crate::snapshot::SnapshotConfig;
 use crate::trigger::TriggerConfig;
@@ -68,6 +71,45 @@ pub struct CameraConfig {
     /// The picture attached to each event (`[cameras.<name>.snapshot]`).
     #[serde(default)]
     pub snapshot: SnapshotConfig,
+    /// Where not to look (`[cameras.<name>.masks]`).
+    #[serde(default, skip_serializing_if = "MasksConfig::is_empty")]
+    pub masks: MasksConfig,
+    /// Named areas of the picture (`[cameras.<name>.zones.<zone>]`): events
+    /// say which their change touched; `trigger.zones` limits descriptions
+    /// to changes inside some. Default: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub zones: BTreeMap<String, ZoneConfig>,
+}
+
+/// `[cameras.NAME.masks]`: polygons in fractions of the frame (0–1, x
+/// right, y down), each `[[x, y], [x, y], [x, y], ...]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasksConfig {
+    /// Blacked out at capture, before anything else sees the frame: the
+    /// pixel gate, the encoder, the memory, snapshots, the status page.
+    /// Default: none.
+    #[serde(default)]
+    pub privacy: Vec<Polygon>,
+    /// Their patches never count as change, for the pixel gate and the
+    /// trigger (a tree in the wind, a road); the model still sees them.
+    /// Default: none.
+    #[serde(default)]
+    pub motion: Vec<Polygon>,
+}
+
+impl MasksConfig {
+    fn is_empty(&self) -> bool {
+        self.privacy.is_empty() && self.motion.is_empty()
+    }
+}
+
+/// `[cameras.NAME.zones.ZONE]`: a named area.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    /// The polygon, in fractions of the frame.
+    pub points: Polygon,
 }
 
 fn default_enabled() -> bool {
@@ -104,6 +146,39 @@ impl CameraConfig {
             reconnect_min_ms: self.reconnect_min_ms,
             reconnect_max_ms: self.reconnect_max_ms,
             source: self.source.clone(),
+            privacy: self.masks.privacy.clone(),
+        }
+    }
+
+    /// The masks' and zones' polygons, the zones' names, and the zones
+    /// the trigger names.
+    fn validate_regions(&self, key: &str, problems: &mut Problems) {
+        for (kind, polygons) in [
+            ("privacy", &self.masks.privacy),
+            ("motion", &self.masks.motion),
+        ] {
+            for (i, polygon) in polygons.iter().enumerate() {
+                polygon.validate(&format!("{key}.masks.{kind}[{i}]"), problems);
+            }
+        }
+        for (name, zone) in &self.zones {
+            if !topic_safe(name) {
+                problems.push(
+                    format!("{key}.zones.{name}"),
+                    format!("zone names appear in MQTT topics: use 1 to 64 letters, digits, '_' or '-', got {name:?}"),
+                );
+            }
+            zone.points
+                .validate(&format!("{key}.zones.{name}.points"), problems);
+        }
+        for (i, zone) in self.trigger.zones.iter().enumerate() {
+            if !self.zones.contains_key(zone) {
+                let known: Vec<&String> = self.zones.keys().collect();
+                problems.push(
+                    format!("{key}.trigger.zones[{i}]"),
+                    format!("no zone {zone:?} in [cameras.<name>.zones] (zones: {known:?})"),
+                );
+            }
         }
     }
 
@@ -111,12 +186,7 @@ impl CameraConfig {
     /// camera's name, which ends up in MQTT topics. Each stage checks its
     /// own section.
     pub fn validate(&self, name: &str, key: &str, problems: &mut Problems) {
-        let name_ok = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !name_ok {
+        if !topic_safe(name) {
             problems.push(
                 key,
                 format!("camera names appear in MQTT topics: use 1 to 64 letters, digits, '_' or '-', got {name:?}"),
@@ -127,6 +197,7 @@ impl CameraConfig {
         self.trigger.validate(&format!("{key}.trigger"), problems);
         self.memory.validate(&format!("{key}.memory"), problems);
         self.snapshot.validate(&format!("{key}.snapshot"), problems);
+        self.validate_regions(key, problems);
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.trim().is_empty() || rule.len() > 500 {
                 problems.push(
@@ -136,6 +207,16 @@ impl CameraConfig {
             }
         }
     }
+}
+
+/// Whether `name` can be a level of an MQTT topic as glimpse writes them:
+/// 1 to 64 letters, digits, '_' or '-'.
+fn topic_safe(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 #[cfg(test)]
@@ -195,6 +276,29 @@ mod tests {
             vec![
                 "cameras.cam.width: must be an even number between 16 and 4096, got 33",
                 "cameras.cam.reconnect_max_ms: must be at least reconnect_min_ms (5000), got 100",
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_masks_zones_and_unknown_zones_are_refused_naming_the_key() {
+        let found = problems(
+            "source = { kind = \"synthetic\" }\n\
+             rules = []\n\
+             [trigger]\nzones = [\"door\", \"street\"]\n\
+             [masks]\nprivacy = [[[0.0, 0.0], [0.5, 0.5]]]\n\
+             motion = [[[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0]]]\n\
+             [zones.door]\npoints = [[0.1, 0.1], [0.9, 0.1], [0.9, 1.5]]\n\
+             [zones.\"front door\"]\npoints = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]\n",
+        );
+        assert_eq!(
+            found,
+            vec![
+                "cameras.cam.masks.privacy[0]: a polygon needs at least 3 points [x, y], got 2",
+                "cameras.cam.masks.motion[0]: the polygon crosses itself: edge 0 (0→1) crosses edge 2; list the points in order around the area",
+                "cameras.cam.zones.door.points[2]: coordinates are fractions of the frame, 0 to 1 (x right, y down), got [0.9, 1.5]",
+                "cameras.cam.zones.front door: zone names appear in MQTT topics: use 1 to 64 letters, digits, '_' or '-', got \"front door\"",
+                "cameras.cam.trigger.zones[1]: no zone \"street\" in [cameras.<name>.zones] (zones: [\"door\", \"front door\"])",
             ]
         );
     }

@@ -25,13 +25,14 @@ use tokio_util::sync::CancellationToken;
 pub mod analysis;
 pub mod camera;
 mod camera_config;
+mod regions;
 mod respond;
 
 pub use analysis::{
     AnalysisCounters, CameraAnalysis, CameraRules, EventSink, ModelStages, RuleStates,
 };
 
-pub use camera_config::CameraConfig;
+pub use camera_config::{CameraConfig, MasksConfig, ZoneConfig};
 
 use crate::capture::{self, CameraState, CaptureError, CaptureHandle};
 use crate::event::Produced;

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use super::analysis::{AnalysisCounters, CameraRules, Context, EventSink, ModelStages};
 use crate::event::{Event, EventKind, Produced, RuleState};
 use crate::infer::Backend;
-use crate::llm::{Seen, DESCRIBE};
+use crate::llm::{Seen, Words};
 use crate::snapshot::{Picture, Snapshotter};
 use crate::trigger::Decision;
 
@@ -32,6 +32,10 @@ pub(super) struct Proactive {
     pub(super) min_confidence: f32,
     pub(super) counters: Arc<AnalysisCounters>,
     pub(super) snapshot: Option<(Snapshotter, Arc<Picture>)>,
+    /// The zones the change touched.
+    pub(super) zones: Vec<String>,
+    /// What the camera asks, and what is no news.
+    pub(super) words: Arc<Words>,
 }
 
 impl Proactive {
@@ -59,6 +63,7 @@ impl Proactive {
         let evidence = self.context.evidence();
         for mut event in out {
             event.evidence = evidence.clone();
+            event.zones = self.zones.clone();
             event.latency_ms = SystemTime::now()
                 .duration_since(self.captured)
                 .map_or(0, |d| d.as_millis() as u64);
@@ -108,11 +113,17 @@ impl Proactive {
     /// The description of the change, unless it is unsure or no news.
     fn describe(&self, backend: &mut dyn Backend, seen: &[Seen]) -> Option<Event> {
         let camera = self.camera.as_str();
-        match self.stages.responder.ask(backend, seen, DESCRIBE) {
+        let words = &self.words;
+        let about = words.context.as_deref();
+        match self
+            .stages
+            .responder
+            .ask_about(backend, seen, &words.describe, about)
+        {
             Ok(answer) if self.unsure("description", &answer) => None,
             // The trigger saw pixels change, the model no change it can
             // name (noise, light, a fresh memory): nothing to tell anyone.
-            Ok(answer) if crate::llm::says_nothing_changed(&answer.text) => {
+            Ok(answer) if words.is_no_news(&answer.text) => {
                 self.counters
                     .nothing_changed
                     .fetch_add(1, Ordering::Relaxed);
@@ -140,8 +151,12 @@ impl Proactive {
     /// Checks `rule`; an event when its debounced state turned on or off.
     fn check_rule(&self, backend: &mut dyn Backend, seen: &[Seen], rule: &str) -> Option<Event> {
         let camera = self.camera.as_str();
-        let (yes, answer, confidence) = match self.stages.responder.check_rule(backend, seen, rule)
-        {
+        let about = self.words.context.as_deref();
+        let checked = self
+            .stages
+            .responder
+            .check_rule_about(backend, seen, rule, about);
+        let (yes, answer, confidence) = match checked {
             // Not an answer for the rule's state: it stays as it was.
             Ok((_, answer)) if self.unsure(rule, &answer) => return None,
             Ok((yes, answer)) => (yes, answer.text, answer.confidence),

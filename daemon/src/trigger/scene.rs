@@ -65,6 +65,39 @@ pub struct TriggerConfig {
     /// model's (docs/configuration.md "Unsure answers are held back").
     #[serde(default = "default_min_confidence")]
     pub min_confidence: f32,
+    /// Describe only changes that touch these zones (names of the camera's
+    /// `[cameras.<name>.zones]`); empty: any change. Watch rules are asked
+    /// whatever the zone. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<String>,
+    /// The question asked when the scene changes. Default: the model
+    /// folder's (`glimpse.describe` in its `config.json`), else its
+    /// family's: "what changed ?" in glimpse's own layout, "In one short
+    /// sentence, what changed?" for an instruct model such as SmolVLM2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub describe: Option<String>,
+    /// A sentence about this camera, given to the model as context where
+    /// its family has a place for it (SmolVLM2: a system message), e.g.
+    /// "Front door. People and parcels matter; cars on the street do not."
+    /// glimpse's own layout has none (`glimpse check` says so). Default:
+    /// none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Answers to `describe` that are no news and not published (case,
+    /// spaces and a closing full stop aside). Default: the model folder's
+    /// (`glimpse.no_news`), else `["nothing changed"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_news: Option<Vec<String>>,
+}
+
+/// A prompt or answer of the config: 1 to 500 characters, not only spaces.
+fn check_words(key: &str, text: &str, problems: &mut Problems) {
+    if text.trim().is_empty() || text.len() > 500 {
+        problems.push(
+            key,
+            format!("must be 1 to 500 characters, got {}", text.len()),
+        );
+    }
 }
 
 fn default_drop_ratio_below() -> f32 {
@@ -111,6 +144,10 @@ impl Default for TriggerConfig {
             rule_on_after: default_rule_on_after(),
             rule_off_after: default_rule_off_after(),
             min_confidence: default_min_confidence(),
+            zones: Vec::new(),
+            describe: None,
+            context: None,
+            no_news: None,
         }
     }
 }
@@ -203,6 +240,20 @@ impl TriggerConfig {
                     self.rule_on_after, self.rule_off_after, self.rule_window
                 ),
             );
+        }
+        self.validate_words(key, problems);
+    }
+
+    /// The prompts: short, and not empty when given.
+    fn validate_words(&self, key: &str, problems: &mut Problems) {
+        let texts = [("describe", &self.describe), ("context", &self.context)];
+        for (field, text) in texts {
+            if let Some(text) = text {
+                check_words(&format!("{key}.{field}"), text, problems);
+            }
+        }
+        for (i, answer) in self.no_news.iter().flatten().enumerate() {
+            check_words(&format!("{key}.no_news[{i}]"), answer, problems);
         }
     }
 

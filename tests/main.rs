@@ -9,6 +9,7 @@ mod architecture;
 mod capture;
 mod cli;
 mod delivery;
+mod docs;
 mod harness;
 mod home_assistant;
 mod http;

@@ -288,3 +288,66 @@ points = [[0.5, 0.0], [1.0, 0.0], [1.0, 0.5], [0.5, 0.5]]
     }
     assert!(snapshots >= descriptions.len(), "{snapshots} snapshots");
 }
+
+/// `glimpse zones` draws the frame as capture hands it on (the privacy
+/// mask black) with each zone's patches tinted in its colour.
+#[test]
+fn issue42_glimpse_zones_draws_the_frame_with_its_masks_and_zones() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo();
+    let config = dir.path().join("zones.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\npath = {:?}\n[cameras.demo]\nsource = {{ kind = \"file\", path = {:?} }}\n\
+             [cameras.demo.masks]\nprivacy = [{TOP_LEFT}]\n\
+             [cameras.demo.zones.driveway]\npoints = [[0.1, 0.5], [0.9, 0.5], [0.9, 1.0], [0.1, 1.0]]\n",
+            root.join("models/shapes/model").display().to_string(),
+            root.join("models/shapes/clips/demo.mkv").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let png = dir.path().join("zones.png");
+    output_ok(
+        glimpse()
+            .args(["zones", "--camera", "demo", "--config"])
+            .arg(&config)
+            .arg("--png")
+            .arg(&png),
+    );
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut rgb).unwrap();
+    // The frame is drawn 720 px square, 48 px from the top left corner.
+    let at = |x: f64, y: f64| {
+        let (px, py) = (48 + (x * 720.0) as usize, 48 + (y * 720.0) as usize);
+        let i = (py * info.width as usize + px) * 3;
+        [rgb[i], rgb[i + 1], rgb[i + 2]]
+    };
+    assert_eq!(at(0.2, 0.2), [0, 0, 0], "the privacy mask is black");
+    // The first zone's colour is red (the chart's first).
+    let [r, _, b] = at(0.45, 0.8);
+    assert!(
+        r > b + 20,
+        "the zone's patches are tinted red: {:?}",
+        at(0.45, 0.8)
+    );
+    let [r, g, b] = at(0.97, 0.3);
+    assert!(
+        r.abs_diff(b) < 30 && g > 40,
+        "outside: the frame as it is: {r} {g} {b}"
+    );
+    // An unknown camera says which there are.
+    let out = glimpse()
+        .args(["zones", "--camera", "porch", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no camera \"porch\" in the config (cameras: [\"demo\"])"),
+        "{err}"
+    );
+}

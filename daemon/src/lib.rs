@@ -39,3 +39,4 @@ pub mod trigger;
 pub mod tune;
 pub mod vision;
 pub mod workers;
+pub mod zones;

@@ -78,6 +78,18 @@ enum Command {
     /// pipeline under several settings and score the answers per task; or,
     /// with --events, score a daemon run's events against its clip.
     Eval(EvalArgs),
+    /// Draw a frame of a camera with the model's patch grid, its masks and
+    /// zones, and coordinates in fractions of the frame: to write polygons.
+    Zones {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The camera.
+        #[arg(long)]
+        camera: String,
+        /// Where to write the picture.
+        #[arg(long, default_value = "zones.png")]
+        png: PathBuf,
+    },
     /// Look at model folders.
     Model {
         #[command(subcommand)]
@@ -156,6 +168,11 @@ fn main() -> ExitCode {
             ..
         }) => cli::exit_code(cli::eval::score_run(&events, &truth, json), cli::EX_DATAERR),
         Command::Eval(args) => cli::exit_code(cli::eval::eval(args), cli::EX_DATAERR),
+        Command::Zones {
+            config,
+            camera,
+            png,
+        } => cli::zones::zones(&config.path, &camera, &png),
         Command::Model {
             command: ModelCommand::Inspect { path, variant },
         } => cli::model::inspect(&path, &variant),

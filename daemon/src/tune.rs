@@ -128,6 +128,34 @@ struct Trial {
     triggers: Vec<f64>,
 }
 
+/// One trial per combination of the request's settings, on a `grid` ×
+/// `grid` token grid, blind to the `motion` patches.
+fn trials(request: &TuneRequest, grid: u32, motion: &[bool]) -> Vec<Trial> {
+    let mut trials = Vec::new();
+    for &tau in &request.taus {
+        for &tau_pix in &request.tau_pixes {
+            for &reference in &request.references {
+                let dtd = DtdConfig {
+                    tau,
+                    tau_pix,
+                    reference,
+                    ..DtdConfig::default()
+                };
+                trials.push(Trial {
+                    gate: PixelGate::new(tau_pix, grid, grid).ignoring(motion.to_vec()),
+                    dropper: TokenDropper::new(&dtd),
+                    trigger: SceneTrigger::new(&request.trigger),
+                    dtd,
+                    retention: Vec::new(),
+                    encoded: 0,
+                    triggers: Vec::new(),
+                });
+            }
+        }
+    }
+    trials
+}
+
 /// Runs the clip; blocking (decoding and the encoder run here).
 pub fn run(request: &TuneRequest) -> anyhow::Result<TuneReport> {
     let model = infer::load(&request.model)?;
@@ -139,28 +167,7 @@ pub fn run(request: &TuneRequest) -> anyhow::Result<TuneReport> {
     } else {
         region::patches(&request.masks.motion, info.grid, info.grid)
     };
-    let mut trials: Vec<Trial> = Vec::new();
-    for &tau in &request.taus {
-        for &tau_pix in &request.tau_pixes {
-            for &reference in &request.references {
-                let dtd = DtdConfig {
-                    tau,
-                    tau_pix,
-                    reference,
-                    ..DtdConfig::default()
-                };
-                trials.push(Trial {
-                    gate: PixelGate::new(tau_pix, info.grid, info.grid).ignoring(motion.clone()),
-                    dropper: TokenDropper::new(&dtd),
-                    trigger: SceneTrigger::new(&request.trigger),
-                    dtd,
-                    retention: Vec::new(),
-                    encoded: 0,
-                    triggers: Vec::new(),
-                });
-            }
-        }
-    }
+    let mut trials = trials(request, info.grid, &motion);
     anyhow::ensure!(!trials.is_empty(), "no setting to try");
 
     let mut times = Vec::new();

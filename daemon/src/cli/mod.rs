@@ -13,6 +13,7 @@ pub mod events;
 pub mod model;
 pub mod run;
 pub mod tune;
+pub mod zones;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -49,6 +49,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("service", 7),
     ("eval", 7),
     ("tune", 7),
+    ("doctor", 7),
     ("zones", 7),
     // 8: the commands, one module each; `main.rs` dispatches to them.
     ("cli", 8),

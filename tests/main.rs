@@ -10,6 +10,7 @@ mod capture;
 mod cli;
 mod delivery;
 mod docs;
+mod doctor;
 mod harness;
 mod home_assistant;
 mod http;

@@ -12,6 +12,7 @@ pub mod capture;
 pub mod chart;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod dtd;
 pub mod eval;
 pub mod event;

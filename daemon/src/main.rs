@@ -25,6 +25,14 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Check everything a deployment of the config needs (model, ONNX
+    /// Runtime and its providers, GPU device nodes, GStreamer elements,
+    /// V4L2 devices, state directory, broker, HTTP port): one line each,
+    /// with the fix; exits 69 when one fails.
+    Doctor {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Validate a config file and print it with every default filled in.
     Check {
         #[command(flatten)]
@@ -133,6 +141,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run { config } => cli::run::run(config.path),
         Command::Check { config, quiet } => cli::check::check(&config.path, quiet),
+        Command::Doctor { config } => cli::doctor::doctor(&config.path),
         Command::Tune(args) => cli::exit_code(cli::tune::tune(args), cli::EX_DATAERR),
         Command::Events {
             config,

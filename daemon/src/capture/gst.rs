@@ -112,6 +112,36 @@ pub fn describe(config: &CaptureConfig) -> String {
     }
 }
 
+/// The GStreamer elements `config`'s pipeline names (`glimpse doctor`):
+/// the first word of each link of [`describe`], caps left out. The
+/// decoder `decodebin` picks at run time depends on the stream, so it is
+/// not among them.
+pub fn elements(config: &CaptureConfig) -> Vec<String> {
+    let description = describe(config);
+    let mut links = Vec::new();
+    let (mut current, mut quoted) = (String::new(), false);
+    for c in description.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                current.push(c);
+            }
+            '!' if !quoted => links.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    links.push(current);
+    let mut names: Vec<String> = links
+        .iter()
+        .filter_map(|link| link.split_whitespace().next())
+        // Caps ("video/x-raw,format=RGB") are not elements.
+        .filter(|word| !word.contains('/') && !word.contains(','))
+        .map(str::to_owned)
+        .collect();
+    names.dedup();
+    names
+}
+
 /// The caps asked of a V4L2 device, if any.
 fn v4l2_caps(
     format: PixelFormat,
@@ -392,6 +422,28 @@ mod tests {
             height: 240,
             ..CaptureConfig::new(super::super::config::inline_source(source))
         }
+    }
+
+    #[test]
+    fn the_elements_of_a_pipeline_are_its_links_first_words() {
+        let csi = elements(&camera(r#"{ kind = "jetson_csi", sensor_id = 1 }"#));
+        assert_eq!(
+            csi,
+            [
+                "nvarguscamerasrc",
+                "nvvidconv",
+                "videorate",
+                "videoconvert",
+                "videoscale",
+                "appsink"
+            ]
+        );
+        let file = elements(&camera(r#"{ kind = "file", path = "a ! b.mp4" }"#));
+        assert_eq!(file[..2], ["filesrc", "decodebin"]);
+        let own = elements(&camera(
+            r#"{ kind = "pipeline", pipeline = "nosuchsrc ! video/x-raw ! appsink name=sink" }"#,
+        ));
+        assert_eq!(own, ["nosuchsrc", "appsink"]);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod ask;
 pub mod check;
+pub mod doctor;
 pub mod eval;
 pub mod events;
 pub mod model;

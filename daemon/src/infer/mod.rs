@@ -33,7 +33,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "ort")]
-pub use self::ort::{engine_cache_key, OrtModel};
+pub use self::ort::{engine_cache_key, probe as probe_ort, OrtModel, OrtProbe};
 pub use folder::{
     ChatTemplate, Float, Floats, ModelFolder, ModelInfo, PromptLayout, GRAPHS, TEMPLATE_SOURCES,
 };

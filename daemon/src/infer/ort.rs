@@ -124,6 +124,37 @@ fn runtime(library: &Path) -> Result<Arc<Runtime>, InferError> {
     Ok(runtime)
 }
 
+/// What `glimpse doctor` reports of ONNX Runtime: the library `config`
+/// finds, its build, and whether each execution provider registers (the
+/// provider's own libraries — CUDA, cuDNN, TensorRT — load here).
+pub fn probe(configured: Option<&Path>) -> Result<OrtProbe, String> {
+    let (library, from) = find_library(configured)?;
+    let runtime = runtime(&library).map_err(|e| e.to_string())?;
+    let providers = [Provider::Tensorrt, Provider::Cuda, Provider::Cpu]
+        .into_iter()
+        .map(|p| (p, try_register(&runtime.env, p, &library)))
+        .collect();
+    Ok(OrtProbe {
+        library: runtime.library.clone(),
+        from,
+        build: ort::info().to_owned(),
+        providers,
+    })
+}
+
+/// [`probe`]'s findings.
+#[derive(Debug)]
+pub struct OrtProbe {
+    /// The library, resolved.
+    pub library: PathBuf,
+    /// Where its path came from.
+    pub from: &'static str,
+    /// ONNX Runtime's build string (version, commit).
+    pub build: String,
+    /// Each provider: registered, or why not.
+    pub providers: Vec<(Provider, Result<(), String>)>,
+}
+
 /// Tries each provider of `config.providers` in order on a scratch session
 /// and keeps those that register. A skipped provider is logged once, with
 /// the reason; with `require_gpu`, a GPU provider that does not register is

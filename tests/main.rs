@@ -27,6 +27,7 @@ mod mqtt_tls;
 mod onnxruntime;
 mod operator;
 mod ort_wheel;
+mod package;
 mod prompt_layout;
 mod regions;
 mod shapes;

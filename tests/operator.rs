@@ -289,13 +289,20 @@ source = {{ kind = "synthetic", frame_rate = 2, shapes = 2 }}
     );
 }
 
+/// The test model and a copy of it in `dir`: a reload from one to the
+/// other changes the model.
+fn two_models(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let tiny = repo().join("models/test-tiny");
+    let copy = dir.join("tiny-copy");
+    copy_model(&tiny, &copy);
+    (tiny, copy)
+}
+
 #[test]
 fn issue15_a_slow_model_load_on_reload_keeps_the_watchdog_pings_going() {
     let dir = tempfile::tempdir().unwrap();
     let socket = NotifySocket::bind(dir.path());
-    let tiny = repo().join("models/test-tiny");
-    let copy = dir.path().join("tiny-copy");
-    copy_model(&tiny, &copy);
+    let (tiny, copy) = two_models(dir.path());
     let config = dir.path().join("glimpse.toml");
     let write = |model: &Path| {
         std::fs::write(
@@ -366,9 +373,7 @@ fn issue15_a_slow_model_load_on_reload_keeps_the_watchdog_pings_going() {
 fn issue40_a_sighup_during_a_model_load_is_acted_on_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let socket = NotifySocket::bind(dir.path());
-    let tiny = repo().join("models/test-tiny");
-    let copy = dir.path().join("tiny-copy");
-    copy_model(&tiny, &copy);
+    let (tiny, copy) = two_models(dir.path());
     let config = dir.path().join("glimpse.toml");
     let port = free_port();
     let write = |model: &Path, cameras: &[&str]| {

@@ -111,6 +111,30 @@ fn issue42_a_motion_mask_removes_the_triggers_of_the_shapes_under_it_and_keeps_t
         masked_share < open_share,
         "the gate ignores the masked patches"
     );
+
+    // With a privacy mask too, its pixels are black in tune's pictures: the
+    // second tile of the contact sheet (4 s, nothing kept, so untinted)
+    // starts at (144, 488) and is 112 px square.
+    tune(
+        dir.path(),
+        &format!("[cameras.demo.masks]\nprivacy = [{TOP_LEFT}]\nmotion = [{TOP_LEFT}]"),
+    );
+    let png = std::fs::File::open(dir.path().join("tune.png")).unwrap();
+    let mut reader = png::Decoder::new(std::io::BufReader::new(png))
+        .read_info()
+        .unwrap();
+    let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut rgb).unwrap();
+    let at = |x: usize, y: usize| {
+        let i = (y * info.width as usize + x) * 3;
+        [rgb[i], rgb[i + 1], rgb[i + 2]]
+    };
+    assert_eq!(
+        at(144 + 21, 488 + 21),
+        [0, 0, 0],
+        "the masked quarter of a tile"
+    );
+    assert_ne!(at(144 + 90, 488 + 90), [0, 0, 0], "the rest of the tile");
 }
 
 #[test]

@@ -171,7 +171,7 @@ pub fn run(request: &TuneRequest) -> anyhow::Result<TuneReport> {
     anyhow::ensure!(!trials.is_empty(), "no setting to try");
 
     let mut times = Vec::new();
-    let mut sheet = ContactSheet::new(info.grid);
+    let mut sheet = ContactSheet::new(info.grid, motion.clone());
     let privacy = &request.masks.privacy;
     capture::read_clip(
         &request.clip,
@@ -294,6 +294,9 @@ fn reference_name(reference: Reference) -> &'static str {
 /// Thumbnails of sampled frames with the first setting's kept tokens.
 struct ContactSheet {
     grid: u32,
+    /// The motion masks' patches (row-major; empty for none), drawn over
+    /// every tile.
+    motion: Vec<bool>,
     every: usize,
     seen: usize,
     tiles: Vec<Tile>,
@@ -313,9 +316,10 @@ const TILE: u32 = 112;
 const TILES: usize = 24;
 
 impl ContactSheet {
-    fn new(grid: u32) -> Self {
+    fn new(grid: u32, motion: Vec<bool>) -> Self {
         ContactSheet {
             grid,
+            motion,
             every: 1,
             seen: 0,
             tiles: Vec::new(),

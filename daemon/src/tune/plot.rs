@@ -201,8 +201,13 @@ fn draw_sheet(
     };
     area.draw(&Text::new(
         format!(
-            "sampled frames; tinted red: the tokens kept by {}",
-            setting_name(first)
+            "sampled frames; tinted red: the tokens kept by {}{}",
+            setting_name(first),
+            if sheet.motion.contains(&true) {
+                "; hatched yellow: motion masks"
+            } else {
+                ""
+            }
         ),
         (MARGIN, 6),
         font(15),
@@ -218,6 +223,12 @@ fn draw_sheet(
             let token = (ty / cell) as u32 * sheet.grid + (tx / cell) as u32;
             if tile.mask.get(token as usize).copied().unwrap_or(false) {
                 px.copy_from_slice(&[px[0] / 2 + 127, px[1] / 2 + 20, px[2] / 2]);
+            }
+            // Motion masks: a yellow hatch (every fourth diagonal), so the
+            // kept tint still shows through.
+            let hatched = (tx as u32 + ty as u32) % 4 == 0;
+            if hatched && sheet.motion.get(token as usize).copied().unwrap_or(false) {
+                px.copy_from_slice(&[230, 180, 0]);
             }
         }
         let bitmap = BitMapElement::with_owned_buffer((x, y), (TILE, TILE), rgb)

@@ -226,7 +226,7 @@ fn draw_sheet(
             }
             // Motion masks: a yellow hatch (every fourth diagonal), so the
             // kept tint still shows through.
-            let hatched = (tx as u32 + ty as u32) % 4 == 0;
+            let hatched = (tx as u32 + ty as u32).is_multiple_of(4);
             if hatched && sheet.motion.get(token as usize).copied().unwrap_or(false) {
                 px.copy_from_slice(&[230, 180, 0]);
             }

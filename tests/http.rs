@@ -50,7 +50,12 @@ pub fn demo_config(dir: &Path, extra: &str) -> PathBuf {
 
 /// The demo daemon and its HTTP address, once its camera is up.
 fn start_demo(dir: &Path) -> (Daemon, SocketAddr) {
-    let mut daemon = Daemon::spawn(&demo_config(dir, ""), &[]);
+    start_demo_with(dir, "")
+}
+
+/// [`start_demo`] with `extra` tables in the config.
+fn start_demo_with(dir: &Path, extra: &str) -> (Daemon, SocketAddr) {
+    let mut daemon = Daemon::spawn(&demo_config(dir, extra), &[]);
     let at = daemon.expect(0, &["HTTP endpoint:"], Duration::from_secs(60));
     let addr = http_address(&daemon.log()).expect("the endpoint's address in the log");
     daemon.expect(at, &["camera \"demo\" is up"], Duration::from_secs(60));
@@ -249,7 +254,11 @@ fn metrics_health_api_and_ask_on_the_demo_config() {
 #[test]
 fn the_status_page_renders_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
-    let (daemon, addr) = start_demo(dir.path());
+    // A zone, drawn over the frame (issue 42).
+    let (daemon, addr) = start_demo_with(
+        dir.path(),
+        "\n[cameras.demo.zones.door]\npoints = [[0.5, 0.0], [1.0, 0.0], [1.0, 0.5], [0.5, 0.5]]\n",
+    );
     // A few frames and the first event (3 s into the clip) to show.
     std::thread::sleep(Duration::from_secs(5));
     let url = format!("http://{addr}/");
@@ -286,6 +295,12 @@ fn the_status_page_renders_in_headless_chromium() {
     assert!(dom.contains("<img class=\"frame\""), "{dom}");
     assert!(dom.contains("is there a red shape?"), "{dom}");
     assert!(dom.contains("<polyline"), "the retention sparkline: {dom}");
+    assert!(
+        dom.contains("<polygon class=\"zone\""),
+        "the zone over the frame: {dom}"
+    );
+    assert!(dom.contains(">door</text>"), "the zone's name: {dom}");
+    assert!(dom.contains("On a change it asks"), "{dom}");
 
     let shot = dir.path().join("page.png");
     chromium(&[

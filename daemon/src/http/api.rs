@@ -98,6 +98,10 @@ fn camera_json(c: &CameraView, rules: &Value) -> Value {
         },
         "rules": rules,
         "frame": live.latest_picture().map(|_| format!("/api/cameras/{}/frame.jpg", s.camera)),
+        // Its masks and zones over the frame, and the frame's size they
+        // are drawn at (fractions of it).
+        "regions": &*s.outlines,
+        "frame_size": live.latest_picture().map(|p| [p.width, p.height]),
         // What it asks the model on a change, and what is no news.
         "describe": live.words().map(|w| json!({
             "question": w.describe,

@@ -411,6 +411,7 @@ mod tests {
             held_back: 0,
             nothing_changed: 0,
             memory: [1, 0, 1],
+            outlines: Default::default(),
         };
         board.update(
             vec![stats],

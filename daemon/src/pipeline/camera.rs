@@ -102,6 +102,8 @@ pub struct Camera {
     pub skipped_paused: AtomicU64,
     /// The model stages' counters; they outlive a change of model.
     pub counters: Arc<AnalysisCounters>,
+    /// Its masks and zones, for the status page.
+    pub outlines: Arc<super::Outlines>,
     /// What the capture thread says it is doing.
     pub state: Arc<Mutex<CameraState>>,
 }
@@ -145,6 +147,7 @@ impl Camera {
             snapshot,
             received: AtomicU64::new(0),
             counters: Arc::new(AnalysisCounters::default()),
+            outlines: Arc::new(config.outlines()),
             state: Arc::new(Mutex::new(CameraState::Starting)),
         }
     }

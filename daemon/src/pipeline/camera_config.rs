@@ -104,6 +104,18 @@ impl MasksConfig {
     }
 }
 
+/// A camera's masks and zones as polygons, for whoever draws them (the
+/// status page's overlay).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Outlines {
+    /// Privacy masks.
+    pub privacy: Vec<Polygon>,
+    /// Motion masks.
+    pub motion: Vec<Polygon>,
+    /// Zones by name.
+    pub zones: BTreeMap<String, Polygon>,
+}
+
 /// `[cameras.NAME.zones.ZONE]`: a named area.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -135,6 +147,19 @@ fn default_reconnect_max_ms() -> u64 {
 }
 
 impl CameraConfig {
+    /// Its masks and zones, to draw.
+    pub fn outlines(&self) -> Outlines {
+        Outlines {
+            privacy: self.masks.privacy.clone(),
+            motion: self.masks.motion.clone(),
+            zones: self
+                .zones
+                .iter()
+                .map(|(name, zone)| (name.clone(), zone.points.clone()))
+                .collect(),
+        }
+    }
+
     /// What capture samples with.
     pub fn capture(&self) -> CaptureConfig {
         CaptureConfig {

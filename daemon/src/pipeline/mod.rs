@@ -32,7 +32,7 @@ pub use analysis::{
     AnalysisCounters, CameraAnalysis, CameraRules, EventSink, ModelStages, RuleStates,
 };
 
-pub use camera_config::{CameraConfig, MasksConfig, ZoneConfig};
+pub use camera_config::{CameraConfig, MasksConfig, Outlines, ZoneConfig};
 
 use crate::capture::{self, CameraState, CaptureError, CaptureHandle};
 use crate::event::Produced;
@@ -136,6 +136,8 @@ pub struct CameraStats {
     pub nothing_changed: u64,
     /// Frames held in memory, per pyramid level.
     pub memory: [u64; 3],
+    /// Its masks and zones (shared: they change only with its config).
+    pub outlines: Arc<Outlines>,
 }
 
 impl CameraStats {
@@ -429,6 +431,7 @@ impl Pipeline {
                         a(|x| &x.memory_entries[1]),
                         a(|x| &x.memory_entries[2]),
                     ],
+                    outlines: unit.outlines.clone(),
                 }
             })
             .collect()

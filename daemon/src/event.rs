@@ -67,13 +67,6 @@ pub struct Produced {
     pub jpeg: Option<std::sync::Arc<Vec<u8>>>,
 }
 
-impl Produced {
-    /// An event without a picture.
-    pub fn bare(event: Event) -> Produced {
-        Produced { event, jpeg: None }
-    }
-}
-
 /// A confidence on the wire: three decimals, the rest is noise.
 fn three_decimals<S: serde::Serializer>(c: &Option<f32>, s: S) -> Result<S::Ok, S::Error> {
     c.map(|c| (c * 1000.0).round() / 1000.0).serialize(s)

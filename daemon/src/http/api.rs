@@ -59,6 +59,8 @@ fn camera_json(c: &CameraView, rules: &Value) -> Value {
     let s = &c.stats;
     let live = &c.live;
     let recent = live.recent_retention();
+    // One copy of the latest frame: its path and its size.
+    let picture = live.latest_picture();
     let sparkline: Vec<[f64; 2]> = recent
         .iter()
         .skip(recent.len().saturating_sub(SPARKLINE_POINTS))
@@ -97,11 +99,11 @@ fn camera_json(c: &CameraView, rules: &Value) -> Value {
             ],
         },
         "rules": rules,
-        "frame": live.latest_picture().map(|_| format!("/api/cameras/{}/frame.jpg", s.camera)),
+        "frame": picture.as_ref().map(|_| format!("/api/cameras/{}/frame.jpg", s.camera)),
         // Its masks and zones over the frame, and the frame's size they
         // are drawn at (fractions of it).
         "regions": &*s.outlines,
-        "frame_size": live.latest_picture().map(|p| [p.width, p.height]),
+        "frame_size": picture.map(|p| [p.width, p.height]),
         // What it asks the model on a change, and what is no news.
         "describe": live.words().map(|w| json!({
             "question": w.describe,

@@ -89,3 +89,45 @@ fn issue41_doctor_names_every_missing_piece_and_its_fix() {
         "the library's path is named:\n{report}"
     );
 }
+
+/// A float16 variant on tract: converted to float32 at load where the CPU
+/// has no float16 arithmetic (an ok line saying so), a warning when the
+/// config keeps it as float16 there (`tract_float16 = "native"`).
+#[test]
+fn issue41_doctor_says_what_tract_does_with_a_float16_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("glimpse.toml");
+    let report = |keys: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[service]\nstate_dir = {:?}\n[mqtt]\nlisten = \"127.0.0.1:{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+                 [model]\npath = {:?}\nvariant = \"_fp16\"\nbackend = \"tract\"\n{keys}\n\
+                 [cameras.door]\nsource = {{ kind = \"synthetic\" }}\n",
+                dir.path().join("state").display().to_string(),
+                free_port(),
+                repo().join("models/test-hub").display().to_string(),
+            ),
+        )
+        .unwrap();
+        doctor(&config, &[]).1
+    };
+    if glimpse::infer::TractFloat16::Auto.widens() {
+        let auto = report("");
+        assert!(
+            auto.contains("ok    model        variant \"_fp16\" on tract: converted to float32 at load (this CPU has no float16 arithmetic"),
+            "{auto}"
+        );
+        let native = report("tract_float16 = \"native\"");
+        assert!(
+            native.contains("warn  model        variant \"_fp16\" on tract as float16: this CPU has no float16 arithmetic, so tract emulates it"),
+            "{native}"
+        );
+    } else {
+        let auto = report("");
+        assert!(
+            auto.contains("run as float16 (this CPU has float16 arithmetic)"),
+            "{auto}"
+        );
+    }
+}

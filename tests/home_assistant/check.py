@@ -10,7 +10,8 @@ its embedded broker) and checks, through Home Assistant's REST API only:
   snapshot image, the ask and add-rule texts, the analysis switch), with no
   MQTT discovery errors in Home Assistant's log;
 - a description reaches the "Last description" sensor, the red rule's
-  binary_sensor turns on, and the snapshot image serves a JPEG;
+  binary_sensor turns on, a zone's occupancy binary_sensor turns on and
+  off with the clip, and the snapshot image serves a JPEG;
 - a question typed into the Ask text is answered on the Answer sensor;
 - a rule added with the Add rule text gets its binary_sensor and a remove
   button, and pressing the button removes both entities;
@@ -212,6 +213,9 @@ def start_glimpse():
     text, n = re.subn(r"^min_confidence = [0-9.]+$", "min_confidence = 0.0", text, flags=re.M)
     if n != 1:
         fail(f"the demo config should set min_confidence once, found {n}")
+    # A zone over the top-left quarter, where the demo clip's red square
+    # sits from 3 s to 28 s (the blue circle's edge reaches in until 42 s).
+    text += '\n[cameras.demo.zones.top_left]\npoints = [[0.0, 0.0], [0.5, 0.0], [0.5, 0.5], [0.0, 0.5]]\n'
     config = os.path.join(WORK, "glimpse.toml")
     with open(config, "w") as f:
         f.write(text)
@@ -231,7 +235,7 @@ def main():
         names = [
             "Last event", "Last description", "Activity", "Answer", "Ask", "Add rule",
             "Analysis", "Snapshot", "Event", "Answer event", "Frames per second",
-            "is there a red shape?",
+            "is there a red shape?", "Zone top_left",
         ]
         wait_for("every entity of the demo device", lambda: all(entity(n) for n in names), within=60)
         wait_for(
@@ -240,6 +244,14 @@ def main():
             within=90,
         )
         wait_for("the red rule's binary_sensor on", lambda: state_of("is there a red shape?") == "on", within=float(os.environ.get("GLIMPSE_HA_RULE_WAIT", 120)))
+        # The zone's occupancy binary_sensor follows the zone: on while a
+        # shape is in it, off once it is empty (the clip loops every 60 s).
+        zone = entity("Zone top_left")
+        if zone["attributes"].get("device_class") != "occupancy":
+            fail(f"the zone's binary_sensor: {zone}")
+        wait_for("the zone's binary_sensor on", lambda: state_of("Zone top_left") == "on", within=70)
+        wait_for("the zone's binary_sensor off", lambda: state_of("Zone top_left") == "off", within=70)
+        log("ok: the zone's binary_sensor turned on and off with the clip")
         image = entity("Snapshot")["entity_id"]
         content_type, jpeg = request("GET", f"/api/image_proxy/{image}", raw=True)
         if not (content_type.startswith("image/jpeg") and jpeg[:3] == b"\xff\xd8\xff"):

@@ -240,6 +240,38 @@ pub struct ModelConfig {
     /// inspect` says which), `glimpse` or `smolvlm-video`. Default: auto.
     #[serde(default)]
     pub prompt_layout: PromptLayout,
+    /// How tract runs float16 graphs (`_fp16`, `_q4f16`) on the CPU:
+    /// `auto` (natively where the CPU has float16 arithmetic, as on a
+    /// Jetson's Cortex-A78AE; else converted to float32 at load, which
+    /// doubles their weights in memory but is 20-65x faster than tract's
+    /// emulated float16), `native` or `float32`. ONNX Runtime and
+    /// tract-cuda are not affected. Default: auto.
+    #[serde(default)]
+    pub tract_float16: TractFloat16,
+}
+
+/// `model.tract_float16`: what tract does with a float16 graph on the CPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TractFloat16 {
+    /// `native` where the CPU has float16 arithmetic, `float32` elsewhere.
+    #[default]
+    Auto,
+    /// Run float16 as it is (tract emulates it where the CPU cannot).
+    Native,
+    /// Convert the graph to float32 when it is loaded.
+    Float32,
+}
+
+impl TractFloat16 {
+    /// Whether a float16 graph is converted to float32 on this CPU.
+    pub fn widens(self) -> bool {
+        match self {
+            TractFloat16::Auto => !tract_linalg::has_fp16(),
+            TractFloat16::Native => false,
+            TractFloat16::Float32 => true,
+        }
+    }
 }
 
 fn default_threads() -> usize {
@@ -272,6 +304,7 @@ impl ModelConfig {
             max_context: default_max_context(),
             tensorrt_fp16: true,
             prompt_layout: PromptLayout::Auto,
+            tract_float16: TractFloat16::Auto,
         }
     }
 }
@@ -591,7 +624,21 @@ fn compile_tract(
             tract_linalg::multithread::Executor::multithread(config.threads),
         );
     }
-    let model = TractModel::compile(folder, target)?;
+    let widen = config.tract_float16.widens();
+    let model = TractModel::compile(folder, target, widen)?;
+    if let Some(graphs) = model.widened() {
+        // Measured on SmolVLM2-256M's layout, 2 x86 cores (issue 41): the
+        // _fp16 encoder took 57-205 s a frame on tract against 3.1 s for
+        // its fp32 twin, because tract emulates float16 on such CPUs.
+        tracing::info!(
+            model = %config.path.display(),
+            variant = %config.variant,
+            graphs = %graphs,
+            "float16 graphs converted to float32 at load: this CPU has no float16 arithmetic, \
+             so tract would run them many times slower (their weights now take twice the \
+             memory; model.tract_float16 = \"native\" keeps float16)"
+        );
+    }
     for (graph, placed) in model.placement() {
         match placed {
             Placed::Gpu(placement) => {

@@ -72,10 +72,18 @@ struct Graph {
     inputs: Vec<String>,
     outputs: Vec<String>,
     placed: Placed,
+    /// Converted from float16 to float32 at load (its boundary is f32).
+    widened: bool,
 }
 
 impl Graph {
-    fn compile(file: &Path, graph: &'static str, target: Target) -> Result<Graph, InferError> {
+    /// `widen`: convert a float16 graph to float32 if it lands on the CPU.
+    fn compile(
+        file: &Path,
+        graph: &'static str,
+        target: Target,
+        widen: bool,
+    ) -> Result<Graph, InferError> {
         let fail = |e: TractError| InferError::Compile {
             file: file.to_owned(),
             message: format!("{e:#}"),
@@ -105,8 +113,11 @@ impl Graph {
         // Names the graph in tract-cuda's messages only.
         #[cfg(not(feature = "tract-cuda"))]
         let _ = graph;
-        let (plan, placed) = match target {
-            Target::Cpu => (cpu_plan(model).map_err(fail)?, Placed::Cpu),
+        let (plan, placed, widened) = match target {
+            Target::Cpu => {
+                let (plan, widened) = cpu_plan(model, widen).map_err(fail)?;
+                (plan, Placed::Cpu, widened)
+            }
             #[cfg(feature = "tract-cuda")]
             Target::Cuda { cuda, required } => {
                 let typed = model
@@ -120,7 +131,7 @@ impl Graph {
                             .typed_model()
                             .map(|m| Placement::of(m.nodes.iter().map(|n| n.op.name())))
                             .unwrap_or_default();
-                        (plan, Placed::Gpu(placement))
+                        (plan, Placed::Gpu(placement), false)
                     }
                     Err(why) if required => {
                         return Err(InferError::Gpu {
@@ -132,7 +143,8 @@ impl Graph {
                             graph,
                             "tract-cuda cannot run this graph, it stays on the CPU: {why}"
                         );
-                        (cpu_plan(model).map_err(fail)?, Placed::CpuFallback(why))
+                        let (plan, widened) = cpu_plan(model, widen).map_err(fail)?;
+                        (plan, Placed::CpuFallback(why), widened)
                     }
                 }
             }
@@ -142,6 +154,7 @@ impl Graph {
             inputs,
             outputs,
             placed,
+            widened,
         })
     }
 
@@ -170,22 +183,69 @@ impl Graph {
     }
 }
 
-fn cpu_plan(model: InferenceModel) -> TractResult<Plan> {
-    let plan: Plan = Box::new(model.into_optimized()?.into_runnable()?);
-    Ok(plan)
+/// tract's CPU plan; with `widen`, a graph holding float16 is converted to
+/// float32 first (tract's own `f16_to_f32` transform: sources, constants,
+/// casts and operators). Returns whether it was.
+fn cpu_plan(model: InferenceModel, widen: bool) -> TractResult<(Plan, bool)> {
+    let mut typed = model.into_typed()?.into_decluttered()?;
+    let half = typed.nodes.iter().any(|n| {
+        n.outputs
+            .iter()
+            .any(|o| o.fact.datum_type == DatumType::F16)
+    });
+    let widened = widen && half;
+    if widened {
+        let transform = tract_onnx::tract_core::transform::get_transform("f16_to_f32")?
+            .ok_or_else(|| TractError::msg("tract has no f16_to_f32 transform"))?;
+        typed = transform.transform_into(typed)?.into_decluttered()?;
+    }
+    let plan: Plan = Box::new(typed.into_optimized()?.into_runnable()?);
+    Ok((plan, widened))
 }
 
 impl TractModel {
     /// Compiles the three graphs of `folder` for `target`.
-    pub fn compile(folder: &ModelFolder, target: Target) -> Result<TractModel, InferError> {
+    /// With `widen`, float16 graphs that run on the CPU are converted to
+    /// float32 (`model.tract_float16`), and their boundary becomes f32.
+    pub fn compile(
+        folder: &ModelFolder,
+        target: Target,
+        widen: bool,
+    ) -> Result<TractModel, InferError> {
         let [vision, embed, decoder] = &folder.graphs;
+        let vision = Graph::compile(&vision.file, "vision_encoder", target, widen)?;
+        let embed = Graph::compile(&embed.file, "embed_tokens", target, widen)?;
+        let decoder = Graph::compile(&decoder.file, "decoder_model_merged", target, widen)?;
+        let mut floats = folder.floats;
+        if vision.widened {
+            floats.pixel_values = Float::F32;
+        }
+        if decoder.widened {
+            floats.inputs_embeds = Float::F32;
+            floats.cache = Float::F32;
+        }
         Ok(TractModel {
             info: folder.info.clone(),
-            floats: folder.floats,
-            vision: Graph::compile(&vision.file, "vision_encoder", target)?,
-            embed: Graph::compile(&embed.file, "embed_tokens", target)?,
-            decoder: Graph::compile(&decoder.file, "decoder_model_merged", target)?,
+            floats,
+            vision,
+            embed,
+            decoder,
         })
+    }
+
+    /// The graphs converted from float16 to float32 at load, comma
+    /// separated; `None` when none was.
+    pub fn widened(&self) -> Option<String> {
+        let names: Vec<&str> = [
+            ("vision_encoder", &self.vision),
+            ("embed_tokens", &self.embed),
+            ("decoder_model_merged", &self.decoder),
+        ]
+        .iter()
+        .filter(|(_, g)| g.widened)
+        .map(|(name, _)| *name)
+        .collect();
+        (!names.is_empty()).then(|| names.join(", "))
     }
 
     /// Where each graph runs, by graph name.

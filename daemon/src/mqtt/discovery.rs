@@ -8,7 +8,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::event::{RuleSource, RuleStatus};
+use crate::event::{RuleSource, RuleStatus, ZoneStatus};
 
 /// Home Assistant's limit on a sensor's state.
 pub const MAX_STATE_CHARS: usize = 255;
@@ -63,7 +63,13 @@ type Component = (String, Value);
 /// The device discovery payload of `camera`, whose watch rules are
 /// `rules` (one `binary_sensor` each). Home Assistant reads `qos` per
 /// component (at the device level it is ignored), so every component has it.
-pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]) -> Value {
+pub fn payload(
+    prefix: &str,
+    client_id: &str,
+    camera: &str,
+    rules: &[RuleStatus],
+    zones: &[ZoneStatus],
+) -> Value {
     let id = object_id(client_id, camera);
     let base = format!("{prefix}/{camera}");
     let availability = json!([{
@@ -77,6 +83,7 @@ pub fn payload(prefix: &str, client_id: &str, camera: &str, rules: &[RuleStatus]
         control_components(&base),
         diagnostic_components(&base),
         rule_components(&base, rules),
+        zone_components(&base, zones),
     ];
     for (key, mut component) in all.into_iter().flatten() {
         let key = format!("{id}_{key}");
@@ -315,6 +322,32 @@ fn rule_components(base: &str, rules: &[RuleStatus]) -> Vec<Component> {
     out
 }
 
+/// An occupancy `binary_sensor` per zone: on while something is in it.
+fn zone_components(base: &str, zones: &[ZoneStatus]) -> Vec<Component> {
+    zones
+        .iter()
+        .map(|zone| {
+            let topic = format!("{base}/zones/{}/state", zone.zone);
+            (
+                format!("zone_{}", zone.zone),
+                json!({
+                    "platform": "binary_sensor",
+                    "name": format!("Zone {}", zone.zone),
+                    "device_class": "occupancy",
+                    "state_topic": topic,
+                    // A removed zone's topic is cleared (empty payload)
+                    // while Home Assistant may still read it.
+                    "value_template": "{{ value_json.state if value else 'None' }}",
+                    "payload_on": "active",
+                    "payload_off": "idle",
+                    "json_attributes_topic": topic,
+                    "json_attributes_template": "{{ value if value else '{}' }}",
+                }),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,7 +370,19 @@ mod tests {
             source: RuleSource::Mqtt,
             ..rule.clone()
         };
-        let p = payload("glimpse", "glimpse-glimpse", "front door", &[rule, added]);
+        let zone = ZoneStatus {
+            zone: "driveway".into(),
+            state: crate::event::ZoneState::Idle,
+            since_ms: 1,
+            since_s: 0.0,
+        };
+        let p = payload(
+            "glimpse",
+            "glimpse-glimpse",
+            "front door",
+            &[rule, added],
+            &[zone],
+        );
         assert_eq!(
             topic("homeassistant", "glimpse-glimpse", "front door"),
             "homeassistant/device/glimpse-glimpse_front_door/config"
@@ -384,6 +429,19 @@ mod tests {
         assert_eq!(
             (&rule["payload_on"], &rule["payload_off"]),
             (&"on".into(), &"off".into())
+        );
+        let zone = c("zone_driveway");
+        assert_eq!(
+            (&zone["platform"], &zone["device_class"]),
+            (&"binary_sensor".into(), &"occupancy".into())
+        );
+        assert_eq!(
+            zone["state_topic"],
+            "glimpse/front door/zones/driveway/state"
+        );
+        assert_eq!(
+            (&zone["payload_on"], &zone["payload_off"]),
+            (&"active".into(), &"idle".into())
         );
         assert_eq!(c("description")["state_topic"], "glimpse/front door/event");
         assert!(c("description")["value_template"]

@@ -18,9 +18,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use super::regions::ZoneWatch;
 use super::CameraConfig;
 use crate::capture::{CameraState, Frame};
-use crate::event::Produced;
+use crate::event::{Produced, ZoneStates, ZoneStatus};
 use crate::queue;
 use crate::snapshot::{SnapshotStore, Snapshotter};
 use crate::workers::{Job, Lane, Submitter};
@@ -41,6 +42,8 @@ pub struct Current {
     pub events: EventSink,
     /// Where every camera's watch-rule states are published.
     pub rule_states: tokio::sync::watch::Sender<RuleStates>,
+    /// Where every camera's zone states are published.
+    pub zone_states: tokio::sync::watch::Sender<ZoneStates>,
     /// Where event snapshots are stored (none without a state directory).
     pub snapshots: Option<Arc<SnapshotStore>>,
 }
@@ -58,6 +61,7 @@ impl Current {
             pool,
             events,
             rule_states: tokio::sync::watch::channel(RuleStates::new()).0,
+            zone_states: tokio::sync::watch::channel(ZoneStates::new()).0,
             snapshots,
         }
     }
@@ -106,6 +110,9 @@ pub struct Camera {
     pub outlines: Arc<super::Outlines>,
     /// What the capture thread says it is doing.
     pub state: Arc<Mutex<CameraState>>,
+    /// Its zones' states (none without zones); runs with or without a
+    /// model.
+    zones: Mutex<Option<ZoneWatch>>,
 }
 
 impl Camera {
@@ -132,7 +139,7 @@ impl Camera {
                 store,
                 config: config.snapshot.clone(),
             });
-        Camera {
+        let camera = Camera {
             snapshotter,
             rule_states,
             name: name.to_owned(),
@@ -149,7 +156,18 @@ impl Camera {
             counters: Arc::new(AnalysisCounters::default()),
             outlines: Arc::new(config.outlines()),
             state: Arc::new(Mutex::new(CameraState::Starting)),
+            zones: Mutex::new(ZoneWatch::new(config, config.dtd.tau_pix)),
+        };
+        if let Some(zones) = lock(&camera.zones).as_ref() {
+            camera.publish_zones(zones.statuses());
         }
+        camera
+    }
+
+    fn publish_zones(&self, statuses: Vec<ZoneStatus>) {
+        self.current.zone_states.send_modify(|all| {
+            all.insert(self.name.clone(), statuses);
+        });
     }
 
     /// How this camera's events get their snapshots, if they do.
@@ -190,9 +208,13 @@ impl Camera {
         self.paused.load(Ordering::Acquire)
     }
 
-    /// Takes this camera's rules off the published states (it stops).
-    pub fn withdraw_rules(&self) {
+    /// Takes this camera's rules and zones off the published states (it
+    /// stops).
+    pub fn withdraw_states(&self) {
         self.rule_states.withdraw();
+        self.current
+            .zone_states
+            .send_if_modified(|all| all.remove(&self.name).is_some());
     }
 
     /// Frames waiting for a worker.
@@ -204,6 +226,14 @@ impl Camera {
     fn analyse(&self, frame: Frame) {
         #[cfg(feature = "fault-injection")]
         crate::slow::slow_analysis();
+        let zones = lock(&self.zones).as_mut().and_then(|z| z.observe(&frame));
+        if let Some(statuses) = zones {
+            let now = frame.pts.as_secs_f64();
+            for status in statuses.iter().filter(|s| s.since_s == now) {
+                tracing::debug!(camera = %self.name, zone = %status.zone, state = %status.state.as_str(), at_s = status.since_s, "zone state");
+            }
+            self.publish_zones(statuses);
+        }
         let Some(stages) = self.current.model() else {
             return; // No model: frames are only counted.
         };

@@ -122,6 +122,23 @@ pub struct Outlines {
 pub struct ZoneConfig {
     /// The polygon, in fractions of the frame.
     pub points: Polygon,
+    /// The zone turns idle once it has looked empty this long (s): a
+    /// debounce, so a shape that flickers does not flap the state.
+    /// Default: 1.
+    #[serde(default = "default_idle_after_s")]
+    pub idle_after_s: f64,
+    /// Something that stays still in the zone this long (s) becomes part
+    /// of its empty scene, and the zone turns idle: a parked car, a moved
+    /// chair, a light left on. Default: 600.
+    #[serde(default = "default_absorb_after_s")]
+    pub absorb_after_s: f64,
+}
+
+fn default_idle_after_s() -> f64 {
+    1.0
+}
+fn default_absorb_after_s() -> f64 {
+    600.0
 }
 
 fn default_enabled() -> bool {
@@ -195,6 +212,17 @@ impl CameraConfig {
             }
             zone.points
                 .validate(&format!("{key}.zones.{name}.points"), problems);
+            for (field, value) in [
+                ("idle_after_s", zone.idle_after_s),
+                ("absorb_after_s", zone.absorb_after_s),
+            ] {
+                if !(value.is_finite() && (0.0..=86_400.0).contains(&value)) {
+                    problems.push(
+                        format!("{key}.zones.{name}.{field}"),
+                        format!("must be 0 to 86400 seconds, got {value}"),
+                    );
+                }
+            }
         }
         for (i, zone) in self.trigger.zones.iter().enumerate() {
             if !self.zones.contains_key(zone) {

@@ -35,7 +35,7 @@ pub use analysis::{
 pub use camera_config::{CameraConfig, MasksConfig, Outlines, ZoneConfig};
 
 use crate::capture::{self, CameraState, CaptureError, CaptureHandle};
-use crate::event::Produced;
+use crate::event::{Produced, ZoneStates};
 use crate::health::Heartbeats;
 use crate::infer::{self, InferError, ModelConfig};
 use crate::llm::{LlmError, Responder};
@@ -357,6 +357,11 @@ impl Pipeline {
         self.current.rule_states.subscribe()
     }
 
+    /// Every camera's zone states, as they change.
+    pub fn zone_states(&self) -> tokio::sync::watch::Receiver<ZoneStates> {
+        self.current.zone_states.subscribe()
+    }
+
     /// The event snapshot store, if there is a state directory: the
     /// service frees disk space from it when the outbox cannot be written.
     pub fn snapshot_store(&self) -> Option<Arc<SnapshotStore>> {
@@ -505,7 +510,7 @@ impl Pipeline {
         for name in obsolete {
             if let Some(running) = self.cameras.remove(&name) {
                 self.workers.remove_lane(&name);
-                running.unit.withdraw_rules();
+                running.unit.withdraw_states();
                 let unit = running.unit.clone();
                 stop_camera(&name, running, self.shutdown_timeout).await;
                 // Saved before the camera restarts, so it comes back with

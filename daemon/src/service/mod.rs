@@ -39,7 +39,7 @@ pub use crate::config::ServiceConfig;
 pub use notify::Notifier;
 
 use crate::config::Config;
-use crate::event::{Activity, Produced, RuleStates};
+use crate::event::{Activity, Produced, RuleStates, ZoneStates};
 use crate::health::Heartbeats;
 use crate::http::{AskRequest, Board, HttpServer, Outcome};
 use crate::mqtt::{Mqtt, MqttHandle, Question};
@@ -130,6 +130,8 @@ struct Service {
     paused: watch::Receiver<BTreeSet<String>>,
     /// The rules' states, from the pipeline to MQTT as plain data.
     rule_states: watch::Receiver<RuleStates>,
+    /// The zones' states, the same way.
+    zone_states: watch::Receiver<ZoneStates>,
     /// Activity (idle/changing) is read from the pipeline every second
     /// and published when it changes.
     activity_tick: Interval,
@@ -274,6 +276,8 @@ impl Service {
         });
         let mut rule_states = pipeline.rule_states();
         mqtt.set_rule_states(rule_states.borrow_and_update().clone());
+        let mut zone_states = pipeline.zone_states();
+        mqtt.set_zone_states(zone_states.borrow_and_update().clone());
         Ok(Service {
             stats_tick: reload::stats_tick(&config).await,
             stats: StatsWindow::new(&pipeline),
@@ -302,6 +306,7 @@ impl Service {
             rules,
             paused,
             rule_states,
+            zone_states,
             producers,
             #[cfg(feature = "fault-injection")]
             faults,
@@ -347,6 +352,10 @@ impl Service {
                 }
                 Ok(()) = self.rule_states.changed() => {
                     self.mqtt.set_rule_states(self.rule_states.borrow_and_update().clone());
+                    continue;
+                }
+                Ok(()) = self.zone_states.changed() => {
+                    self.mqtt.set_zone_states(self.zone_states.borrow_and_update().clone());
                     continue;
                 }
                 _ = self.activity_tick.tick() => {

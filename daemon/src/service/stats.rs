@@ -64,9 +64,12 @@ impl StatsWindow {
                 state = %s.state,
                 fps = format_args!("{fps:.2}"),
                 analysed_fps = format_args!("{analysed_fps:.2}"),
-                dropped,
+                // Totals since the start, like received and analysed; the
+                // interval's drops beside them (issue 41).
                 received = s.received,
                 analysed = s.analysed,
+                dropped = s.dropped,
+                dropped_interval = dropped,
                 reconnects = s.reconnects,
                 "camera stats"
             );

@@ -147,6 +147,13 @@ impl MqttHandle {
         self.shared.rule_states.send_replace(states);
     }
 
+    /// Publishes the zones' states (retained, each zone's state topic);
+    /// only what changed is sent, and the topic of a zone that is gone is
+    /// cleared.
+    pub fn set_zone_states(&self, states: ZoneStates) {
+        self.shared.zone_states.send_replace(states);
+    }
+
     /// The current watch rules of every camera; changes as they are set
     /// over MQTT.
     pub fn rules(&self) -> watch::Receiver<BTreeMap<String, Vec<String>>> {

@@ -41,7 +41,7 @@ use super::inbound::{self, Inbound};
 use super::outbox::{Channel, Outbox, Pending};
 use super::unstored::{MakeRoom, Stored, Unstored};
 use super::{broker, discovery, MqttConfig, MqttError};
-pub use crate::event::{Activity, RuleStates};
+pub use crate::event::{Activity, RuleStates, ZoneStates};
 use crate::event::{Event, EventKind, RuleSource};
 
 mod handle;
@@ -101,6 +101,8 @@ struct Shared {
     /// The rules' states to publish (from the pipeline, through the
     /// service): only the latest matter.
     rule_states: watch::Sender<RuleStates>,
+    /// The zones' states to publish, the same way.
+    zone_states: watch::Sender<ZoneStates>,
     acknowledged: AtomicU64,
     dropped: AtomicU64,
     /// Rows in the dead-letter table, mirrored here so that the stats do
@@ -246,6 +248,7 @@ impl Mqtt {
             rules: watch::channel(rule_map.clone()).0,
             paused: watch::channel(paused.clone()).0,
             rule_states: watch::channel(RuleStates::new()).0,
+            zone_states: watch::channel(ZoneStates::new()).0,
             acknowledged: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             desired: watch::channel(None).0,
@@ -284,6 +287,8 @@ impl Mqtt {
             paused,
             rule_states: shared.rule_states.subscribe(),
             retained_rules: RuleStates::new(),
+            zone_states: shared.zone_states.subscribe(),
+            retained_zones: ZoneStates::new(),
             cancel: cancel.clone(),
             announced: BTreeSet::new(),
             components: BTreeMap::new(),
@@ -441,6 +446,9 @@ struct Driver {
     /// was last published, to publish changes only and to clear the state
     /// topics of rules that are gone.
     retained_rules: RuleStates,
+    zone_states: watch::Receiver<ZoneStates>,
+    /// The zone states the broker holds retained, as far as we know.
+    retained_zones: ZoneStates,
     cancel: CancellationToken,
     /// The components of each camera's last discovery payload (key →
     /// platform), to retract those that are gone.
@@ -701,6 +709,7 @@ impl Driver {
                     self.on_message(&mut s, &message.topic, &message.payload, message.response_topic, message.correlation).await;
                 }
                 Ok(()) = self.rule_states.changed(), if s.connected => self.sync_rules(&s, false),
+                Ok(()) = self.zone_states.changed(), if s.connected => self.sync_zones(&s, false),
             }
         }
     }

@@ -41,6 +41,7 @@ impl Driver {
             self.publish_analysis(s, &camera);
         }
         self.sync_rules(s, true);
+        self.sync_zones(s, true);
         self.publish_discovery(s);
     }
 
@@ -104,6 +105,48 @@ impl Driver {
         }
     }
 
+    /// Publishes the zones' states that changed since the last call (all
+    /// of them when `full`): `zones/<zone>/state` of each zone, retained;
+    /// the topic of a zone that is gone (a reload, a removed camera) gets
+    /// an empty retained payload, which clears it. A zone added or removed
+    /// changes the cameras' discovery (one binary_sensor per zone).
+    pub(super) fn sync_zones(&mut self, s: &Session, full: bool) {
+        let current = self.zone_states.borrow_and_update().clone();
+        let names = |states: &ZoneStates| -> BTreeMap<String, Vec<String>> {
+            states
+                .iter()
+                .map(|(c, zones)| (c.clone(), zones.iter().map(|z| z.zone.clone()).collect()))
+                .collect()
+        };
+        let rediscover = !full && names(&current) != names(&self.retained_zones);
+        let before_all = std::mem::take(&mut self.retained_zones);
+        for (camera, before) in &before_all {
+            let now = current.get(camera).map_or(&[][..], Vec::as_slice);
+            for old in before
+                .iter()
+                .filter(|b| !now.iter().any(|n| n.zone == b.zone))
+            {
+                let topic = self.topic(camera, &format!("zones/{}/state", old.zone));
+                self.publish(s, &topic, true, String::new());
+            }
+        }
+        for (camera, now) in &current {
+            let before = before_all.get(camera).map_or(&[][..], Vec::as_slice);
+            for status in now {
+                let was = before.iter().find(|b| b.zone == status.zone);
+                if full || was != Some(status) {
+                    let payload = serde_json::to_string(status).unwrap_or_default();
+                    let topic = self.topic(camera, &format!("zones/{}/state", status.zone));
+                    self.publish(s, &topic, true, payload);
+                }
+            }
+        }
+        self.retained_zones = current;
+        if rediscover {
+            self.publish_discovery(s);
+        }
+    }
+
     /// The camera's analysis switch, retained on `<camera>/analysis`:
     /// `on`, or `off` while paused.
     pub(super) fn publish_analysis(&self, s: &Session, camera: &str) {
@@ -141,7 +184,12 @@ impl Driver {
                 .retained_rules
                 .get(&camera)
                 .map_or(&[][..], Vec::as_slice);
-            let mut payload = discovery::payload(&self.config.prefix, &client_id, &camera, rules);
+            let zones = self
+                .retained_zones
+                .get(&camera)
+                .map_or(&[][..], Vec::as_slice);
+            let mut payload =
+                discovery::payload(&self.config.prefix, &client_id, &camera, rules, zones);
             // A rule removed since the last update: its entities go too.
             let before = self.components.remove(&camera).unwrap_or_default();
             let now = discovery::retract_missing(&mut payload, &before);

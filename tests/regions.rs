@@ -485,3 +485,106 @@ points = {TOP_LEFT}
         assert!(share >= 0.95, "zone {zone}: {transitions:?}");
     }
 }
+
+/// Issue 42: watch rules about a zone (`[cameras.X.zones.Z] rules`) are
+/// states and events of their own, named `Z: RULE`, and the model sees
+/// only the zone for them: its tokens of the memory (`look = "tokens"`,
+/// at most half of each frame's tokens for a half), or its crop encoded
+/// as an image of its own (`look = "crop"`: one frame of a whole grid,
+/// 64 tokens). The events' evidence says what the model saw. How right
+/// each way is: `cargo bench --bench zones`.
+#[test]
+fn issue42_a_zone_s_rules_see_the_zone_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo();
+    let state = dir.path().join("state");
+    let config = write_config(
+        dir.path(),
+        &state,
+        "stats_interval_s = 1",
+        &format!("listen = \"127.0.0.1:{}\"\ndiscovery = false", free_port()),
+        &format!(
+            r#"
+[model]
+path = {model:?}
+threads = 1
+[cameras.demo]
+fps = 2
+width = 128
+height = 128
+queue_capacity = 256
+rules = ["is there a blue shape?"]
+source = {{ kind = "file", path = {clip:?}, loop = false, realtime = false }}
+[cameras.demo.trigger]
+min_confidence = 0.0
+[cameras.demo.zones.right]
+points = [[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]]
+rules = ["is there a blue shape?"]
+[cameras.demo.zones.left]
+points = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]
+rules = ["is there a blue shape?"]
+look = "crop"
+"#,
+            model = root.join("models/shapes/model").display().to_string(),
+            clip = root
+                .join("models/shapes/clips/demo.mkv")
+                .display()
+                .to_string(),
+        ),
+    );
+    let mut daemon = Daemon::spawn(&config, &[]);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !daemon.log().contains("analysed=120 ") {
+        daemon.assert_running();
+        assert!(Instant::now() < deadline, "not analysed:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    daemon.stop();
+    let events = history(&config);
+    let rules: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "rule_on" || e["kind"] == "rule_off")
+        .collect();
+    eprintln!("{rules:#?}");
+    let of = |name: &str| -> Vec<&serde_json::Value> {
+        rules
+            .iter()
+            .filter(|e| {
+                let text = e["text"].as_str().unwrap();
+                text.strip_prefix(name)
+                    .is_some_and(|answer| !answer.trim().contains(':'))
+            })
+            .copied()
+            .collect()
+    };
+    let (whole, right, left) = (
+        of("is there a blue shape?"),
+        of("right: is there a blue shape?"),
+        of("left: is there a blue shape?"),
+    );
+    assert!(
+        !whole.is_empty() && !right.is_empty() && !left.is_empty(),
+        "{rules:#?}"
+    );
+    let kept = |e: &serde_json::Value| -> Vec<u64> {
+        e["evidence"]["kept_tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(right[0]["reference"], "right_is_there_a_blue_shape");
+    for e in &right {
+        // A frame's 8 × 8 tokens, the right half's 32 at most (coarser
+        // levels of the memory have fewer).
+        assert!(kept(e).iter().all(|&k| k <= 32), "{e}");
+        assert!(kept(e).iter().sum::<u64>() > 0, "{e}");
+    }
+    for e in &left {
+        assert_eq!(kept(e), [64], "the crop, encoded on its own: {e}");
+    }
+    // The whole-frame rule saw more than the right half's tokens.
+    let total = |e: &serde_json::Value| kept(e).iter().sum::<u64>();
+    assert!(total(whole[0]) > total(right[0]), "{whole:?} {right:?}");
+}

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 
 use super::regions::Regions;
-use super::CameraConfig;
+use super::respond::{RuleAsk, View};
+use super::{CameraConfig, Look};
 use crate::capture::Frame;
 use crate::dtd::{Kept, PixelGate, TokenDropper};
 use crate::event::{Activity, Evidence, Produced, RuleState, RuleStatus};
@@ -585,6 +586,36 @@ impl Context {
             .collect()
     }
 
+    /// The same context with only the tokens of the patches `points`
+    /// covers, each at its place (the memory's pooled levels on their own
+    /// coarser grids): a zone-scoped rule's view.
+    pub fn within(&self, points: &crate::region::Polygon) -> Context {
+        let mut patches: BTreeMap<usize, Vec<bool>> = BTreeMap::new();
+        let items = self
+            .items
+            .iter()
+            .map(|item| {
+                let side = (item.grid as f64).sqrt().round() as u32;
+                let inside = patches
+                    .entry(item.grid)
+                    .or_insert_with(|| points.patches(side, side));
+                let dim = item.tokens.len() / item.cells.len().max(1);
+                let mut kept = item.clone();
+                kept.cells.clear();
+                kept.tokens.clear();
+                for (i, &cell) in item.cells.iter().enumerate() {
+                    if inside.get(cell as usize).copied().unwrap_or(false) {
+                        kept.cells.push(cell);
+                        kept.tokens
+                            .extend_from_slice(&item.tokens[i * dim..(i + 1) * dim]);
+                    }
+                }
+                kept
+            })
+            .collect();
+        Context { items }
+    }
+
     /// What the model looked at, for an event.
     pub fn evidence(&self) -> Evidence {
         Evidence {
@@ -691,8 +722,29 @@ pub fn analyse(
         u64::from(decision.activity == Activity::Changing),
         Ordering::Relaxed,
     );
-    let rules = if decision.ask_rules {
+    let rules: Vec<RuleAsk> = if decision.ask_rules {
         a.next_rules()
+            .into_iter()
+            .map(|name| {
+                let Some(zone) = a.regions.zone_rule(&name) else {
+                    return RuleAsk {
+                        text: name.clone(),
+                        name,
+                        view: View::Whole,
+                    };
+                };
+                let view = match zone.look {
+                    Look::Tokens => View::Within(zone.points.clone()),
+                    // Cut now: the frame does not outlive this function.
+                    Look::Crop => View::Crop(zone.crop(&frame)),
+                };
+                RuleAsk {
+                    name,
+                    text: zone.text.clone(),
+                    view,
+                }
+            })
+            .collect()
     } else {
         Vec::new()
     };

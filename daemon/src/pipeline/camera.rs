@@ -130,7 +130,7 @@ impl Camera {
             config.trigger.debounce(),
             current.rule_states.clone(),
         ));
-        rule_states.set(&config.rules, &[]);
+        rule_states.set(&config.all_rules(), &[]);
         let snapshotter = current
             .snapshots
             .clone()
@@ -187,7 +187,7 @@ impl Camera {
 
     /// Sets the watch rules added at run time.
     pub fn set_runtime_rules(&self, rules: Vec<String>) {
-        self.rule_states.set(&self.config.rules, &rules);
+        self.rule_states.set(&self.config.all_rules(), &rules);
     }
 
     /// Pauses or resumes the analysis. Capture goes on (resuming is

@@ -132,6 +132,39 @@ pub struct ZoneConfig {
     /// chair, a light left on. Default: 600.
     #[serde(default = "default_absorb_after_s")]
     pub absorb_after_s: f64,
+    /// Watch rules about this zone only, e.g. "is there a car?": states
+    /// and events like the camera's `rules`, named `ZONE: RULE`.
+    /// Default: none.
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// How the model looks at the zone for its rules: `tokens` (only the
+    /// zone's visual tokens of the memory, at their places: no extra
+    /// encoder call) or `crop` (the zone's bounding box cut out of the
+    /// frame and encoded as an image of its own: one more encoder call
+    /// per check, the zone at the encoder's full resolution). Default:
+    /// tokens.
+    #[serde(default)]
+    pub look: Look,
+}
+
+/// `[cameras.NAME.zones.ZONE] look`: what a zone-scoped rule shows the
+/// model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Look {
+    /// The zone's tokens of the memory and the canvas.
+    #[default]
+    Tokens,
+    /// The zone's bounding box, encoded as its own image.
+    Crop,
+}
+
+impl ZoneConfig {
+    /// The name a rule of zone `zone` goes by in the rules' states, MQTT
+    /// and events: `ZONE: RULE`.
+    pub fn rule_name(zone: &str, rule: &str) -> String {
+        format!("{zone}: {rule}")
+    }
 }
 
 fn default_idle_after_s() -> f64 {
@@ -251,14 +284,35 @@ impl CameraConfig {
         self.memory.validate(&format!("{key}.memory"), problems);
         self.snapshot.validate(&format!("{key}.snapshot"), problems);
         self.validate_regions(key, problems);
-        for (i, rule) in self.rules.iter().enumerate() {
+        let zone_rules = self.zones.iter().flat_map(|(name, zone)| {
+            zone.rules
+                .iter()
+                .enumerate()
+                .map(move |(i, rule)| (format!("{key}.zones.{name}.rules[{i}]"), rule))
+        });
+        let rules = self.rules.iter().enumerate();
+        for (at, rule) in rules
+            .map(|(i, rule)| (format!("{key}.rules[{i}]"), rule))
+            .chain(zone_rules)
+        {
             if rule.trim().is_empty() || rule.len() > 500 {
                 problems.push(
-                    format!("{key}.rules[{i}]"),
+                    at,
                     format!("must be 1 to 500 characters, got {}", rule.len()),
                 );
             }
         }
+    }
+
+    /// Every watch rule of the camera: its `rules`, then each zone's,
+    /// named `ZONE: RULE`.
+    pub fn all_rules(&self) -> Vec<String> {
+        let zoned = self.zones.iter().flat_map(|(name, zone)| {
+            zone.rules
+                .iter()
+                .map(move |rule| ZoneConfig::rule_name(name, rule))
+        });
+        self.rules.iter().cloned().chain(zoned).collect()
     }
 }
 
@@ -342,6 +396,7 @@ mod tests {
              [masks]\nprivacy = [[[0.0, 0.0], [0.5, 0.5]]]\n\
              motion = [[[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0]]]\n\
              [zones.door]\npoints = [[0.1, 0.1], [0.9, 0.1], [0.9, 1.5]]\n\
+             idle_after_s = -1\nrules = [\"is the door open?\", \" \"]\n\
              [zones.\"front door\"]\npoints = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]\n",
         );
         assert_eq!(
@@ -350,9 +405,22 @@ mod tests {
                 "cameras.cam.masks.privacy[0]: a polygon needs at least 3 points [x, y], got 2",
                 "cameras.cam.masks.motion[0]: the polygon crosses itself: edge 0 (0→1) crosses edge 2; list the points in order around the area",
                 "cameras.cam.zones.door.points[2]: coordinates are fractions of the frame, 0 to 1 (x right, y down), got [0.9, 1.5]",
+                "cameras.cam.zones.door.idle_after_s: must be 0 to 86400 seconds, got -1",
                 "cameras.cam.zones.front door: zone names appear in MQTT topics: use 1 to 64 letters, digits, '_' or '-', got \"front door\"",
                 "cameras.cam.trigger.zones[1]: no zone \"street\" in [cameras.<name>.zones] (zones: [\"door\", \"front door\"])",
+                "cameras.cam.zones.door.rules[1]: must be 1 to 500 characters, got 1",
             ]
         );
+        // A zone's rules go by `ZONE: RULE`, after the camera's.
+        let config: CameraConfig = toml::from_str(
+            "source = { kind = \"synthetic\" }\nrules = [\"is it dark?\"]\n\
+             [zones.door]\npoints = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]\nrules = [\"is the door open?\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.all_rules(),
+            ["is it dark?", "door: is the door open?"]
+        );
+        assert_eq!(config.zones["door"].look, Look::Tokens);
     }
 }

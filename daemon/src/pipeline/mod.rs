@@ -29,10 +29,12 @@ mod regions;
 mod respond;
 
 pub use analysis::{
-    AnalysisCounters, CameraAnalysis, CameraRules, EventSink, ModelStages, RuleStates,
+    AnalysisCounters, CameraAnalysis, CameraRules, Context, ContextItem, EventSink, ModelStages,
+    RuleStates,
 };
+pub use regions::ZoneRule;
 
-pub use camera_config::{CameraConfig, MasksConfig, Outlines, ZoneConfig};
+pub use camera_config::{CameraConfig, Look, MasksConfig, Outlines, ZoneConfig};
 
 use crate::capture::{self, CameraState, CaptureError, CaptureHandle};
 use crate::event::{Produced, ZoneStates};

@@ -4,9 +4,10 @@
 //! Privacy masks act earlier, in capture, on pixels. And each zone's
 //! state, active or idle ([`ZoneWatch`]), from pixels alone.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::CameraConfig;
+use super::{CameraConfig, Look};
 use crate::dtd::patch_change;
 use crate::event::{ZoneState, ZoneStatus};
 use crate::frame::Frame;
@@ -21,6 +22,61 @@ pub struct Regions {
     zones: Vec<(String, Vec<bool>)>,
     /// The zones a change must touch to be described; empty: any change.
     describe_in: Vec<String>,
+    /// The zones' watch rules, by the name the rules' states know them by.
+    zone_rules: BTreeMap<String, ZoneRule>,
+}
+
+/// A watch rule about one zone: what the model is asked, and how it looks
+/// at the zone.
+#[derive(Debug, Clone)]
+pub struct ZoneRule {
+    /// The rule's text, asked as it is.
+    pub text: String,
+    /// The zone.
+    pub points: Polygon,
+    /// Its tokens, or its crop.
+    pub look: Look,
+}
+
+impl ZoneRule {
+    /// The zone's bounding box cut out of `frame`, padded with black to a
+    /// square around it (centred) so that the encoder's resize does not
+    /// stretch it.
+    pub fn crop(&self, frame: &Frame) -> Frame {
+        let (w, h) = (frame.width as usize, frame.height as usize);
+        let xs = self.points.0.iter().map(|p| p[0]);
+        let ys = self.points.0.iter().map(|p| p[1]);
+        let lo = |v: f64, n: usize| ((v * n as f64).floor().max(0.0) as usize).min(n - 1);
+        let hi = |v: f64, n: usize| ((v * n as f64).ceil() as usize).clamp(1, n);
+        let (x0, x1) = (
+            lo(xs.clone().fold(1.0, f64::min), w),
+            hi(xs.fold(0.0, f64::max), w),
+        );
+        let (y0, y1) = (
+            lo(ys.clone().fold(1.0, f64::min), h),
+            hi(ys.fold(0.0, f64::max), h),
+        );
+        let (cw, ch) = (x1.saturating_sub(x0).max(1), y1.saturating_sub(y0).max(1));
+        let side = cw.max(ch);
+        let (ox, oy) = ((side - cw) / 2, (side - ch) / 2);
+        let mut rgb = vec![0u8; side * side * 3];
+        for y in 0..ch.min(h - y0) {
+            let from = ((y0 + y) * w + x0) * 3;
+            let to = ((oy + y) * side + ox) * 3;
+            let n = cw.min(w - x0) * 3;
+            rgb[to..to + n].copy_from_slice(&frame.rgb[from..from + n]);
+        }
+        Frame {
+            camera: frame.camera.clone(),
+            seq: frame.seq,
+            pts: frame.pts,
+            wall_time: frame.wall_time,
+            discont: false,
+            width: side as u32,
+            height: side as u32,
+            rgb,
+        }
+    }
 }
 
 impl Regions {
@@ -39,7 +95,28 @@ impl Regions {
                 .map(|(name, zone)| (name.clone(), zone.points.patches(grid, grid)))
                 .collect(),
             describe_in: config.trigger.zones.clone(),
+            zone_rules: config
+                .zones
+                .iter()
+                .flat_map(|(name, zone)| {
+                    zone.rules.iter().map(move |rule| {
+                        (
+                            super::ZoneConfig::rule_name(name, rule),
+                            ZoneRule {
+                                text: rule.clone(),
+                                points: zone.points.clone(),
+                                look: zone.look,
+                            },
+                        )
+                    })
+                })
+                .collect(),
         }
+    }
+
+    /// The zone rule the rules' states know as `name`, if it is one.
+    pub fn zone_rule(&self, name: &str) -> Option<&ZoneRule> {
+        self.zone_rules.get(name)
     }
 
     /// The zones with a `changed` patch (row-major: the pixel gate's

@@ -9,8 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use super::analysis::{AnalysisCounters, CameraRules, Context, EventSink, ModelStages};
 use crate::event::{Event, EventKind, Produced, RuleState};
+use crate::frame::Frame;
 use crate::infer::Backend;
-use crate::llm::{Seen, Words};
+use crate::llm::{Seen, Visual, Words};
+use crate::region::Polygon;
 use crate::snapshot::{Picture, Snapshotter};
 use crate::trigger::Decision;
 
@@ -23,7 +25,7 @@ pub(super) struct Proactive {
     pub(super) context: Context,
     pub(super) decision: Decision,
     /// The watch rules to check now.
-    pub(super) rules: Vec<String>,
+    pub(super) rules: Vec<RuleAsk>,
     pub(super) rule_states: Option<Arc<CameraRules>>,
     pub(super) stages: Arc<ModelStages>,
     pub(super) events: EventSink,
@@ -36,6 +38,25 @@ pub(super) struct Proactive {
     pub(super) zones: Vec<String>,
     /// What the camera asks, and what is no news.
     pub(super) words: Arc<Words>,
+}
+
+/// A watch rule to check, and what of the scene the model sees for it.
+pub(super) struct RuleAsk {
+    /// The name the rules' states know it by (`ZONE: RULE` for a zone's).
+    pub(super) name: String,
+    /// What the model is asked.
+    pub(super) text: String,
+    pub(super) view: View,
+}
+
+/// What the model sees for a rule.
+pub(super) enum View {
+    /// The whole context: memory and canvas.
+    Whole,
+    /// Only the context's tokens inside the zone, at their places.
+    Within(Polygon),
+    /// The zone's crop of the frame, encoded as an image of its own.
+    Crop(Frame),
 }
 
 impl Proactive {
@@ -62,7 +83,10 @@ impl Proactive {
             .and_then(|(snapshotter, picture)| snapshotter.attach(picture, &mut out));
         let evidence = self.context.evidence();
         for mut event in out {
-            event.evidence = evidence.clone();
+            // A zone's rule brings what it saw; the rest saw the context.
+            if event.evidence.frame_times_s.is_empty() {
+                event.evidence = evidence.clone();
+            }
             event.zones = self.zones.clone();
             event.latency_ms = SystemTime::now()
                 .duration_since(self.captured)
@@ -148,14 +172,49 @@ impl Proactive {
         }
     }
 
-    /// Checks `rule`; an event when its debounced state turned on or off.
-    fn check_rule(&self, backend: &mut dyn Backend, seen: &[Seen], rule: &str) -> Option<Event> {
+    /// Checks `ask`; an event when its debounced state turned on or off.
+    fn check_rule(&self, backend: &mut dyn Backend, seen: &[Seen], ask: &RuleAsk) -> Option<Event> {
         let camera = self.camera.as_str();
+        let rule = ask.name.as_str();
         let about = self.words.context.as_deref();
+        // A zone's rule sees the zone only (docs/configuration.md, "Zone
+        // rules"): its tokens, or its crop encoded now.
+        let within;
+        let crop;
+        let positions: Vec<u32>;
+        let scoped: Vec<Seen>;
+        let seen = match &ask.view {
+            View::Whole => seen,
+            View::Within(points) => {
+                within = self.context.within(points);
+                scoped = within.seen();
+                &scoped
+            }
+            View::Crop(frame) => {
+                crop = match crate::vision::encode(backend, &self.stages.preprocessor, frame) {
+                    Ok(tokens) => tokens,
+                    Err(e) => {
+                        tracing::warn!(camera, rule, "encoding a zone's crop failed: {e}");
+                        return None;
+                    }
+                };
+                positions = (0..crop.rows * crop.cols).collect();
+                scoped = vec![Seen {
+                    at: self.at,
+                    now: true,
+                    visual: Visual {
+                        grid: positions.len(),
+                        positions: &positions,
+                        tokens: &crop.features,
+                    },
+                }];
+                &scoped
+            }
+        };
         let checked = self
             .stages
             .responder
-            .check_rule_about(backend, seen, rule, about);
+            .check_rule_about(backend, seen, &ask.text, about);
         let (yes, answer, confidence) = match checked {
             // Not an answer for the rule's state: it stays as it was.
             Ok((_, answer)) if self.unsure(rule, &answer) => return None,
@@ -185,6 +244,12 @@ impl Proactive {
             _ => return None,
         };
         let mut event = Event::new(camera, kind, format!("{rule} {answer}"), self.span());
+        if !matches!(ask.view, View::Whole) {
+            event.evidence = crate::event::Evidence {
+                frame_times_s: seen.iter().map(|s| s.at.as_secs_f64()).collect(),
+                kept_tokens: seen.iter().map(|s| s.visual.positions.len()).collect(),
+            };
+        }
         event.reference = Some(status.id);
         event.confidence = Some(confidence);
         Some(event)

@@ -588,3 +588,102 @@ look = "crop"
     let total = |e: &serde_json::Value| kept(e).iter().sum::<u64>();
     assert!(total(whole[0]) > total(right[0]), "{whole:?} {right:?}");
 }
+
+/// Issue 42: a reload (SIGHUP) applies a new privacy mask, a new zone and
+/// a new question without a restart of glimpse: the status page's frame is
+/// black under the mask from then on, the API shows the zone and the
+/// question, and the daemon never stopped.
+#[test]
+fn issue42_a_reload_applies_new_masks_zones_and_prompts() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo();
+    let state = dir.path().join("state");
+    let camera = |extra: &str| {
+        format!(
+            r#"
+[http]
+listen = "127.0.0.1:0"
+[model]
+path = {model:?}
+threads = 1
+[cameras.demo]
+fps = 2
+width = 128
+height = 128
+source = {{ kind = "file", path = {clip:?}, loop = true, realtime = false }}
+[cameras.demo.snapshot]
+max_side = 128
+{extra}"#,
+            model = root.join("models/shapes/model").display().to_string(),
+            clip = root
+                .join("models/shapes/clips/demo.mkv")
+                .display()
+                .to_string(),
+        )
+    };
+    let mqtt = format!("listen = \"127.0.0.1:{}\"", free_port());
+    let config = write_config(dir.path(), &state, "", &mqtt, &camera(""));
+    let mut daemon = Daemon::spawn(&config, &[]);
+    daemon.expect(0, &["camera \"demo\" is up"], Duration::from_secs(60));
+    let addr = loop {
+        if let Some(addr) = http_address(&daemon.log()) {
+            break addr;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The latest analysed frame (none for a moment after a (re)start).
+    let frame_quarters = || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, _, jpeg) = request(addr, "GET", "/api/cameras/demo/frame.jpg", "");
+            if status == 200 {
+                let (rgb, w, h) = decode(&jpeg);
+                return quarters(&rgb, w, h);
+            }
+            assert!(Instant::now() < deadline, "no frame: {status}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let (inside, _) = frame_quarters();
+    assert!(inside > 20.0, "no mask yet: {inside}");
+
+    write_config(
+        dir.path(),
+        &state,
+        "",
+        &mqtt,
+        &camera(&format!(
+            "[cameras.demo.masks]\nprivacy = [{TOP_LEFT}]\n\
+             [cameras.demo.zones.right]\npoints = [[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]]\n\
+             [cameras.demo.trigger]\ndescribe = \"what is new ?\"\n"
+        )),
+    );
+    let from = daemon.log().len();
+    crate::harness::kill(daemon.child.id(), "HUP");
+    daemon.expect(from, &["config reloaded"], Duration::from_secs(60));
+    // The camera restarted with the new config: its next frames are masked.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (inside, outside) = frame_quarters();
+        if inside < 8.0 && outside > 20.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never masked: {inside} {outside}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (_, _, body) = request(addr, "GET", "/api/cameras", "");
+    let cameras: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let demo = &cameras["cameras"][0];
+    assert_eq!(demo["describe"]["question"], "what is new ?", "{demo}");
+    assert!(demo["regions"]["zones"]["right"].is_array(), "{demo}");
+    assert_eq!(
+        demo["regions"]["privacy"].as_array().unwrap().len(),
+        1,
+        "{demo}"
+    );
+    daemon.assert_running();
+    daemon.stop();
+}

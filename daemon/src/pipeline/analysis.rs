@@ -354,7 +354,8 @@ impl CameraAnalysis {
     ) -> CameraAnalysis {
         let info = &stages.model.folder().info;
         let grid = info.grid;
-        let regions = Regions::new(config, grid);
+        let look = Look::default_for(stages.model.folder().prompt_layout);
+        let regions = Regions::new(config, grid, look);
         let fresh = MemoryBank::new(grid, info.hidden, &config.memory);
         let memory = match snapshot
             .as_deref()

@@ -81,7 +81,7 @@ impl ZoneRule {
 
 impl Regions {
     /// `config`'s masks and zones on a `grid` × `grid` grid.
-    pub fn new(config: &CameraConfig, grid: u32) -> Regions {
+    pub fn new(config: &CameraConfig, grid: u32, look: Look) -> Regions {
         let on_grid = |polygons: &[Polygon]| region::patches(polygons, grid, grid);
         Regions {
             motion: if config.masks.motion.is_empty() {
@@ -105,7 +105,7 @@ impl Regions {
                             ZoneRule {
                                 text: rule.clone(),
                                 points: zone.points.clone(),
-                                look: zone.look,
+                                look: zone.look.unwrap_or(look),
                             },
                         )
                     })
@@ -377,6 +377,7 @@ mod tests {
                  [trigger]\nzones = [\"right\"]",
             ),
             4,
+            Look::Tokens,
         );
         assert_eq!(regions.motion.iter().filter(|m| **m).count(), 2);
         // Patch 0 (top left) is masked: no zone; patch 4 (row 1, col 0) is
@@ -393,7 +394,7 @@ mod tests {
         assert!(!regions.describes(&regions.touched(&changed(&[4]))));
         assert!(regions.describes(&regions.touched(&changed(&[7]))));
         // Without trigger.zones any change is described.
-        assert!(Regions::new(&camera(""), 4).describes(&[]));
+        assert!(Regions::new(&camera(""), 4, Look::Tokens).describes(&[]));
         // The masked patches do not count toward the trigger's retention.
         let k = kept(&[0, 1, 5]);
         assert_eq!(k.retention(), 3.0 / 16.0);

@@ -230,7 +230,7 @@ fn main() {
                 threads,
                 ..ModelConfig::new(&path)
             });
-            if variant.contains("f16") {
+            if variant.ends_with("16") {
                 // Before and after: the float16 graph as it is (tract
                 // emulates float16 on CPUs without it: the "f16" row).
                 row(ModelConfig {

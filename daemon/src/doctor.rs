@@ -169,9 +169,7 @@ fn onnx_runtime(config: &Config) -> Vec<Check> {
             )]
         }
         Err(why) => {
-            let half = model.variant.contains("f16");
-            let check = if half { Check::fail } else { Check::warn };
-            return vec![check(
+            return vec![Check::warn(
                 "onnxruntime",
                 format!("{why}; tract runs the model"),
                 "for GPUs and quantized graphs, install ONNX Runtime and set model.ort_library or ORT_DYLIB_PATH",

@@ -115,7 +115,7 @@ fn issue41_doctor_says_what_tract_does_with_a_float16_variant() {
     if glimpse::infer::TractFloat16::Auto.widens() {
         let auto = report("");
         assert!(
-            auto.contains("ok    model        variant \"_fp16\" on tract: converted to float32 at load (this CPU has no float16 arithmetic"),
+            auto.contains("ok    model        variant \"_fp16\" on tract: its vision encoder converted to float32 at load (this CPU has no float16 arithmetic"),
             "{auto}"
         );
         let native = report("tract_float16 = \"native\"");

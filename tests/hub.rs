@@ -446,10 +446,9 @@ fn issue41_tract_converts_float16_graphs_to_float32_on_a_cpu_without_float16() {
         "auto converts exactly where the CPU has no float16 arithmetic: {stderr}"
     );
     if TractFloat16::Auto.widens() {
-        assert!(
-            stderr.contains("vision_encoder, embed_tokens, decoder_model_merged"),
-            "{stderr}"
-        );
+        // The vision encoder only (the decoder is faster as float16).
+        let line = stderr.lines().find(|l| l.contains(WIDENED)).unwrap();
+        assert!(line.ends_with("graphs=vision_encoder"), "{line}");
     }
     for (keys, widened) in [
         ("backend = \"tract\"\ntract_float16 = \"native\"", false),
@@ -458,6 +457,12 @@ fn issue41_tract_converts_float16_graphs_to_float32_on_a_cpu_without_float16() {
         let (ok, _, stderr) = warmup(dir.path(), "_fp16", keys, &[]);
         assert!(ok, "{keys}: {stderr}");
         assert_eq!(stderr.contains(WIDENED), widened, "{keys}: {stderr}");
+        if widened {
+            assert!(
+                stderr.contains("vision_encoder, embed_tokens, decoder_model_merged"),
+                "{stderr}"
+            );
+        }
     }
     // A float32 folder has nothing to convert.
     let (ok, _, stderr) = warmup(dir.path(), "", "backend = \"tract\"", &[]);

@@ -132,8 +132,13 @@ fn model(config: &Config) -> Vec<Check> {
             Check::ok(
                 "model",
                 format!(
-                    "variant {:?} on tract: converted to float32 at load ({cpu}; the weights take twice the memory)",
-                    model.variant
+                    "variant {:?} on tract: {} converted to float32 at load ({cpu}; their weights take twice the memory)",
+                    model.variant,
+                    if model.tract_float16.widens_graph("decoder_model_merged") {
+                        "its graphs"
+                    } else {
+                        "its vision encoder"
+                    }
                 ),
             )
         } else if tract_linalg::has_fp16() {

@@ -242,9 +242,10 @@ pub struct ModelConfig {
     pub prompt_layout: PromptLayout,
     /// How tract runs float16 graphs (`_fp16`, `_q4f16`) on the CPU:
     /// `auto` (natively where the CPU has float16 arithmetic, as on a
-    /// Jetson's Cortex-A78AE; else converted to float32 at load, which
-    /// doubles their weights in memory but is 20-65x faster than tract's
-    /// emulated float16), `native` or `float32`. ONNX Runtime and
+    /// Jetson's Cortex-A78AE; else the vision encoder converted to float32
+    /// at load, which doubles its weights in memory but is ~47x faster
+    /// than tract's emulated float16: [`TractFloat16::widens_graph`]),
+    /// `native` or `float32` (all three graphs). ONNX Runtime and
     /// tract-cuda are not affected. Default: auto.
     #[serde(default)]
     pub tract_float16: TractFloat16,
@@ -264,12 +265,28 @@ pub enum TractFloat16 {
 }
 
 impl TractFloat16 {
-    /// Whether a float16 graph is converted to float32 on this CPU.
+    /// Whether a float16 graph is converted to float32 on this CPU (the
+    /// vision encoder's, with `auto`: [`TractFloat16::widens_graph`]).
     pub fn widens(self) -> bool {
         match self {
             TractFloat16::Auto => !tract_linalg::has_fp16(),
             TractFloat16::Native => false,
             TractFloat16::Float32 => true,
+        }
+    }
+
+    /// Whether `graph` (`vision_encoder`, `embed_tokens`,
+    /// `decoder_model_merged`) is converted. `auto` converts the vision
+    /// encoder only: measured on SmolVLM2-256M's layout, 2 x86 cores
+    /// (`cargo bench --bench infer`, 2026-12-07), tract's emulated float16
+    /// encoder took 105 s a frame against 2.2 s converted (fp32: 2.5 s),
+    /// while its float16 decoder decoded at 27.8 ms a token against 275 ms
+    /// converted (fp32: 35 ms): tract's conversion leaves a cast of a
+    /// weight in the decoder's step.
+    pub fn widens_graph(self, graph: &str) -> bool {
+        match self {
+            TractFloat16::Auto => self.widens() && graph == "vision_encoder",
+            other => other.widens(),
         }
     }
 }
@@ -624,8 +641,7 @@ fn compile_tract(
             tract_linalg::multithread::Executor::multithread(config.threads),
         );
     }
-    let widen = config.tract_float16.widens();
-    let model = TractModel::compile(folder, target, widen)?;
+    let model = TractModel::compile(folder, target, config.tract_float16)?;
     if let Some(graphs) = model.widened() {
         // Measured on SmolVLM2-256M's layout, 2 x86 cores (issue 41): the
         // _fp16 encoder took 57-205 s a frame on tract against 3.1 s for
@@ -636,7 +652,8 @@ fn compile_tract(
             graphs = %graphs,
             "float16 graphs converted to float32 at load: this CPU has no float16 arithmetic, \
              so tract would run them many times slower (their weights now take twice the \
-             memory; model.tract_float16 = \"native\" keeps float16)"
+             memory; model.tract_float16 = \"native\" keeps float16, \"float32\" converts \
+             all three graphs)"
         );
     }
     for (graph, placed) in model.placement() {

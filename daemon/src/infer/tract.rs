@@ -205,17 +205,21 @@ fn cpu_plan(model: InferenceModel, widen: bool) -> TractResult<(Plan, bool)> {
 
 impl TractModel {
     /// Compiles the three graphs of `folder` for `target`.
-    /// With `widen`, float16 graphs that run on the CPU are converted to
-    /// float32 (`model.tract_float16`), and their boundary becomes f32.
+    /// Float16 graphs that run on the CPU are converted to float32 as
+    /// `float16` says (`model.tract_float16`), and their boundary becomes
+    /// f32.
     pub fn compile(
         folder: &ModelFolder,
         target: Target,
-        widen: bool,
+        float16: super::TractFloat16,
     ) -> Result<TractModel, InferError> {
         let [vision, embed, decoder] = &folder.graphs;
-        let vision = Graph::compile(&vision.file, "vision_encoder", target, widen)?;
-        let embed = Graph::compile(&embed.file, "embed_tokens", target, widen)?;
-        let decoder = Graph::compile(&decoder.file, "decoder_model_merged", target, widen)?;
+        let graph = |file: &Path, name: &'static str| {
+            Graph::compile(file, name, target, float16.widens_graph(name))
+        };
+        let vision = graph(&vision.file, "vision_encoder")?;
+        let embed = graph(&embed.file, "embed_tokens")?;
+        let decoder = graph(&decoder.file, "decoder_model_merged")?;
         let mut floats = folder.floats;
         if vision.widened {
             floats.pixel_values = Float::F32;

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::harness::broker::Sub;
-use crate::harness::daemon::Daemon;
+use crate::harness::daemon::{demo_pass_camera, Daemon};
 use crate::harness::{free_port, is_root, output_ok, repo};
 
 /// Removes the package whatever happens, so a failed run leaves no
@@ -149,24 +149,9 @@ fn demo_events(
         "stats_interval_s = 1",
         &format!("listen = \"127.0.0.1:{}\"\ndiscovery = false", free_port()),
         &format!(
-            r#"
-[model]
-path = {model:?}
-backend = "tract"
-threads = 1
-[cameras.demo]
-fps = 2
-width = 128
-height = 128
-queue_capacity = 256
-rules = ["is there a red shape?"]
-source = {{ kind = "file", path = {clip:?}, loop = false, realtime = false }}
-"#,
-            model = model.display().to_string(),
-            clip = repo()
-                .join("models/shapes/clips/demo.mkv")
-                .display()
-                .to_string(),
+            "[model]\npath = {:?}\nbackend = \"tract\"\nthreads = 1\n{}",
+            model.display().to_string(),
+            demo_pass_camera("rules = [\"is there a red shape?\"]"),
         ),
     );
     let mut cmd = Command::new(runner.first().copied().unwrap_or(binary.to_str().unwrap()));

@@ -13,7 +13,7 @@ use glimpse::pipeline::CameraConfig;
 use glimpse::queue;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::daemon::{write_config, Daemon};
+use crate::harness::daemon::{demo_pass_camera, write_config, Daemon};
 use crate::harness::history::history;
 use crate::harness::http::request;
 use crate::harness::{free_port, glimpse, http_address, output_ok, repo};
@@ -406,24 +406,10 @@ fn issue42_zone_states_follow_the_shapes_in_their_zones() {
         "stats_interval_s = 1\nlog_level = \"info,glimpse::pipeline::camera=debug\"",
         &format!("listen = \"127.0.0.1:{}\"", free_port()),
         &format!(
-            r#"
-[cameras.demo]
-fps = 2
-width = 128
-height = 128
-queue_capacity = 256
-source = {{ kind = "file", path = {clip:?}, loop = false, realtime = false }}
-[cameras.demo.zones.left]
-points = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]
-[cameras.demo.zones.right]
-points = [[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]]
-[cameras.demo.zones.top_left]
-points = {TOP_LEFT}
-"#,
-            clip = root
-                .join("models/shapes/clips/demo.mkv")
-                .display()
-                .to_string(),
+            "{}\n[cameras.demo.zones.left]\npoints = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]\n\
+             [cameras.demo.zones.right]\npoints = [[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]]\n\
+             [cameras.demo.zones.top_left]\npoints = {TOP_LEFT}\n",
+            demo_pass_camera("")
         ),
     );
     let mut daemon = Daemon::spawn(&config, &[]);
@@ -508,13 +494,7 @@ fn issue42_a_zone_s_rules_see_the_zone_only() {
 [model]
 path = {model:?}
 threads = 1
-[cameras.demo]
-fps = 2
-width = 128
-height = 128
-queue_capacity = 256
-rules = ["is there a blue shape?"]
-source = {{ kind = "file", path = {clip:?}, loop = false, realtime = false }}
+{camera}
 [cameras.demo.trigger]
 min_confidence = 0.0
 [cameras.demo.zones.right]
@@ -526,10 +506,7 @@ rules = ["is there a blue shape?"]
 look = "crop"
 "#,
             model = root.join("models/shapes/model").display().to_string(),
-            clip = root
-                .join("models/shapes/clips/demo.mkv")
-                .display()
-                .to_string(),
+            camera = demo_pass_camera("rules = [\"is there a blue shape?\"]"),
         ),
     );
     let mut daemon = Daemon::spawn(&config, &[]);

@@ -184,3 +184,19 @@ pub fn made_test_events(log: &str, camera: &str) -> u64 {
         })
         .unwrap_or_else(|| panic!("no count of the test events of camera {camera}:\n{log}"))
 }
+
+/// The `[cameras.demo]` table of the demo clip's first pass read as fast
+/// as the model goes: 2 fps at 128 × 128 (the demo model's input), no
+/// loop, not real time, and a queue that holds the whole pass (120
+/// frames), so no frame is dropped and a run sees the same frames every
+/// time. `keys` go into the table (rules, ...).
+pub fn demo_pass_camera(keys: &str) -> String {
+    format!(
+        "[cameras.demo]\nfps = 2\nwidth = 128\nheight = 128\nqueue_capacity = 256\n{keys}\n\
+         source = {{ kind = \"file\", path = {:?}, loop = false, realtime = false }}\n",
+        super::repo()
+            .join("models/shapes/clips/demo.mkv")
+            .display()
+            .to_string()
+    )
+}

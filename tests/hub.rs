@@ -243,7 +243,11 @@ fn configs(variant: &str) -> Vec<ModelConfig> {
         backend: BackendKind::Tract,
         ..base.clone()
     }];
-    if variant.ends_with("16") {
+    if ModelFolder::open(&hub_model(), variant)
+        .unwrap()
+        .floats
+        .has_f16()
+    {
         // The float16 graph as it is, beside the default (converted to
         // float32 on a CPU without float16 arithmetic, issue 41).
         configs.push(ModelConfig {

@@ -225,12 +225,7 @@ listen = "127.0.0.1:0"
 [model]
 path = {model:?}
 threads = 1
-[cameras.demo]
-fps = 2
-width = 128
-height = 128
-queue_capacity = 256
-source = {{ kind = "file", path = {clip:?}, loop = false, realtime = false }}
+{camera}
 [cameras.demo.dtd]
 tau = 0.7
 [cameras.demo.trigger]
@@ -247,10 +242,7 @@ points = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]
 points = [[0.5, 0.0], [1.0, 0.0], [1.0, 0.5], [0.5, 0.5]]
 "#,
             model = root.join("models/shapes/model").display().to_string(),
-            clip = root
-                .join("models/shapes/clips/demo.mkv")
-                .display()
-                .to_string(),
+            camera = demo_pass_camera(""),
         ),
     );
     let mut daemon = Daemon::spawn(&config, &[]);

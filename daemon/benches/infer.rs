@@ -230,7 +230,8 @@ fn main() {
                 threads,
                 ..ModelConfig::new(&path)
             });
-            if variant.ends_with("16") {
+            let half = infer::ModelFolder::open(&path, variant).is_ok_and(|f| f.floats.has_f16());
+            if half {
                 // Before and after: the float16 graph as it is (tract
                 // emulates float16 on CPUs without it: the "f16" row).
                 row(ModelConfig {

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use glimpse::infer::ModelConfig;
-use glimpse::pipeline::{build_model_stages, Context, ContextItem, Look, ZoneRule};
+use glimpse::pipeline::{build_model_stages, Context, Look, ZoneRule};
 use glimpse::region::Polygon;
 
 /// One way of showing the zone, and its tally.
@@ -88,15 +88,7 @@ fn main() {
             let tokens = glimpse::vision::encode(backend.as_mut(), &stages.preprocessor, frame)
                 .expect("encodes")
                 .features;
-            let whole = Context {
-                items: vec![ContextItem {
-                    now: true,
-                    pts: frame.pts,
-                    grid,
-                    cells: (0..grid as u32).collect(),
-                    tokens,
-                }],
-            };
+            let whole = Context::frame(frame.pts, grid, tokens);
             let mut colours: Vec<&str> = shapes
                 .iter()
                 .map(|s| s["colour"].as_str().unwrap())
@@ -145,15 +137,7 @@ fn main() {
                                 )
                                 .expect("encodes")
                                 .features;
-                                crop = Context {
-                                    items: vec![ContextItem {
-                                        now: true,
-                                        pts: frame.pts,
-                                        grid,
-                                        cells: (0..grid as u32).collect(),
-                                        tokens: features,
-                                    }],
-                                };
+                                crop = Context::frame(frame.pts, grid, features);
                                 crop.seen()
                             }
                         };

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::capture::SourceConfig;
 use crate::config::Config;
-use crate::infer::{BackendKind, Float, ModelFolder};
+use crate::infer::{BackendKind, ModelFolder};
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,12 +111,7 @@ fn model(config: &Config) -> Vec<Check> {
     )];
     // tract emulates float16 on CPUs without it: 20-65x slower than the
     // float32 twin (issue 41), so `tract_float16 = "auto"` converts.
-    let half = [
-        folder.floats.pixel_values,
-        folder.floats.inputs_embeds,
-        folder.floats.cache,
-    ]
-    .contains(&Float::F16);
+    let half = folder.floats.has_f16();
     if half
         && matches!(
             model.backend,

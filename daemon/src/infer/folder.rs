@@ -94,6 +94,13 @@ pub struct Floats {
     pub cache: Float,
 }
 
+impl Floats {
+    /// Whether any boundary tensor is float16 (`_fp16`, `_q4f16`).
+    pub fn has_f16(&self) -> bool {
+        [self.pixel_values, self.inputs_embeds, self.cache].contains(&Float::F16)
+    }
+}
+
 /// How the memory readout is laid out in the prompt: the layout the model
 /// family was trained on (docs/architecture.md §5).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

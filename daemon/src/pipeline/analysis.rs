@@ -571,6 +571,20 @@ pub struct ContextItem {
 }
 
 impl Context {
+    /// One whole frame's tokens as the context, "now": a zone's crop, or
+    /// a frame on its own.
+    pub fn frame(pts: Duration, grid: usize, tokens: Vec<f32>) -> Context {
+        Context {
+            items: vec![ContextItem {
+                now: true,
+                pts,
+                grid,
+                cells: (0..grid as u32).collect(),
+                tokens,
+            }],
+        }
+    }
+
     /// Borrowed form for the responder, which lays it out for the model.
     pub fn seen(&self) -> Vec<Seen<'_>> {
         self.items

@@ -11,7 +11,7 @@ use super::analysis::{AnalysisCounters, CameraRules, Context, EventSink, ModelSt
 use crate::event::{Event, EventKind, Produced, RuleState};
 use crate::frame::Frame;
 use crate::infer::Backend;
-use crate::llm::{Seen, Visual, Words};
+use crate::llm::{Seen, Words};
 use crate::region::Polygon;
 use crate::snapshot::{Picture, Snapshotter};
 use crate::trigger::Decision;
@@ -179,35 +179,26 @@ impl Proactive {
         let about = self.words.context.as_deref();
         // A zone's rule sees the zone only (docs/configuration.md, "Zone
         // rules"): its tokens, or its crop encoded now.
-        let within;
-        let crop;
-        let positions: Vec<u32>;
+        let view: Context;
         let scoped: Vec<Seen>;
         let seen = match &ask.view {
             View::Whole => seen,
             View::Within(points) => {
-                within = self.context.within(points);
-                scoped = within.seen();
+                view = self.context.within(points);
+                scoped = view.seen();
                 &scoped
             }
             View::Crop(frame) => {
-                crop = match crate::vision::encode(backend, &self.stages.preprocessor, frame) {
+                let crop = match crate::vision::encode(backend, &self.stages.preprocessor, frame) {
                     Ok(tokens) => tokens,
                     Err(e) => {
                         tracing::warn!(camera, rule, "encoding a zone's crop failed: {e}");
                         return None;
                     }
                 };
-                positions = (0..crop.rows * crop.cols).collect();
-                scoped = vec![Seen {
-                    at: self.at,
-                    now: true,
-                    visual: Visual {
-                        grid: positions.len(),
-                        positions: &positions,
-                        tokens: &crop.features,
-                    },
-                }];
+                let grid = (crop.rows * crop.cols) as usize;
+                view = Context::frame(self.at, grid, crop.features);
+                scoped = view.seen();
                 &scoped
             }
         };

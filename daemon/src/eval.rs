@@ -394,7 +394,7 @@ impl ClipRun<'_> {
             tally.tokens += kept.mask.len() as f64;
             tally.encoded += f64::from(u8::from(encoded));
             while let Some(q) = asked.next_if(|q| q.frame == n) {
-                let context = analysis.context();
+                let context = analysis.context_for(&q.question);
                 let seen = context.seen();
                 let answer = stages.responder.ask(backend.as_mut(), &seen, &q.question)?;
                 let right = score(&q.task, &answer.text, &q.answer);

@@ -16,6 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 F32 = np.float32
+# A describe prompt ("what changed ?") covers this many seconds before the
+# newest frame (qa.WINDOW_S); a model folder opts in with
+# `glimpse.describe_window_s` in its config.json (daemon llm/words.rs).
+# A push within EPS of the window's start belongs to the state before it.
+EPS = 1e-3
 
 
 def patch_change(a, b, rows, cols):
@@ -115,7 +120,7 @@ def descriptor(tokens, dim):
 class Memory:
     """The pyramid memory bank and the canvas (docs/architecture.md §5)."""
 
-    def __init__(self, grid, dim, capacities=(4, 8, 24), sources=0):
+    def __init__(self, grid, dim, capacities=(4, 8, 24), sources=0, window=2.0):
         self.grid, self.dim, self.capacities = grid, dim, list(capacities)
         self.levels = [[], [], []]
         n = grid * grid
@@ -124,6 +129,12 @@ class Memory:
         self.present = np.zeros(n, bool)
         self.canvas_pts = 0.0
         self.encoded = 0
+        # What each recent push overwrote on the canvas, oldest first:
+        # (pts, cells, old tokens, old sources, old presence), so that the
+        # canvas as it was before a describe window can be rebuilt
+        # (`window_readout`). Pushes older than the window are forgotten.
+        self.undo = []
+        self.window = window
         # The smallest gap between the best and second-best pair at any
         # eviction: below ~1e-5 another runtime's rounding may pick the
         # other pair (parity.py reports that as a tie, not a difference).
@@ -133,6 +144,10 @@ class Memory:
         """Remembers an encoded frame: `mask` [n] of kept cells, `tokens`
         [n_kept, D], `sources` [n_kept, S] or None."""
         cells = np.flatnonzero(mask)
+        old_src = self.canvas_src[cells].copy() if self.canvas_src is not None else None
+        self.undo.append((pts, cells, self.canvas[cells].copy(), old_src, self.present[cells].copy()))
+        while self.undo and self.undo[0][0] <= pts - self.window + EPS:
+            self.undo.pop(0)
         self.canvas[cells] = tokens
         if self.canvas_src is not None:
             self.canvas_src[cells] = sources
@@ -181,21 +196,54 @@ class Memory:
         return items
 
 
+    def window_readout(self, now_pts, window=None):
+        """describe's context: the cells that changed in the last `window`
+        seconds before `now_pts`, as they were when the window began (every
+        push newer than its start undone), labelled with that time, then as
+        they are now. A cell changed when its token (or its presence)
+        differs between the two; the rest of the scene is left out, as
+        token dropping leaves out what did not change. What changed is
+        then what the two images hold: no change, no tokens."""
+        window = self.window if window is None else window
+        assert window <= self.window + EPS, "the undo log holds only the memory's window"
+        start = now_pts - window
+        canvas, present = self.canvas.copy(), self.present.copy()
+        src = self.canvas_src.copy() if self.canvas_src is not None else None
+        for pts, cells, old, old_src, old_present in reversed(self.undo):
+            if pts <= start + EPS:
+                break
+            canvas[cells] = old
+            present[cells] = old_present
+            if src is not None:
+                src[cells] = old_src
+        changed = (present != self.present) | (self.present & (canvas != self.canvas).any(1))
+        before = np.flatnonzero(changed & present)
+        now = np.flatnonzero(changed & self.present)
+        n = self.grid * self.grid
+        return [
+            (f"at {max(start, 0.0):.1f} s :", n, before, canvas[before], src[before] if src is not None else None),
+            ("now :", n, now, self.canvas[now], self.canvas_src[now] if self.canvas_src is not None else None),
+        ]
+
+
 def gated(frames, tau_pix, grid):
     """Indices of the frames that reach the encoder (all when tau_pix is 0)."""
     return gate(frames, tau_pix, grid) if tau_pix > 0 else list(range(len(frames)))
 
 
-def build_memory(frames, pts, encode, grid, dim, tau_pix=0.02, tau=0.5, reference="last_kept", similarity="centered", capacities=(4, 8, 24), track_sources=False, encoded=None):
+def build_memory(frames, pts, encode, grid, dim, tau_pix=0.02, tau=0.5, reference="last_kept", similarity="centered", capacities=(4, 8, 24), track_sources=False, encoded=None, visit=None, window=2.0):
     """Runs gate → encoder → dropping → memory over a clip, as the daemon
     does for one camera. `encode(indices)` returns features [len, grid², D]
     for the given frame indices; `encoded`, when given, is the gate's
-    decision already made (`gated`). Returns (memory, encoded indices, masks)."""
+    decision already made (`gated`); `visit(i, memory)`, when given, is
+    called after every frame i, encoded or not; `window` is how far back
+    `Memory.window_readout` can reach. Returns (memory, encoded indices,
+    masks)."""
     if encoded is None:
         encoded = gated(frames, tau_pix, grid)
     features = encode(encoded)
     n = grid * grid
-    memory = Memory(grid, dim, capacities, sources=len(encoded) * n if track_sources else 0)
+    memory = Memory(grid, dim, capacities, sources=len(encoded) * n if track_sources else 0, window=window)
     dropper = Dropper(tau, reference, similarity)
     masks = []
     for j, i in enumerate(encoded):
@@ -207,6 +255,9 @@ def build_memory(frames, pts, encode, grid, dim, tau_pix=0.02, tau=0.5, referenc
             src = np.zeros((len(cells), len(encoded) * n), F32)
             src[np.arange(len(cells)), j * n + cells] = 1
         memory.push(pts[i], mask, features[j][mask], src)
+        if visit is not None:
+            for k in range(i, encoded[j + 1] if j + 1 < len(encoded) else len(frames)):
+                visit(k, memory)
     return memory, encoded, masks
 
 

@@ -4,11 +4,18 @@ loads (docs/architecture.md §6): onnx/{vision_encoder,embed_tokens,decoder_mode
 tokenizer.json, and the configs.
 
     python3 export.py work/ckpt.pt model/
+    python3 export.py work/ckpt.pt model/ --describe-window 0   # a model trained before the window
+
+`--describe-window S` (default qa.WINDOW_S, 2 s) writes
+`glimpse.describe_window_s`: the model was trained (cache.py --window) to
+answer "what changed ?" from the scene before the window and now, and the
+daemon then asks it so (context.Memory.window_readout). 0 leaves it out: the
+daemon asks it of the whole memory, as models trained before it.
 """
 
+import argparse
 import json
 import os
-import sys
 
 import torch
 
@@ -68,7 +75,12 @@ def export_graphs(net, out):
 
 
 def main():
-    ckpt, out = sys.argv[1], sys.argv[2]
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("ckpt")
+    ap.add_argument("out")
+    ap.add_argument("--describe-window", type=float, default=qa.WINDOW_S)
+    args = ap.parse_args()
+    ckpt, out = args.ckpt, args.out
     os.makedirs(os.path.join(out, "onnx"), exist_ok=True)
     tok, vocab = qa.make_tokenizer()
     tok.save(os.path.join(out, "tokenizer.json"))
@@ -111,6 +123,8 @@ def main():
         # import_onnx.py reads it back. The daemon needs nothing: the code
         # is inside the graph.
         config["glimpse"]["place_code"] = "sincos_2d"
+    if args.describe_window:
+        config["glimpse"]["describe_window_s"] = args.describe_window
     generation = {"bos_token_id": vocab["<|im_start|>"], "eos_token_id": [vocab["<end_of_utterance>"]], "max_new_tokens": 24}
     preprocessor = {
         "image_processor_type": "Idefics3ImageProcessor",

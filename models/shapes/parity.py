@@ -36,6 +36,10 @@ def main():
     grid = size // config["vision_config"]["patch_size"] // config.get("scale_factor", 1)
     hidden = config["text_config"]["hidden_size"]
     image_token = config["image_token_id"]
+    # A model trained on describe windows reads "what changed ?" from the
+    # scene before the window and now (context.Memory.window_readout).
+    window = config.get("glimpse", {}).get("describe_window_s")
+    describe = config.get("glimpse", {}).get("describe", "what changed ?")
     tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
     vision = ort.InferenceSession(os.path.join(model_dir, "onnx", "vision_encoder.onnx"), providers=["CPUExecutionProvider"])
     mean = np.array(pre["image_mean"], np.float32).reshape(1, 3, 1, 1)
@@ -85,8 +89,12 @@ def main():
                 reference=first["reference"],
                 similarity=first["similarity"],
                 capacities=first["memory"],
+                window=window or 2.0,
             )
-            items = memory.readout()
+            if window and p["question"].replace("?", " ?").split() == describe.replace("?", " ?").split():
+                items = memory.window_readout(n / fps)
+            else:
+                items = memory.readout()
             ids, positions, _ = context.layout(tok, image_token, items, p["question"])
             mine = {
                 "labels": [it[0] for it in items],

@@ -80,7 +80,12 @@ class Cache:
             for j, c in enumerate(s["q_ctx"]):
                 s["by_ctx"][c].append(j)
             self.shards.append(s)
-        self.index = [(i, c) for i, s in enumerate(self.shards) for c in range(len(s["pre_off"]) - 1)]
+        # Two kinds of context (cache.py): the whole memory, asked every
+        # task but describe, and describe's window readouts.
+        every = [(i, c) for i, s in enumerate(self.shards) for c in range(len(s["pre_off"]) - 1)]
+        is_window = [bool(self.shards[i].get("window", np.zeros(c + 1, bool))[c]) for i, c in every]
+        self.index = [x for x, w in zip(every, is_window) if not w]
+        self.windows = [x for x, w in zip(every, is_window) if w]
         # The index in order of prefix length, to draw batches of contexts
         # of about the same length (`draw`): padding was a third of the
         # decoder's work with contexts drawn at random.
@@ -95,8 +100,12 @@ class Cache:
         pool = self.by_length[lo : lo + window]
         return [self.index[k] for k in rng.choice(pool, size=min(n, len(pool)), replace=False)]
 
+    def draw_windows(self, n, rng):
+        """`n` distinct describe windows (all about the same length)."""
+        return [self.windows[k] for k in rng.choice(len(self.windows), size=min(n, len(self.windows)), replace=False)]
+
     def __len__(self):
-        return len(self.index)
+        return len(self.index) + len(self.windows)
 
     def prefix(self, i, c):
         s = self.shards[i]
@@ -158,11 +167,12 @@ def batch_loss(net, data, chosen, kind_ids, image_id):
 
 def evaluate(net, data, kind_ids, image_id, contexts=128):
     """Teacher-forced exact match per task on the first `contexts` of the
-    validation cache, every question of each."""
+    validation cache and its first 2 × `contexts` describe windows, every
+    question of each."""
     right, total = {t: 0 for t in TASKS}, {t: 0 for t in TASKS}
     losses = []
     with torch.no_grad():
-        index = data.index[:contexts]
+        index = data.index[:contexts] + data.windows[: 2 * contexts]
         for k in range(0, len(index), 8):
             chosen = [(i, c, data.shards[i]["by_ctx"][c]) for i, c in index[k : k + 8]]
             loss, results, _ = batch_loss(net, data, chosen, kind_ids, image_id)
@@ -190,6 +200,8 @@ def main():
     ap.add_argument("--out", default="work/decoder")
     ap.add_argument("--contexts", type=int, default=8)
     ap.add_argument("--questions", type=int, default=8)
+    ap.add_argument("--describe-share", type=float, default=0.4, help="share of the steps that are describe windows, when the cache has them")
+    ap.add_argument("--windows", type=int, default=32, help="describe windows per describe step")
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--ema", type=float, default=0.999)
@@ -237,7 +249,7 @@ def main():
     if not resumed:
         vloss, acc = evaluate(ema, val, kind_ids, image_id)
         say(f"val step {step} start loss {vloss:.3f} " + " ".join(f"{t} {100 * a:.0f}" for t, a in acc.items()))
-    say(f"{'resumed' if resumed else 'started'} at step {step} ({minutes:.1f} min, {seen} examples so far); cache {len(data)} contexts, val {len(val)}")
+    say(f"{'resumed' if resumed else 'started'} at step {step} ({minutes:.1f} min, {seen} examples so far); cache {len(data.index)} contexts and {len(data.windows)} describe windows, val {len(val)}")
     rng = np.random.default_rng([args.seed, step])
     net.train()
     started = last_save = time.time()
@@ -247,7 +259,11 @@ def main():
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     while not stop and (not args.minutes or time.time() - started < args.minutes * 60):
-        chosen = [(i, c, pick_questions(data, i, c, args.questions, rng)) for i, c in data.draw(args.contexts, rng)]
+        if data.windows and rng.random() < args.describe_share:
+            # Short prompts of one question each: more of them to a step.
+            chosen = [(i, c, data.shards[i]["by_ctx"][c]) for i, c in data.draw_windows(args.windows, rng)]
+        else:
+            chosen = [(i, c, pick_questions(data, i, c, args.questions, rng)) for i, c in data.draw(args.contexts, rng)]
         # A warm-up at every start: a resumed optimiser's moments are
         # stale for the first steps after a pause as well.
         lr = args.lr * min(1.0, (step - first + 1) / args.warmup)
@@ -279,7 +295,7 @@ def main():
             # cache.py may still be writing shards: take the new ones.
             if len(glob.glob(os.path.join(args.cache, "shard-*.npz"))) != len(data.shards):
                 data = Cache(args.cache)
-                say(f"cache now {len(data)} contexts")
+                say(f"cache now {len(data.index)} contexts and {len(data.windows)} describe windows")
     save(args.out, net, ema, opt, step, seen, minutes + (time.time() - started) / 60)
     say(f"stopped at step {step}")
 

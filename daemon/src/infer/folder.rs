@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -176,6 +177,29 @@ pub struct ModelFolder {
     /// Its answers that mean no change (`glimpse.no_news`), if the folder
     /// says.
     pub no_news: Option<Vec<String>>,
+    /// The window its question about a change covers, when the model was
+    /// trained to answer it from the scene before the window and now
+    /// (`glimpse.describe_window_s`); else it reads the whole memory.
+    pub describe_window: Option<Duration>,
+}
+
+/// Longest `glimpse.describe_window_s` a folder may ask for: the memory
+/// keeps what each frame of the window overwrote on the canvas.
+pub const MAX_DESCRIBE_WINDOW_S: f64 = 30.0;
+
+/// `glimpse.describe_window_s`, if set: a number of seconds in
+/// (0, [`MAX_DESCRIBE_WINDOW_S`]].
+fn describe_window(ours: &Value) -> Result<Option<Duration>, String> {
+    let value = &ours["describe_window_s"];
+    if value.is_null() {
+        return Ok(None);
+    }
+    match value.as_f64() {
+        Some(s) if s > 0.0 && s <= MAX_DESCRIBE_WINDOW_S => Ok(Some(Duration::from_secs_f64(s))),
+        _ => Err(format!(
+            "glimpse.describe_window_s must be a number of seconds above 0 and at most {MAX_DESCRIBE_WINDOW_S}, not {value}"
+        )),
+    }
 }
 
 /// Sizes and ids of a model.
@@ -302,6 +326,8 @@ impl ModelFolder {
             detect_layout(&config, processor_config.as_ref());
         let ours = &config["glimpse"];
         let describe = ours["describe"].as_str().map(str::to_owned);
+        let describe_window =
+            describe_window(ours).map_err(|reason| broken(&path.join("config.json"), reason))?;
         let no_news = ours["no_news"].as_array().map(|answers| {
             answers
                 .iter()
@@ -324,6 +350,7 @@ impl ModelFolder {
             prompt_layout_reason,
             describe,
             no_news,
+            describe_window,
         })
     }
 
@@ -718,4 +745,21 @@ fn is_cache(name: &str) -> bool {
 
 fn is_first_cache(name: &str) -> bool {
     name.starts_with("past_key_values.0.") || name.starts_with("present.0.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_describe_window_is_read_and_a_bad_one_named() {
+        let read = |v: Value| describe_window(&serde_json::json!({ "describe_window_s": v }));
+        assert_eq!(read(Value::Null), Ok(None));
+        assert_eq!(read(2.into()), Ok(Some(Duration::from_secs(2))));
+        assert_eq!(read(0.5.into()), Ok(Some(Duration::from_millis(500))));
+        for bad in [0.into(), (-1).into(), 31.into(), "2".into()] {
+            let e = read(bad).unwrap_err();
+            assert!(e.contains("glimpse.describe_window_s"), "{e}");
+        }
+    }
 }

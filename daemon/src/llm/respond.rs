@@ -5,6 +5,7 @@
 //! canvas) is built by the caller.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::prompt::{build, message, Seen, Visual};
 use super::{generate, LlmError, Prompt, Sampling, TextCodec};
@@ -58,6 +59,10 @@ pub struct Words {
     pub no_news: Vec<String>,
     /// The layout has no place for the context (glimpse's own).
     pub context_ignored: bool,
+    /// The window the description covers, when the model reads it from
+    /// the scene before the window and now (the folder's
+    /// `glimpse.describe_window_s`); else it reads the whole memory.
+    pub describe_window: Option<Duration>,
 }
 
 /// What a model folder says of the question about a change: its layout
@@ -67,6 +72,7 @@ pub struct FolderWords {
     layout: PromptLayout,
     describe: Option<String>,
     no_news: Option<Vec<String>>,
+    describe_window: Option<Duration>,
 }
 
 impl FolderWords {
@@ -76,6 +82,7 @@ impl FolderWords {
             layout: folder.prompt_layout,
             describe: folder.describe.clone(),
             no_news: folder.no_news.clone(),
+            describe_window: folder.describe_window,
         }
     }
 }
@@ -107,12 +114,22 @@ impl Words {
             context: context.map(str::to_owned),
             no_news,
             context_ignored: context.is_some() && folder.layout != PromptLayout::SmolvlmVideo,
+            describe_window: folder.describe_window,
         }
     }
 
     /// Whether `description` is no news.
     pub fn is_no_news(&self, description: &str) -> bool {
         self.no_news.iter().any(|n| same_words(description, n))
+    }
+
+    /// Whether `question` is the question about a change (a user may ask
+    /// it too), which the model may read from its own window of the memory.
+    pub fn is_describe(&self, question: &str) -> bool {
+        // "what changed?" and "what changed ?" are one question to the
+        // tokenizer.
+        let spaced = |t: &str| t.replace('?', " ?");
+        same_words(&spaced(question), &spaced(&self.describe))
     }
 }
 
@@ -304,8 +321,26 @@ impl Responder {
 
 #[cfg(test)]
 mod tests {
-    use super::says_nothing_changed;
     use super::without_repeated_clauses as once;
+    use super::{says_nothing_changed, Words};
+
+    #[test]
+    fn the_question_about_a_change_is_known_however_it_is_spaced() {
+        let words = Words {
+            describe: "what changed ?".into(),
+            describe_from: "model folder",
+            context: None,
+            no_news: vec![],
+            context_ignored: false,
+            describe_window: None,
+        };
+        for q in ["what changed ?", "What changed?", " what  changed ? "] {
+            assert!(words.is_describe(q), "{q:?}");
+        }
+        for q in ["what changed at the door ?", "how many shapes are there ?"] {
+            assert!(!words.is_describe(q), "{q:?}");
+        }
+    }
 
     #[test]
     fn nothing_changed_is_recognised_however_it_is_written() {

@@ -18,6 +18,13 @@
 //! ([`MemoryBank::token_bound`]), so memory use is constant once the
 //! levels are full, whatever the stream's length. Runs on a model worker
 //! thread, under the camera's analysis lock.
+//!
+//! A model trained to describe a change from the scene before and after a
+//! short window (`glimpse.describe_window_s`, docs/architecture.md §5)
+//! needs the cells that changed in it, as they were when it began and as
+//! they are now: the bank then keeps what each push of the last `history`
+//! overwrote ([`MemoryBank::changed_since`]), a few pushes' worth at a
+//! camera's frame rate.
 
 mod config;
 mod snapshot;
@@ -59,6 +66,36 @@ pub struct MemoryBank {
     canvas_present: Vec<bool>,
     canvas_pts: Duration,
     encoded: u64,
+    /// How far back [`MemoryBank::changed_since`] can reach (zero: no undo
+    /// log is kept).
+    history: Duration,
+    /// What each push within `history` of the newest overwrote, oldest
+    /// first. Not part of a snapshot: a restored memory starts without.
+    overwritten: VecDeque<Overwrite>,
+}
+
+/// What one push overwrote on the canvas.
+#[derive(Debug, Clone, PartialEq)]
+struct Overwrite {
+    pts: Duration,
+    cells: Vec<u32>,
+    /// The cells' tokens before the push (zeros where absent).
+    tokens: Vec<f32>,
+    present: Vec<bool>,
+}
+
+/// A push within this much of a window's start belongs to the scene
+/// before the window (stream times are not exact multiples of a frame).
+const WINDOW_SLACK: Duration = Duration::from_millis(1);
+
+/// The cells that changed in a window ([`MemoryBank::changed_since`]):
+/// (cells, tokens) as they were when it began, and as they are now.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changed {
+    /// As they were at the window's start (a cell not seen then is absent).
+    pub before: (Vec<u32>, Vec<f32>),
+    /// As they are now.
+    pub now: (Vec<u32>, Vec<f32>),
 }
 
 /// One item of the readout, oldest first: a remembered frame or the canvas.
@@ -89,12 +126,47 @@ impl MemoryBank {
             canvas_present: vec![false; n],
             canvas_pts: Duration::ZERO,
             encoded: 0,
+            history: Duration::ZERO,
+            overwritten: VecDeque::new(),
+        }
+    }
+
+    /// Keeps enough of the canvas's past that [`MemoryBank::changed_since`]
+    /// reaches `history` back from the newest frame.
+    pub fn keep_history(&mut self, history: Duration) {
+        self.history = history;
+        if history.is_zero() {
+            self.overwritten.clear();
         }
     }
 
     /// Remembers an encoded frame's kept tokens.
     pub fn push(&mut self, kept: &Kept) {
         debug_assert_eq!(kept.dim, self.dim);
+        if !self.history.is_zero() {
+            let pts = kept.meta.pts;
+            let mut old = Overwrite {
+                pts,
+                cells: kept.positions.clone(),
+                tokens: Vec::with_capacity(kept.positions.len() * self.dim),
+                present: Vec::with_capacity(kept.positions.len()),
+            };
+            for &p in &kept.positions {
+                let p = p as usize;
+                old.tokens
+                    .extend_from_slice(&self.canvas[p * self.dim..(p + 1) * self.dim]);
+                old.present.push(self.canvas_present[p]);
+            }
+            self.overwritten.push_back(old);
+            // A push older than the newest by `history` is never undone.
+            while self
+                .overwritten
+                .front()
+                .is_some_and(|o| o.pts + self.history <= pts + WINDOW_SLACK)
+            {
+                self.overwritten.pop_front();
+            }
+        }
         for (i, &p) in kept.positions.iter().enumerate() {
             let p = p as usize;
             self.canvas[p * self.dim..(p + 1) * self.dim]
@@ -189,6 +261,47 @@ impl MemoryBank {
         (cells, tokens)
     }
 
+    /// The cells that changed since `start` (within [`WINDOW_SLACK`]): as
+    /// they were then, and as they are now. A cell changed when a push
+    /// newer than `start` left its token (or its presence) different; the
+    /// rest of the scene is left out, as token dropping leaves out what
+    /// did not change. Reaches back as far as the history kept
+    /// ([`MemoryBank::keep_history`]): a push older than that counts as
+    /// before.
+    pub fn changed_since(&self, start: Duration) -> Changed {
+        let mut canvas = self.canvas.clone();
+        let mut present = self.canvas_present.clone();
+        for old in self.overwritten.iter().rev() {
+            if old.pts <= start + WINDOW_SLACK {
+                break;
+            }
+            for (i, &p) in old.cells.iter().enumerate() {
+                let p = p as usize;
+                canvas[p * self.dim..(p + 1) * self.dim]
+                    .copy_from_slice(&old.tokens[i * self.dim..(i + 1) * self.dim]);
+                present[p] = old.present[i];
+            }
+        }
+        let mut changed = Changed::default();
+        for p in 0..present.len() {
+            let token = p * self.dim..(p + 1) * self.dim;
+            let differs = present[p] != self.canvas_present[p]
+                || (self.canvas_present[p] && canvas[token.clone()] != self.canvas[token.clone()]);
+            if !differs {
+                continue;
+            }
+            if present[p] {
+                changed.before.0.push(p as u32);
+                changed.before.1.extend_from_slice(&canvas[token.clone()]);
+            }
+            if self.canvas_present[p] {
+                changed.now.0.push(p as u32);
+                changed.now.1.extend_from_slice(&self.canvas[token]);
+            }
+        }
+        changed
+    }
+
     /// Every entry of every level in time order, then the canvas.
     pub fn readout<'a>(&'a self, canvas: &'a (Vec<u32>, Vec<f32>)) -> Vec<ReadoutItem<'a>> {
         let mut items: Vec<ReadoutItem<'a>> = self
@@ -259,7 +372,8 @@ impl MemoryBank {
             .flatten()
             .map(|e| e.tokens.len() + e.descriptor.len())
             .sum();
-        (entries + self.canvas.len()) * std::mem::size_of::<f32>()
+        let overwritten: usize = self.overwritten.iter().map(|o| o.tokens.len()).sum();
+        (entries + self.canvas.len() + overwritten) * std::mem::size_of::<f32>()
     }
 }
 

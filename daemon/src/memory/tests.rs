@@ -219,3 +219,58 @@ fn snapshots_round_trip_and_bad_ones_are_refused_with_the_reason() {
         .to_string()
         .ends_with("not a glimpse memory snapshot"));
 }
+
+/// A window's change: the cells pushed inside it, as they were when it
+/// began (the push at its start is the scene before) and as they are now;
+/// cells no push inside it touched are left out.
+#[test]
+fn a_window_holds_the_cells_pushed_inside_it_before_and_now() {
+    let mut b = bank([4, 8, 24]);
+    b.keep_history(Duration::from_secs(2));
+    // Frames 0.5 s apart: the whole grid at 0 s, then frame k changes
+    // cell k (seq 1..=8, up to 4.0 s).
+    let all: Vec<u32> = (0..GRID * GRID).collect();
+    b.push(&kept(0, &all, 0, 1.0));
+    for seq in 1..=8u64 {
+        b.push(&kept(seq, &[seq as u32], 1, seq as f32));
+    }
+    // Now is 4.0 s: the window (2.0, 4.0] holds seqs 5..=8.
+    let w = b.changed_since(Duration::from_secs(2));
+    assert_eq!(w.before.0, vec![5, 6, 7, 8]);
+    assert_eq!(w.now.0, vec![5, 6, 7, 8]);
+    for (i, cell) in (5..=8u32).enumerate() {
+        let before = &w.before.1[i * DIM..(i + 1) * DIM];
+        let now = &w.now.1[i * DIM..(i + 1) * DIM];
+        assert_eq!(before, [1.0, 0.1, 0.1, 0.1], "cell {cell} before");
+        assert_eq!(now[1], cell as f32, "cell {cell} now");
+    }
+    // The history reaches back 2 s from the newest push: a longer window
+    // sees no further (seq 4, at 2.0 s, is forgotten).
+    assert_eq!(
+        b.changed_since(Duration::from_secs(1)).now.0,
+        vec![5, 6, 7, 8]
+    );
+    // A push that kept a token equal to the one before changes nothing.
+    b.push(&kept(9, &[0], 0, 1.0));
+    assert_eq!(
+        b.changed_since(Duration::from_millis(4000)).now.0,
+        Vec::<u32>::new()
+    );
+    // Without history nothing is undone, so nothing changed.
+    let mut plain = bank([4, 8, 24]);
+    plain.push(&kept(0, &[0], 0, 1.0));
+    plain.push(&kept(1, &[1], 0, 2.0));
+    assert_eq!(plain.changed_since(Duration::ZERO), Changed::default());
+}
+
+/// A cell first seen inside the window is in "now" only.
+#[test]
+fn a_cell_first_seen_inside_the_window_is_new_in_it() {
+    let mut b = bank([4, 8, 24]);
+    b.keep_history(Duration::from_secs(2));
+    b.push(&kept(0, &[0, 1], 0, 1.0));
+    b.push(&kept(1, &[1, 2], 0, 2.0));
+    let w = b.changed_since(Duration::ZERO);
+    assert_eq!(w.before.0, vec![1]);
+    assert_eq!(w.now.0, vec![1, 2]);
+}

@@ -234,6 +234,8 @@ pub struct CameraAnalysis {
     changed: Vec<bool>,
     /// What the camera asks on a change, and what is no news.
     pub words: Arc<Words>,
+    /// Memory time of the last sampled frame: "now" for a description.
+    last_pts: Duration,
 }
 
 /// How many recent retention values a camera keeps for the status page:
@@ -356,8 +358,15 @@ impl CameraAnalysis {
         let grid = info.grid;
         let look = Look::default_for(stages.model.folder().prompt_layout);
         let regions = Regions::new(config, grid, look);
-        let fresh = MemoryBank::new(grid, info.hidden, &config.memory);
-        let memory = match snapshot
+        let words = stages.responder.words(
+            config.trigger.describe.as_deref(),
+            config.trigger.context.as_deref(),
+            config.trigger.no_news.as_deref(),
+        );
+        let history = words.describe_window.unwrap_or_default();
+        let mut fresh = MemoryBank::new(grid, info.hidden, &config.memory);
+        fresh.keep_history(history);
+        let mut memory = match snapshot
             .as_deref()
             .map(|p| memory::load_snapshot(p, &stages.fingerprint, &fresh))
         {
@@ -375,6 +384,7 @@ impl CameraAnalysis {
             }
             _ => fresh,
         };
+        memory.keep_history(history);
         CameraAnalysis {
             camera: name.to_owned(),
             gate: PixelGate::new(config.dtd.tau_pix, grid, grid).ignoring(regions.motion.clone()),
@@ -396,11 +406,8 @@ impl CameraAnalysis {
             picture: None,
             regions,
             changed: Vec::new(),
-            words: Arc::new(stages.responder.words(
-                config.trigger.describe.as_deref(),
-                config.trigger.context.as_deref(),
-                config.trigger.no_news.as_deref(),
-            )),
+            words: Arc::new(words),
+            last_pts: Duration::ZERO,
         }
     }
 
@@ -418,6 +425,7 @@ impl CameraAnalysis {
         // Everything downstream (memory, trigger spans, events) takes the
         // memory time; the trigger keeps the stream's own.
         let pts = self.clock.time(frame.pts);
+        self.last_pts = pts;
         let gate = self.gate.check(frame);
         let tau_pix = self.gate.tau_pix();
         self.changed = gate.change.iter().map(|&c| c >= tau_pix).collect();
@@ -545,6 +553,52 @@ impl CameraAnalysis {
             })
             .collect();
         Context { items }
+    }
+
+    /// The context the model reads `question` from: the question about a
+    /// change, for a model trained on its own window of the memory
+    /// ([`CameraAnalysis::describe_context`]), else the whole readout.
+    pub fn context_for(&self, question: &str) -> Context {
+        if self.words.is_describe(question) {
+            self.describe_context()
+        } else {
+            self.context()
+        }
+    }
+
+    /// The context of the question about a change. For a model with a
+    /// describe window (`glimpse.describe_window_s`): the cells that
+    /// changed in the window before the last sampled frame, as they were
+    /// when it began (labelled with that time) and as they are now; what
+    /// changed is what the two hold, and a still scene gives the model no
+    /// tokens at all (docs/architecture.md §5). Otherwise the whole
+    /// readout.
+    pub fn describe_context(&self) -> Context {
+        let Some(window) = self.words.describe_window else {
+            return self.context();
+        };
+        let start = self.last_pts.saturating_sub(window);
+        let (grid, _) = self.memory.shape();
+        let grid = (grid * grid) as usize;
+        let changed = self.memory.changed_since(start);
+        Context {
+            items: vec![
+                ContextItem {
+                    now: false,
+                    pts: start,
+                    grid,
+                    cells: changed.before.0,
+                    tokens: changed.before.1,
+                },
+                ContextItem {
+                    now: true,
+                    pts: self.memory.end(),
+                    grid,
+                    cells: changed.now.0,
+                    tokens: changed.now.1,
+                },
+            ],
+        }
     }
 }
 
@@ -770,6 +824,11 @@ pub fn analyse(
         camera: a.camera.clone(),
         at: kept.meta.pts,
         context: a.context(),
+        describe_context: if decision.describe {
+            a.describe_context()
+        } else {
+            Context::default()
+        },
         decision,
         rules,
         rule_states: a.rule_states.clone(),

@@ -260,7 +260,7 @@ impl Camera {
         let (context, picture) = {
             let mut slot = lock(&self.analysis);
             let state = self.state_for(&mut slot, &stages);
-            (state.context(), state.picture())
+            (state.context_for(question), state.picture())
         };
         let mut event = super::respond::answer(&self.name, &context, &stages, question)?;
         // The answer is about the scene now: the last sampled frame.

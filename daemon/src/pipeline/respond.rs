@@ -23,6 +23,8 @@ pub(super) struct Proactive {
     /// Stream time of the frame that changed.
     pub(super) at: Duration,
     pub(super) context: Context,
+    /// What the description reads ([`super::analysis::CameraAnalysis::describe_context`]).
+    pub(super) describe_context: Context,
     pub(super) decision: Decision,
     /// The watch rules to check now.
     pub(super) rules: Vec<RuleAsk>,
@@ -69,7 +71,7 @@ impl Proactive {
         let seen = self.context.seen();
         let mut out = Vec::new();
         if self.decision.describe {
-            out.extend(self.describe(backend.as_mut(), &seen));
+            out.extend(self.describe(backend.as_mut()));
         }
         for rule in &self.rules {
             // One model call per rule: a worker beat per rule, so a long
@@ -135,14 +137,15 @@ impl Proactive {
     }
 
     /// The description of the change, unless it is unsure or no news.
-    fn describe(&self, backend: &mut dyn Backend, seen: &[Seen]) -> Option<Event> {
+    fn describe(&self, backend: &mut dyn Backend) -> Option<Event> {
         let camera = self.camera.as_str();
         let words = &self.words;
         let about = words.context.as_deref();
+        let seen = self.describe_context.seen();
         match self
             .stages
             .responder
-            .ask_about(backend, seen, &words.describe, about)
+            .ask_about(backend, &seen, &words.describe, about)
         {
             Ok(answer) if self.unsure("description", &answer) => None,
             // The trigger saw pixels change, the model no change it can
@@ -160,9 +163,16 @@ impl Proactive {
                 None
             }
             Ok(answer) => {
+                // Its span: what it read, from the oldest frame to now.
+                let from = self
+                    .describe_context
+                    .items
+                    .first()
+                    .map_or(self.at, |i| i.pts);
                 let mut event =
-                    Event::new(camera, EventKind::Description, answer.text, self.span());
+                    Event::new(camera, EventKind::Description, answer.text, (from, self.at));
                 event.confidence = Some(answer.confidence);
+                event.evidence = self.describe_context.evidence();
                 Some(event)
             }
             Err(e) => {

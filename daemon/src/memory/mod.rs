@@ -283,14 +283,14 @@ impl MemoryBank {
             }
         }
         let mut changed = Changed::default();
-        for p in 0..present.len() {
+        for (p, &was) in present.iter().enumerate() {
             let token = p * self.dim..(p + 1) * self.dim;
-            let differs = present[p] != self.canvas_present[p]
+            let differs = was != self.canvas_present[p]
                 || (self.canvas_present[p] && canvas[token.clone()] != self.canvas[token.clone()]);
             if !differs {
                 continue;
             }
-            if present[p] {
+            if was {
                 changed.before.0.push(p as u32);
                 changed.before.1.extend_from_slice(&canvas[token.clone()]);
             }

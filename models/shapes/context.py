@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 F32 = np.float32
-# A describe prompt ("what changed ?") covers this many seconds before the
-# newest frame (qa.WINDOW_S); a model folder opts in with
-# `glimpse.describe_window_s` in its config.json (daemon llm/words.rs).
-# A push within EPS of the window's start belongs to the state before it.
+# A describe prompt ("what changed ?") may read only the window before the
+# newest frame (`Memory.window_readout`; the daemon's
+# `MemoryBank::changed_since`), for a model folder that says
+# `glimpse.describe_window_s` in its config.json. A push within EPS of the
+# window's start belongs to the state before it (the daemon's WINDOW_SLACK).
 EPS = 1e-3
 
 
@@ -194,7 +195,6 @@ class Memory:
         label = "now :" if now_pts is None else f"now at {now_pts:.1f} s :"
         items.append((label, self.grid * self.grid, cells, self.canvas[cells], src))
         return items
-
 
     def window_readout(self, now_pts, window=None):
         """describe's context: the cells that changed in the last `window`

@@ -91,7 +91,8 @@ def main():
                 capacities=first["memory"],
                 window=window or 2.0,
             )
-            if window and p["question"].replace("?", " ?").split() == describe.replace("?", " ?").split():
+            # The daemon's Words::is_describe: case and "?" spacing aside.
+            if window and p["question"].lower().replace("?", " ?").split() == describe.lower().replace("?", " ?").split():
                 items = memory.window_readout(n / fps)
             else:
                 items = memory.readout()

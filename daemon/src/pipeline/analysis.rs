@@ -557,31 +557,27 @@ impl CameraAnalysis {
 
     /// The context the model reads `question` from: the question about a
     /// change, for a model trained on its own window of the memory
-    /// ([`CameraAnalysis::describe_context`]), else the whole readout.
+    /// ([`CameraAnalysis::window_context`]), else the whole readout.
     pub fn context_for(&self, question: &str) -> Context {
-        if self.words.is_describe(question) {
-            self.describe_context()
-        } else {
-            self.context()
-        }
+        self.window_context()
+            .filter(|_| self.words.is_describe(question))
+            .unwrap_or_else(|| self.context())
     }
 
-    /// The context of the question about a change. For a model with a
+    /// The context of the question about a change, for a model with a
     /// describe window (`glimpse.describe_window_s`): the cells that
     /// changed in the window before the last sampled frame, as they were
     /// when it began (labelled with that time) and as they are now; what
     /// changed is what the two hold, and a still scene gives the model no
-    /// tokens at all (docs/architecture.md §5). Otherwise the whole
-    /// readout.
-    pub fn describe_context(&self) -> Context {
-        let Some(window) = self.words.describe_window else {
-            return self.context();
-        };
+    /// tokens at all (docs/architecture.md §5). None for a model that
+    /// reads the whole readout ([`CameraAnalysis::context`]).
+    pub fn window_context(&self) -> Option<Context> {
+        let window = self.words.describe_window?;
         let start = self.last_pts.saturating_sub(window);
         let (grid, _) = self.memory.shape();
         let grid = (grid * grid) as usize;
         let changed = self.memory.changed_since(start);
-        Context {
+        Some(Context {
             items: vec![
                 ContextItem {
                     now: false,
@@ -598,7 +594,7 @@ impl CameraAnalysis {
                     tokens: changed.now.1,
                 },
             ],
-        }
+        })
     }
 }
 
@@ -824,11 +820,7 @@ pub fn analyse(
         camera: a.camera.clone(),
         at: kept.meta.pts,
         context: a.context(),
-        describe_context: if decision.describe {
-            a.describe_context()
-        } else {
-            Context::default()
-        },
+        window: decision.describe.then(|| a.window_context()).flatten(),
         decision,
         rules,
         rule_states: a.rule_states.clone(),

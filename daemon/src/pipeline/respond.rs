@@ -23,8 +23,10 @@ pub(super) struct Proactive {
     /// Stream time of the frame that changed.
     pub(super) at: Duration,
     pub(super) context: Context,
-    /// What the description reads ([`super::analysis::CameraAnalysis::describe_context`]).
-    pub(super) describe_context: Context,
+    /// What the description reads when the model has a describe window
+    /// ([`super::analysis::CameraAnalysis::window_context`]); else it reads
+    /// `context`.
+    pub(super) window: Option<Context>,
     pub(super) decision: Decision,
     /// The watch rules to check now.
     pub(super) rules: Vec<RuleAsk>,
@@ -141,7 +143,8 @@ impl Proactive {
         let camera = self.camera.as_str();
         let words = &self.words;
         let about = words.context.as_deref();
-        let seen = self.describe_context.seen();
+        let read = self.window.as_ref().unwrap_or(&self.context);
+        let seen = read.seen();
         match self
             .stages
             .responder
@@ -164,15 +167,11 @@ impl Proactive {
             }
             Ok(answer) => {
                 // Its span: what it read, from the oldest frame to now.
-                let from = self
-                    .describe_context
-                    .items
-                    .first()
-                    .map_or(self.at, |i| i.pts);
+                let from = read.items.first().map_or(self.at, |i| i.pts);
                 let mut event =
                     Event::new(camera, EventKind::Description, answer.text, (from, self.at));
                 event.confidence = Some(answer.confidence);
-                event.evidence = self.describe_context.evidence();
+                event.evidence = read.evidence();
                 Some(event)
             }
             Err(e) => {
